@@ -1,0 +1,47 @@
+/** The public entry points: `attention` and `buildBlockLayout`. */
+import { chooseBackend } from './backends';
+import { OptionError } from './errors';
+import { BlockLayout } from './layout';
+import { checkFiniteInputs, classifyInputs, resolveProblem } from './problem';
+import { Tensor } from './tensor';
+import type { AttentionOptions, AttentionResult } from './types';
+
+/**
+ * Multi-head attention with the sparse structure the options describe (dense when they
+ * describe none). Inputs are three Float32Arrays with `options.shape`, or three Tensors; the
+ * output comes back in the same form. Every check runs before any work, and the result is
+ * only returned whole: a rejected call has written nothing.
+ */
+export async function attention(q: Float32Array, k: Float32Array, v: Float32Array, options: AttentionOptions): Promise<AttentionResult<Float32Array>>;
+export async function attention(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Promise<AttentionResult<Tensor>>;
+export async function attention(q: Float32Array | Tensor, k: Float32Array | Tensor, v: Float32Array | Tensor, options: AttentionOptions = {}): Promise<AttentionResult> {
+  const inputs = classifyInputs(q, k, v);
+  const problem = resolveProblem(inputs, options);
+  const { name, backend } = chooseBackend(problem);
+  if (problem.checkFinite) checkFiniteInputs(inputs);
+  const r = await backend.attention(problem, inputs);
+  const output = inputs.kind === 'tensor' ? Tensor.fromFloat32(r.output, inputs.q.dims) : r.output;
+  const result: AttentionResult = { output, stats: r.stats, backend: name };
+  if (r.lse) result.lse = r.lse;
+  if (r.thresholds) result.thresholds = r.thresholds;
+  if (r.layout) result.layout = r.layout;
+  return result;
+}
+
+/**
+ * The block layout `attention` would use for these inputs and options (window, sinks and the
+ * block selection), to inspect, store or pass back as `options.layout`. `v` is not needed.
+ */
+export async function buildBlockLayout(q: Float32Array | Tensor, k: Float32Array | Tensor, options: AttentionOptions): Promise<BlockLayout> {
+  if (options?.layout !== undefined) throw new OptionError('buildBlockLayout builds a layout; do not pass one in', 'layout');
+  for (const key of ['topK', 'topKRatio', 'returnLse', 'returnThresholds', 'softmax'] as const) {
+    if (options?.[key] !== undefined) throw new OptionError(`${key} does not affect a block layout; leave it out of buildBlockLayout`, key);
+  }
+  // k stands in for v: only its shape is checked.
+  const inputs = classifyInputs(q, k, k);
+  const problem = resolveProblem(inputs, options);
+  if (!problem.sparse) throw new OptionError('options describe dense attention (no window, globalTokens or blocks): there is no layout to build', 'options');
+  const { backend } = chooseBackend(problem);
+  if (problem.checkFinite) checkFiniteInputs(inputs);
+  return backend.buildLayout(problem, inputs);
+}

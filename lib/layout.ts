@@ -1,0 +1,207 @@
+/**
+ * BlockLayout: which key blocks each (batch, head, query block) visits, in CSR form, with the
+ * mask rule needed inside partial blocks. Built by `buildBlockLayout` (from q and k, on any
+ * backend) or by `BlockLayout.fromSelection` (from block lists you choose); passed back to
+ * `attention` through `options.layout`, like FlexAttention's BlockMask.
+ */
+import { OptionError, ShapeError } from './errors';
+import { Coverage, MaskSpec, tileCoverage } from './mask';
+
+/** Bit flags per layout entry. */
+export const BLOCK_SELECTED = 1; // chosen by selection: every causally allowed key of the block is allowed
+export const BLOCK_FULL = 2; // every (row, key) of the tile is allowed: no element mask needed
+
+export interface LayoutGeometry {
+  batch: number;
+  heads: number;
+  seqQ: number;
+  seqK: number;
+  blockSize: number;
+  causal: boolean;
+  /** [left, right] or null for no window. */
+  window: readonly [number, number] | null;
+  globalTokens: number;
+}
+
+export interface LayoutEntryList {
+  /** Key-block indices, ascending. */
+  blocks: Int32Array;
+  /** Per block: no element mask needed. */
+  full: boolean[];
+  /** Per block: chosen by selection (rather than visited for the window or sinks alone). */
+  selected: boolean[];
+}
+
+export class BlockLayout {
+  readonly batch: number;
+  readonly heads: number;
+  readonly seqQ: number;
+  readonly seqK: number;
+  readonly blockSize: number;
+  readonly causal: boolean;
+  readonly window: readonly [number, number] | null;
+  readonly globalTokens: number;
+  readonly numQueryBlocks: number;
+  readonly numKeyBlocks: number;
+  /** CSR row pointers, length batch*heads*numQueryBlocks + 1; row r = (b*heads + h)*numQueryBlocks + I. */
+  readonly offsets: Int32Array;
+  /** Key-block index of each entry, ascending within a row. */
+  readonly indices: Int32Array;
+  /** BLOCK_SELECTED | BLOCK_FULL bits of each entry. */
+  readonly flags: Uint8Array;
+
+  /** Use `buildBlockLayout` or `BlockLayout.fromSelection`; this constructor trusts its arguments. */
+  constructor(geometry: LayoutGeometry, offsets: Int32Array, indices: Int32Array, flags: Uint8Array) {
+    this.batch = geometry.batch;
+    this.heads = geometry.heads;
+    this.seqQ = geometry.seqQ;
+    this.seqK = geometry.seqK;
+    this.blockSize = geometry.blockSize;
+    this.causal = geometry.causal;
+    this.window = geometry.window ? [geometry.window[0], geometry.window[1]] : null;
+    this.globalTokens = geometry.globalTokens;
+    this.numQueryBlocks = Math.ceil(geometry.seqQ / geometry.blockSize);
+    this.numKeyBlocks = Math.ceil(geometry.seqK / geometry.blockSize);
+    this.offsets = offsets;
+    this.indices = indices;
+    this.flags = flags;
+    Object.freeze(this);
+  }
+
+  get geometry(): LayoutGeometry {
+    return {
+      batch: this.batch, heads: this.heads, seqQ: this.seqQ, seqK: this.seqK, blockSize: this.blockSize,
+      causal: this.causal, window: this.window, globalTokens: this.globalTokens,
+    };
+  }
+
+  get maskSpec(): MaskSpec {
+    return maskSpecOf(this.geometry);
+  }
+
+  /** Total entries (tiles visited over all batches and heads). */
+  get size(): number {
+    return this.indices.length;
+  }
+
+  rowIndex(b: number, h: number, queryBlock: number): number {
+    if (!(b >= 0 && b < this.batch && h >= 0 && h < this.heads && queryBlock >= 0 && queryBlock < this.numQueryBlocks)) {
+      throw new ShapeError(`no layout row (${b}, ${h}, ${queryBlock}) in a layout of ${this.batch} x ${this.heads} x ${this.numQueryBlocks}`, 'row');
+    }
+    return (b * this.heads + h) * this.numQueryBlocks + queryBlock;
+  }
+
+  /** The key blocks visited by one (batch, head, query block), with their flags. */
+  blocksFor(b: number, h: number, queryBlock: number): LayoutEntryList {
+    const r = this.rowIndex(b, h, queryBlock);
+    const lo = this.offsets[r];
+    const hi = this.offsets[r + 1];
+    const full: boolean[] = [];
+    const selected: boolean[] = [];
+    for (let e = lo; e < hi; e++) {
+      full.push((this.flags[e] & BLOCK_FULL) !== 0);
+      selected.push((this.flags[e] & BLOCK_SELECTED) !== 0);
+    }
+    return { blocks: this.indices.slice(lo, hi), full, selected };
+  }
+
+  /** Selected key blocks (excluding blocks visited only for the window or sinks). */
+  selectedBlocks(b: number, h: number, queryBlock: number): number[] {
+    const r = this.rowIndex(b, h, queryBlock);
+    const out: number[] = [];
+    for (let e = this.offsets[r]; e < this.offsets[r + 1]; e++) if (this.flags[e] & BLOCK_SELECTED) out.push(this.indices[e]);
+    return out;
+  }
+
+  /**
+   * A layout from your own block choice. `select(b, h, I)` returns the key blocks to add to
+   * query block I on top of the window and sinks of `geometry`; out-of-range or causally empty
+   * blocks are rejected so that a layout never lists a tile with nothing to compute.
+   */
+  static fromSelection(geometry: LayoutGeometry, select: (b: number, h: number, queryBlock: number) => Iterable<number>): BlockLayout {
+    validateGeometry(geometry);
+    const spec = maskSpecOf(geometry);
+    const { batch, heads, seqQ, seqK, blockSize } = geometry;
+    const nQB = Math.ceil(seqQ / blockSize);
+    const nKB = Math.ceil(seqK / blockSize);
+    // Window/sink coverage and causal coverage depend only on (I, J): compute once per I.
+    const wsCov = new Uint8Array(nQB * nKB);
+    const causalCov = new Uint8Array(nQB * nKB);
+    for (let I = 0; I < nQB; I++) {
+      const i0 = I * blockSize;
+      const i1 = Math.min(seqQ, i0 + blockSize) - 1;
+      for (let J = 0; J < nKB; J++) {
+        const j0 = J * blockSize;
+        const j1 = Math.min(seqK, j0 + blockSize) - 1;
+        wsCov[I * nKB + J] = tileCoverage(spec, i0, i1, j0, j1, false);
+        causalCov[I * nKB + J] = tileCoverage(spec, i0, i1, j0, j1, true);
+      }
+    }
+    const offsets = new Int32Array(batch * heads * nQB + 1);
+    const indices: number[] = [];
+    const flags: number[] = [];
+    const chosen = new Uint8Array(nKB);
+    for (let b = 0; b < batch; b++) {
+      for (let h = 0; h < heads; h++) {
+        for (let I = 0; I < nQB; I++) {
+          chosen.fill(0);
+          for (const J of select(b, h, I)) {
+            if (!Number.isInteger(J) || J < 0 || J >= nKB) {
+              throw new OptionError(`selected key block ${J} for (${b}, ${h}, ${I}) is outside 0..${nKB - 1}`, 'layout');
+            }
+            if (causalCov[I * nKB + J] === Coverage.None) {
+              throw new OptionError(`selected key block ${J} for query block ${I} holds no causally allowed key`, 'layout');
+            }
+            chosen[J] = 1;
+          }
+          for (let J = 0; J < nKB; J++) {
+            const cov = chosen[J] ? causalCov[I * nKB + J] : wsCov[I * nKB + J];
+            if (cov === Coverage.None) continue;
+            indices.push(J);
+            flags.push((chosen[J] ? BLOCK_SELECTED : 0) | (cov === Coverage.Full ? BLOCK_FULL : 0));
+          }
+          offsets[(b * heads + h) * nQB + I + 1] = indices.length;
+        }
+      }
+    }
+    return new BlockLayout(geometry, offsets, Int32Array.from(indices), Uint8Array.from(flags));
+  }
+
+  /** Plain-object form (typed arrays as arrays), for logging or storage; `BlockLayout.fromJSON` reads it back. */
+  toJSON(): object {
+    return { ...this.geometry, offsets: Array.from(this.offsets), indices: Array.from(this.indices), flags: Array.from(this.flags) };
+  }
+
+  static fromJSON(json: { offsets: number[]; indices: number[]; flags: number[] } & LayoutGeometry): BlockLayout {
+    validateGeometry(json);
+    const rows = json.batch * json.heads * Math.ceil(json.seqQ / json.blockSize);
+    const layout = BlockLayout.fromSelection(json, (b, h, I) => {
+      const r = (b * json.heads + h) * Math.ceil(json.seqQ / json.blockSize) + I;
+      const out: number[] = [];
+      for (let e = json.offsets[r]; e < json.offsets[r + 1]; e++) if (json.flags[e] & BLOCK_SELECTED) out.push(json.indices[e]);
+      return out;
+    });
+    if (json.offsets.length !== rows + 1 || layout.indices.length !== json.indices.length || layout.indices.some((x, e) => x !== json.indices[e])) {
+      throw new OptionError('layout JSON is inconsistent with its own geometry', 'layout');
+    }
+    return layout;
+  }
+}
+
+export function maskSpecOf(g: LayoutGeometry): MaskSpec {
+  return {
+    seqQ: g.seqQ, seqK: g.seqK, causal: g.causal,
+    windowLeft: g.window ? g.window[0] : -1, windowRight: g.window ? g.window[1] : -1,
+    globalTokens: g.globalTokens,
+  };
+}
+
+function validateGeometry(g: LayoutGeometry): void {
+  for (const key of ['batch', 'heads', 'seqQ', 'seqK', 'blockSize'] as const) {
+    if (!Number.isSafeInteger(g[key]) || g[key] < 1) throw new ShapeError(`layout ${key} must be a positive integer, got ${g[key]}`, `layout.${key}`);
+  }
+  if (!Number.isSafeInteger(g.globalTokens) || g.globalTokens < 0) throw new OptionError(`layout globalTokens must be a non-negative integer, got ${g.globalTokens}`, 'layout.globalTokens');
+  if (g.window !== null && !(Number.isSafeInteger(g.window[0]) && Number.isSafeInteger(g.window[1]) && g.window[0] >= 0 && g.window[1] >= 0)) {
+    throw new OptionError(`layout window must be [left, right] non-negative integers or null`, 'layout.window');
+  }
+}

@@ -1,0 +1,147 @@
+/**
+ * The reference forward pass, one query block at a time: scores for the visited key blocks
+ * only (S = Q·Kᵀ·scale into a row-block scratch), the element mask on partial blocks, the
+ * per-row top-k threshold, the softmax with E = exp or the polynomial, and O = P·V. Work
+ * outside the layout is never done, so time follows density.
+ */
+import { BLOCK_FULL, BLOCK_SELECTED, BlockLayout } from '../layout';
+import { causalLimit, MaskSpec, windowSinkRanges } from '../mask';
+import type { Problem } from '../problem';
+import { ceilTolerant } from '../validate';
+import { makeExp } from './exp';
+import { gemmABt } from './gemm';
+import { kthLargest } from './kth-largest';
+import { rowAccess } from './rows';
+
+export interface ForwardOutput {
+  output: Float32Array;
+  lse: Float32Array | null;
+  thresholds: Float32Array | null;
+  keptPairs: number;
+  emptyRows: number;
+}
+
+export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Float32Array, v: Float32Array): ForwardOutput {
+  const { batch, heads, kvHeads, seqQ, seqK, headDim: D, blockSize: bs, scale } = p;
+  const group = heads / kvHeads;
+  const nQB = layout.numQueryBlocks;
+  const exp = makeExp(p.softmax);
+  const output = new Float32Array(q.length);
+  const lse = p.returnLse ? new Float32Array(batch * heads * seqQ) : null;
+  const thresholds = p.returnThresholds ? new Float32Array(batch * heads * seqQ) : null;
+  const scores = new Float32Array(bs * seqK);
+  const scratch = new Float32Array(seqK);
+  const vt = new Float32Array(D * seqK);
+  const oBlock = new Float32Array(bs * D);
+  const colStart = new Int32Array(layout.numKeyBlocks + 1);
+  let keptPairs = 0;
+  let emptyRows = 0;
+
+  for (let b = 0; b < batch; b++) {
+    for (let hk = 0; hk < kvHeads; hk++) {
+      const ka = rowAccess(p.memoryLayout, b, hk, kvHeads, seqK, D);
+      transposeRows(v, ka.base, ka.stride, seqK, D, vt);
+      for (let h = hk * group; h < (hk + 1) * group; h++) {
+        const qa = rowAccess(p.memoryLayout, b, h, heads, seqQ, D);
+        for (let I = 0; I < nQB; I++) {
+          const r = (b * heads + h) * nQB + I;
+          const e0 = layout.offsets[r];
+          const e1 = layout.offsets[r + 1];
+          const i0 = I * bs;
+          const rows = Math.min(seqQ, i0 + bs) - i0;
+          // Column position of each visited key block in the score scratch.
+          let width = 0;
+          for (let e = e0; e < e1; e++) {
+            colStart[e - e0] = width;
+            const j0 = layout.indices[e] * bs;
+            width += Math.min(seqK, j0 + bs) - j0;
+          }
+          for (let e = e0; e < e1; e++) {
+            const j0 = layout.indices[e] * bs;
+            const cols = Math.min(seqK, j0 + bs) - j0;
+            gemmABt(q, qa.base + i0 * qa.stride, qa.stride, k, ka.base + j0 * ka.stride, ka.stride, scores, colStart[e - e0], width, rows, cols, D, scale, false);
+            if (!(layout.flags[e] & BLOCK_FULL)) {
+              maskTile(p.mask, scores, width, colStart[e - e0], i0, rows, j0, cols, (layout.flags[e] & BLOCK_SELECTED) !== 0);
+            }
+          }
+          oBlock.fill(0, 0, rows * D);
+          const rowStats = new Float64Array(2 * rows); // (max, sum) per row
+          for (let ii = 0; ii < rows; ii++) {
+            const row = ii * width;
+            let n = 0;
+            for (let c = 0; c < width; c++) if (scores[row + c] !== -Infinity) scratch[n++] = scores[row + c];
+            let tau = -Infinity;
+            if (p.topK) {
+              const kk = p.topK.kind === 'count' ? p.topK.k : Math.max(1, ceilTolerant(p.topK.ratio * n));
+              if (n > kk) tau = kthLargest(scratch, n, kk);
+            }
+            let m = -Infinity;
+            let kept = 0;
+            for (let c = 0; c < width; c++) {
+              const s = scores[row + c];
+              if (s !== -Infinity && s >= tau) {
+                kept++;
+                if (s > m) m = s;
+              }
+            }
+            let sum = 0;
+            for (let c = 0; c < width; c++) {
+              const s = scores[row + c];
+              let pr = 0;
+              if (s !== -Infinity && s >= tau) {
+                pr = exp(s - m);
+                sum += pr;
+              }
+              scores[row + c] = pr;
+            }
+            keptPairs += kept;
+            rowStats[2 * ii] = m;
+            rowStats[2 * ii + 1] = sum;
+            const o = (b * heads + h) * seqQ + i0 + ii;
+            if (thresholds) thresholds[o] = tau;
+            if (kept === 0) emptyRows++;
+            if (lse) lse[o] = kept === 0 ? -Infinity : m + Math.log(sum);
+          }
+          for (let e = e0; e < e1; e++) {
+            const j0 = layout.indices[e] * bs;
+            const cols = Math.min(seqK, j0 + bs) - j0;
+            gemmABt(scores, colStart[e - e0], width, vt, j0, seqK, oBlock, 0, D, rows, D, cols, 1, true);
+          }
+          for (let ii = 0; ii < rows; ii++) {
+            const sum = rowStats[2 * ii + 1];
+            const inv = sum > 0 ? 1 / sum : 0;
+            const dst = qa.base + (i0 + ii) * qa.stride;
+            for (let d = 0; d < D; d++) output[dst + d] = oBlock[ii * D + d] * inv;
+          }
+        }
+      }
+    }
+  }
+  return { output, lse, thresholds, keptPairs, emptyRows };
+}
+
+/** vt[d * n + j] = x[base + j * stride + d]. */
+function transposeRows(x: Float32Array, base: number, stride: number, n: number, D: number, vt: Float32Array): void {
+  for (let j = 0; j < n; j++) {
+    const src = base + j * stride;
+    for (let d = 0; d < D; d++) vt[d * n + j] = x[src + d];
+  }
+}
+
+/** Set the disallowed scores of a partial tile to -inf, row by row, from the interval form of the mask. */
+function maskTile(spec: MaskSpec, scores: Float32Array, width: number, col: number, i0: number, rows: number, j0: number, cols: number, selected: boolean): void {
+  const j1 = j0 + cols - 1;
+  for (let ii = 0; ii < rows; ii++) {
+    const i = i0 + ii;
+    const row = ii * width + col - j0; // scores[row + j] is key j
+    if (selected) {
+      const last = Math.min(j1, causalLimit(spec, i));
+      for (let j = Math.max(j0, last + 1); j <= j1; j++) scores[row + j] = -Infinity;
+    } else {
+      const [wLo, wHi, sLo, sHi] = windowSinkRanges(spec, i, j0, j1);
+      for (let j = j0; j <= j1; j++) {
+        if (!((j >= wLo && j <= wHi) || (j >= sLo && j <= sHi))) scores[row + j] = -Infinity;
+      }
+    }
+  }
+}

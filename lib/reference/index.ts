@@ -1,0 +1,62 @@
+/** The JS reference backend: the whole contract on Float32Arrays, the oracle other backends are tested against. */
+import { BlockLayout } from '../layout';
+import { causalLimit, tileCoverage, Coverage } from '../mask';
+import type { Problem } from '../problem';
+import type { AttentionStats } from '../types';
+import { forward } from './forward';
+import { geometryOf, selectBlocks } from './select';
+
+export interface ReferenceResult {
+  output: Float32Array;
+  lse: Float32Array | null;
+  thresholds: Float32Array | null;
+  stats: AttentionStats;
+  /** The layout used; null for dense attention. */
+  layout: BlockLayout | null;
+}
+
+/** The layout a problem runs on: the one passed in, the selection's, window/sinks alone, or every causal block (dense). */
+export function layoutFor(p: Problem, q: Float32Array, k: Float32Array): BlockLayout {
+  if (p.layout) return p.layout;
+  if (p.selection) return selectBlocks(p, q, k);
+  if (p.sparse) return BlockLayout.fromSelection(geometryOf(p), () => []);
+  return denseLayout(p);
+}
+
+function denseLayout(p: Problem): BlockLayout {
+  const bs = p.blockSize;
+  const nKB = Math.ceil(p.seqK / bs);
+  const perBlock: number[][] = [];
+  for (let I = 0; I * bs < p.seqQ; I++) {
+    const i1 = Math.min(p.seqQ, I * bs + bs) - 1;
+    const list: number[] = [];
+    for (let J = 0; J < nKB; J++) {
+      if (tileCoverage(p.mask, I * bs, i1, J * bs, Math.min(p.seqK, J * bs + bs) - 1, true) !== Coverage.None) list.push(J);
+    }
+    perBlock.push(list);
+  }
+  return BlockLayout.fromSelection(geometryOf(p), (_b, _h, I) => perBlock[I]);
+}
+
+/** Causally allowed (query, key) pairs over all batches and heads: the denominator of density. */
+export function causalPairs(p: Problem): number {
+  let perHead = 0;
+  for (let i = 0; i < p.seqQ; i++) perHead += Math.max(0, causalLimit(p.mask, i) + 1);
+  return perHead * p.batch * p.heads;
+}
+
+export function runReference(p: Problem, q: Float32Array, k: Float32Array, v: Float32Array): ReferenceResult {
+  const layout = layoutFor(p, q, k);
+  const f = forward(p, layout, q, k, v);
+  const allowedPairs = causalPairs(p);
+  const dense = p.sparse ? denseLayout(p).size : layout.size;
+  const stats: AttentionStats = {
+    density: allowedPairs > 0 ? f.keptPairs / allowedPairs : 0,
+    keptPairs: f.keptPairs,
+    allowedPairs,
+    blocksVisited: layout.size,
+    blocksDense: dense,
+    emptyRows: f.emptyRows,
+  };
+  return { output: f.output, lse: f.lse, thresholds: f.thresholds, stats, layout: p.sparse ? layout : null };
+}

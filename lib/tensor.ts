@@ -1,0 +1,109 @@
+/**
+ * Tensor: a 4-D float tensor handle, in the spirit of onnxruntime-node's
+ * `{ type, dims, data, location }`. Tensors on `cpu` hold a Float32Array; device tensors
+ * (from the native addon) hold a native handle and are read back with `download()`.
+ * `dispose()` (or `using`) frees the storage; any later use throws ERR_DISPOSED.
+ */
+import { types } from 'node:util';
+import { DisposedError, DtypeError, ShapeError } from './errors';
+
+// Node 20 may lack Symbol.dispose; TypeScript's `using` looks it up at run time.
+if (!(Symbol as { dispose?: symbol }).dispose) (Symbol as { dispose?: symbol }).dispose = Symbol.for('nodejs.dispose');
+
+export type TensorLocation = 'cpu' | 'cuda' | 'cuda-emu';
+export type TensorType = 'float32' | 'float16' | 'bfloat16';
+
+/** What a backend stores behind a Tensor. */
+export interface TensorStorage {
+  readonly location: TensorLocation;
+  readonly type: TensorType;
+  /** Host copy as float32 (widening 16-bit types). */
+  read(): Promise<Float32Array>;
+  dispose(): void;
+}
+
+class CpuStorage implements TensorStorage {
+  readonly location = 'cpu' as const;
+  readonly type = 'float32' as const;
+  constructor(public data: Float32Array | null) {}
+  async read(): Promise<Float32Array> {
+    return this.data!.slice();
+  }
+  dispose(): void {
+    this.data = null;
+  }
+}
+
+export class Tensor {
+  readonly dims: readonly number[];
+  #storage: TensorStorage | null;
+
+  /** Wrap storage; use `Tensor.fromFloat32` for host data. */
+  constructor(storage: TensorStorage, dims: readonly number[]) {
+    this.#storage = storage;
+    this.dims = Object.freeze([...dims]);
+  }
+
+  /**
+   * A cpu tensor over `data` (not copied: later writes to `data` are seen) with the given dims.
+   * Dims are 4-D in the order of the attention layout (`[B, H, N, D]` for bhnd).
+   */
+  static fromFloat32(data: Float32Array, dims: readonly number[]): Tensor {
+    if (!types.isFloat32Array(data)) throw new DtypeError(`data must be a Float32Array, got ${data === null ? 'null' : typeof data === 'object' ? (data as object).constructor?.name : typeof data}`, 'data');
+    checkDims(dims);
+    const n = dims.reduce((a, b) => a * b, 1);
+    if (data.length !== n) throw new ShapeError(`data holds ${data.length} floats but dims [${dims.join(', ')}] need ${n}`, 'data');
+    return new Tensor(new CpuStorage(data), dims);
+  }
+
+  get type(): TensorType {
+    return this.storage.type;
+  }
+
+  get location(): TensorLocation {
+    return this.storage.location;
+  }
+
+  get size(): number {
+    return this.dims.reduce((a, b) => a * b, 1);
+  }
+
+  get disposed(): boolean {
+    return this.#storage === null;
+  }
+
+  /** The host data of a cpu tensor (no copy). Device tensors have none: use `download()`. */
+  get data(): Float32Array {
+    const s = this.storage;
+    if (s instanceof CpuStorage) return s.data!;
+    throw new DtypeError(`a tensor on '${s.location}' has no host data; await tensor.download()`, 'tensor');
+  }
+
+  /** The storage behind the handle; throws ERR_DISPOSED after dispose(). */
+  get storage(): TensorStorage {
+    if (this.#storage === null) throw new DisposedError('Tensor', 'tensor');
+    return this.#storage;
+  }
+
+  /** A float32 host copy. */
+  download(): Promise<Float32Array> {
+    return this.storage.read();
+  }
+
+  /** Free the storage now. Calling it twice is allowed and does nothing the second time. */
+  dispose(): void {
+    const s = this.#storage;
+    this.#storage = null;
+    s?.dispose();
+  }
+
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+}
+
+function checkDims(dims: readonly number[]): void {
+  if (!Array.isArray(dims) || dims.length !== 4 || !dims.every((d) => Number.isSafeInteger(d) && d >= 1)) {
+    throw new ShapeError(`dims must be four positive integers, got ${JSON.stringify(dims)}`, 'dims');
+  }
+}
