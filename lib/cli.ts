@@ -1,0 +1,116 @@
+/**
+ * The `psa` command: `psa info` (version, platform, each backend and why it is or is not
+ * usable) and `psa demo` (a planted-needle long-context case, dense against sparse).
+ * `main` resolves to the exit code (0 ok, 1 error) and also sets `process.exitCode`.
+ */
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { formatDemo, runDemo, DEMO_DEFAULTS } from './demo';
+import { PsaError } from './errors';
+import { info } from './info';
+import { join } from 'node:path';
+import { packageRoot, resetAddon } from './native';
+import type { BackendName } from './types';
+
+const BACKEND_ORDER = ['js', 'cpu', 'cuda', 'cuda-emu'];
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected an integer >= 1');
+  return n;
+}
+
+function formatInfo(): string {
+  const i = info();
+  const backends = [...i.backends].sort((a, b) => rank(a.name) - rank(b.name));
+  const lines = [`psa-attention ${i.version} (node ${i.node}, ${i.platform})`, 'backends:'];
+  for (const b of backends) {
+    const dtypes = b.available ? ` [${b.dtypes.join(', ')}]` : '';
+    lines.push(`  ${b.name.padEnd(9)} ${b.available ? 'yes' : 'no '}  ${b.reason}${dtypes}`);
+  }
+  lines.push(`auto -> ${i.autoBackend}`);
+  if (!i.native.loaded) {
+    lines.push(`native addon: none: ${i.native.reason}`);
+    lines.push('  (npm may have skipped the install script: `npm install-scripts approve psa-attention` then `npm rebuild psa-attention`, or run `npx psa build`)');
+  } else {
+    const rt = i.native.runtime;
+    lines.push(`native addon: ${i.native.path}`);
+    if (!rt.compiled) lines.push('  CUDA: not compiled in');
+    else {
+      const v = (n: number) => (n ? `${Math.floor(n / 1000)}.${(n % 1000) / 10}` : 'none');
+      lines.push(`  CUDA (${rt.flavor} build): runtime ${v(rt.runtimeVersion)}, driver ${v(rt.driverVersion)}, kernels for ${rt.targets}`);
+    }
+    for (const d of rt.devices) lines.push(`  device ${d.index}: ${d.name}, compute ${d.computeCapability}, ${d.multiprocessors} SMs, ${(d.freeMemory / 2 ** 30).toFixed(1)} of ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB free`);
+    if (rt.error) lines.push(`  no device: ${rt.error.name} (${rt.error.code}): ${rt.error.message}`);
+  }
+  return lines.join('\n');
+}
+
+function rank(name: string): number {
+  const r = BACKEND_ORDER.indexOf(name);
+  return r < 0 ? BACKEND_ORDER.length : r;
+}
+
+function program(): Command {
+  const cmd = new Command('psa')
+    .description('Progressive sparse attention for Node.js')
+    .version(info().version)
+    .exitOverride()
+    .configureOutput({ writeOut: (s) => process.stdout.write(s), writeErr: (s) => process.stderr.write(s) });
+  cmd
+    .command('info')
+    .description('version, platform, and each backend with why it is (not) available')
+    .option('--json', 'print JSON')
+    .action((opts: { json?: boolean }) => {
+      const i = info();
+      const backends = [...i.backends].sort((a, b) => rank(a.name) - rank(b.name));
+      process.stdout.write((opts.json ? JSON.stringify({ ...i, backends }, null, 2) : formatInfo()) + '\n');
+    });
+  cmd
+    .command('demo')
+    .description('a synthetic long-context case with a planted needle: dense against sparse attention')
+    .option('--heads <n>', 'attention heads', positiveInt, DEMO_DEFAULTS.heads)
+    .option('--seq <n>', 'sequence length (tokens)', positiveInt, DEMO_DEFAULTS.seq)
+    .option('--dim <n>', 'head dimension (1..256)', positiveInt, DEMO_DEFAULTS.dim)
+    .option('--seed <n>', 'PRNG seed', positiveInt, DEMO_DEFAULTS.seed)
+    .addOption(new Option('--backend <name>', 'backend').choices(['auto', ...BACKEND_ORDER]).default('auto'))
+    .option('--json', 'print the report as JSON')
+    .action(async (opts: { heads: number; seq: number; dim: number; seed: number; backend: BackendName; json?: boolean }) => {
+      const report = await runDemo({ heads: opts.heads, seq: opts.seq, dim: opts.dim, seed: opts.seed, backend: opts.backend });
+      process.stdout.write((opts.json ? JSON.stringify(report, null, 2) : formatDemo(report)) + '\n');
+    });
+  cmd
+    .command('build')
+    .description('build the native addon from source (needs cmake and a C++ compiler; CUDA kernels where nvcc is found)')
+    .option('--cpu-only', 'leave the CUDA kernels out even where nvcc is found')
+    .action((opts: { cpuOnly?: boolean }) => {
+      // eslint-disable-next-line @typescript-eslint/no-require-imports
+      const build = require(join(packageRoot(), 'scripts', 'addon-build.js')) as { missingTools(): string[]; compile(o: object): string; loads(f: string): boolean };
+      const missing = build.missingTools();
+      if (missing.length) throw new PsaError('ERR_BACKEND_UNAVAILABLE', `cannot build the native addon: ${missing.join(', ')} not found`);
+      const file = build.compile({ cuda: opts.cpuOnly ? false : undefined });
+      if (!build.loads(file)) throw new PsaError('ERR_INTERNAL', `${file} was built but does not load`);
+      resetAddon();
+      process.stdout.write(`built ${file}\n${formatInfo()}\n`);
+    });
+  return cmd;
+}
+
+/** Run the CLI on `argv` (as `process.argv`: node, script, args...). Resolves to the exit code. */
+export async function main(argv: readonly string[] = process.argv): Promise<number> {
+  let code = 0;
+  try {
+    await program().parseAsync([...argv], { from: 'node' });
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      code = err.exitCode; // commander has printed its message (0 for --help / --version)
+    } else if (err instanceof PsaError) {
+      process.stderr.write(`${err.code}: ${err.message}\n`);
+      code = 1;
+    } else {
+      process.stderr.write(`${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+      code = 1;
+    }
+  }
+  process.exitCode = code;
+  return code;
+}
