@@ -13,6 +13,13 @@ import { gemmABt } from './gemm';
 import { kthLargest } from './kth-largest';
 import { rowAccess } from './rows';
 
+/**
+ * Query rows per pass. 16 rows of scores for every visited key (16 x seqK floats) stay in L2 up
+ * to long sequences, where a whole 64-row block would spill to memory between the score, softmax
+ * and P·V passes; K tiles are re-read per pass, from cache.
+ */
+const ROWS_PER_PASS = Number(process.env.PSA_ROWS ?? 16);
+
 export interface ForwardOutput {
   output: Float32Array;
   lse: Float32Array | null;
@@ -26,12 +33,13 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
   const group = heads / kvHeads;
   const nQB = layout.numQueryBlocks;
   const exp = makeExp(p.softmax);
+  const exact = p.softmax.kind === 'exact'; // inlined: the call through `exp` costs a tenth of the pass
   const output = new Float32Array(q.length);
   const lse = p.returnLse ? new Float32Array(batch * heads * seqQ) : null;
   const thresholds = p.returnThresholds ? new Float32Array(batch * heads * seqQ) : null;
   const scores = new Float32Array(bs * seqK);
   const scratch = new Float32Array(seqK);
-  const vt = new Float32Array(D * seqK);
+  const vt = new Float32Array(layout.numKeyBlocks * bs * D);
   const oBlock = new Float32Array(bs * D);
   const colStart = new Int32Array(layout.numKeyBlocks + 1);
   let keptPairs = 0;
@@ -40,15 +48,16 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
   for (let b = 0; b < batch; b++) {
     for (let hk = 0; hk < kvHeads; hk++) {
       const ka = rowAccess(p.memoryLayout, b, hk, kvHeads, seqK, D);
-      transposeRows(v, ka.base, ka.stride, seqK, D, vt);
+      transposeBlocks(v, ka.base, ka.stride, seqK, D, bs, vt);
       for (let h = hk * group; h < (hk + 1) * group; h++) {
         const qa = rowAccess(p.memoryLayout, b, h, heads, seqQ, D);
         for (let I = 0; I < nQB; I++) {
           const r = (b * heads + h) * nQB + I;
           const e0 = layout.offsets[r];
           const e1 = layout.offsets[r + 1];
-          const i0 = I * bs;
-          const rows = Math.min(seqQ, i0 + bs) - i0;
+          const blockEnd = Math.min(seqQ, I * bs + bs);
+          for (let i0 = I * bs; i0 < blockEnd; i0 += ROWS_PER_PASS) {
+          const rows = Math.min(blockEnd - i0, ROWS_PER_PASS);
           // Column position of each visited key block in the score scratch.
           let width = 0;
           for (let e = e0; e < e1; e++) {
@@ -68,10 +77,10 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
           const rowStats = new Float64Array(2 * rows); // (max, sum) per row
           for (let ii = 0; ii < rows; ii++) {
             const row = ii * width;
-            let n = 0;
-            for (let c = 0; c < width; c++) if (scores[row + c] !== -Infinity) scratch[n++] = scores[row + c];
             let tau = -Infinity;
             if (p.topK) {
+              let n = 0;
+              for (let c = 0; c < width; c++) if (scores[row + c] !== -Infinity) scratch[n++] = scores[row + c];
               const kk = p.topK.kind === 'count' ? p.topK.k : Math.max(1, ceilTolerant(p.topK.ratio * n));
               if (n > kk) tau = kthLargest(scratch, n, kk);
             }
@@ -89,7 +98,7 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
               const s = scores[row + c];
               let pr = 0;
               if (s !== -Infinity && s >= tau) {
-                pr = exp(s - m);
+                pr = exact ? Math.exp(s - m) : exp(s - m);
                 sum += pr;
               }
               scores[row + c] = pr;
@@ -105,13 +114,14 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
           for (let e = e0; e < e1; e++) {
             const j0 = layout.indices[e] * bs;
             const cols = Math.min(seqK, j0 + bs) - j0;
-            gemmABt(scores, colStart[e - e0], width, vt, j0, seqK, oBlock, 0, D, rows, D, cols, 1, true);
+            gemmABt(scores, colStart[e - e0], width, vt, j0 * D, bs, oBlock, 0, D, rows, D, cols, 1, true);
           }
           for (let ii = 0; ii < rows; ii++) {
             const sum = rowStats[2 * ii + 1];
             const inv = sum > 0 ? 1 / sum : 0;
             const dst = qa.base + (i0 + ii) * qa.stride;
             for (let d = 0; d < D; d++) output[dst + d] = oBlock[ii * D + d] * inv;
+          }
           }
         }
       }
@@ -120,11 +130,17 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
   return { output, lse, thresholds, keptPairs, emptyRows };
 }
 
-/** vt[d * n + j] = x[base + j * stride + d]. */
-function transposeRows(x: Float32Array, base: number, stride: number, n: number, D: number, vt: Float32Array): void {
+/**
+ * V transposed one key block at a time: key j of block J, channel d at vt[J*bs*D + d*bs + j - J*bs].
+ * Rows of a block's Vᵀ sit bs floats apart; transposing the whole sequence would put them
+ * seqK floats apart, which for power-of-two lengths maps them all to one L1 set.
+ */
+function transposeBlocks(x: Float32Array, base: number, stride: number, n: number, D: number, bs: number, vt: Float32Array): void {
   for (let j = 0; j < n; j++) {
     const src = base + j * stride;
-    for (let d = 0; d < D; d++) vt[d * n + j] = x[src + d];
+    const J = Math.floor(j / bs);
+    const dst = J * bs * D + (j - J * bs);
+    for (let d = 0; d < D; d++) vt[dst + d * bs] = x[src + d];
   }
 }
 
