@@ -20,7 +20,12 @@ export async function attention(q: Float32Array | Tensor, k: Float32Array | Tens
   const { name, backend } = chooseBackend(problem);
   if (problem.checkFinite) checkFiniteInputs(inputs);
   const r = await backend.attention(problem, inputs);
-  const output = inputs.kind === 'tensor' ? Tensor.fromFloat32(r.output, inputs.q.dims) : r.output;
+  // The output lives where the inputs live: a host-computed result for device inputs goes back up.
+  let output: Float32Array | Tensor = r.output;
+  if (inputs.kind === 'tensor') {
+    const { q: tq } = inputs;
+    output = tq.location === 'cpu' ? Tensor.fromFloat32(r.output, tq.dims) : await Tensor.upload(r.output, tq.dims, { type: tq.type });
+  }
   const result: AttentionResult = { output, stats: r.stats, backend: name };
   if (r.lse) result.lse = r.lse;
   if (r.thresholds) result.thresholds = r.thresholds;

@@ -1,9 +1,10 @@
 /**
  * Backend registry and choice. Each backend says whether it is usable here and why not;
- * `auto` takes the first usable one in order of preference. Only the js reference exists in
- * this version: the native backends report what they need.
+ * `auto` takes the first usable one in order of preference and, when that is not cuda, warns
+ * once per process with the reason.
  */
 import { BackendUnavailableError, DtypeError } from './errors';
+import { loadAddon } from './native';
 import { BlockLayout } from './layout';
 import type { Inputs, Problem } from './problem';
 import { layoutFor, ReferenceResult, runReference } from './reference';
@@ -43,8 +44,35 @@ function unavailable(name: 'cpu' | 'cuda' | 'cuda-emu', reason: string): Backend
   return { status, attention: fail, buildLayout: fail };
 }
 
+/** Why the CUDA backend cannot run here, or null when a device could run its kernels. */
+export function cudaUnusableReason(): string | null {
+  const addon = loadAddon();
+  if (!addon.loaded) return addon.reason;
+  const rt = addon.runtime;
+  if (rt.error) return `${rt.error.message} (${rt.error.name}, ${rt.error.code})`;
+  if (rt.flavor !== 'cuda') return `the loaded addon is the ${rt.flavor} build, not a device build`;
+  const usable = rt.devices.filter((d) => Number(d.computeCapability.split('.')[0]) >= 8);
+  if (!usable.length) return `no device of compute capability 8.0 or newer (found ${rt.devices.map((d) => `${d.name} ${d.computeCapability}`).join(', ')})`;
+  return null;
+}
+
+const cudaBackend: Backend = {
+  status() {
+    const why = cudaUnusableReason();
+    // Device tensors work wherever a device does; the attention kernels arrive in a later version.
+    const reason = why ?? 'a CUDA device is usable for tensors, but this version has no CUDA attention kernels yet';
+    return { name: 'cuda', available: false, reason, dtypes: [] };
+  },
+  attention: async () => {
+    throw new BackendUnavailableError('cuda', cudaBackend.status().reason);
+  },
+  buildLayout: async () => {
+    throw new BackendUnavailableError('cuda', cudaBackend.status().reason);
+  },
+};
+
 const registry: Record<Exclude<BackendName, 'auto'>, Backend> = {
-  cuda: unavailable('cuda', 'this version of psa-attention has no native addon; the CUDA kernels are not built yet'),
+  cuda: cudaBackend,
   cpu: unavailable('cpu', 'the native CPU backend is not part of this version'),
   'cuda-emu': unavailable('cuda-emu', 'the emulated CUDA build (for tests) is not part of this version'),
   js: jsBackend,
@@ -68,7 +96,10 @@ export function chooseBackend(p: Problem): { name: Exclude<BackendName, 'auto'>;
   }
   for (const name of AUTO_ORDER) {
     const s = registry[name].status();
-    if (s.available && s.dtypes.includes(p.dtype)) return { name, backend: registry[name] };
+    if (s.available && s.dtypes.includes(p.dtype)) {
+      if (name !== 'cuda') warnFallbackOnce(name, registry.cuda.status().reason);
+      return { name, backend: registry[name] };
+    }
   }
   throw new DtypeError(`no available backend computes in ${p.dtype}: ${backendStatuses().map((s) => `${s.name}: ${s.available ? s.dtypes.join('/') : s.reason}`).join('; ')}`, 'dtype');
 }
@@ -76,4 +107,13 @@ export function chooseBackend(p: Problem): { name: Exclude<BackendName, 'auto'>;
 async function hostData(inputs: Inputs): Promise<Float32Array[]> {
   if (inputs.kind === 'host') return [inputs.q, inputs.k, inputs.v];
   return Promise.all([inputs.q.download(), inputs.k.download(), inputs.v.download()]);
+}
+
+let warned = false;
+
+/** One warning per process when `auto` does not get CUDA, saying why. */
+function warnFallbackOnce(chosen: string, reason: string): void {
+  if (warned) return;
+  warned = true;
+  process.emitWarning(`backend 'auto' is using '${chosen}': CUDA is unavailable: ${reason}`, { code: 'PSA_BACKEND_FALLBACK', type: 'PsaWarning' });
 }

@@ -5,7 +5,8 @@
  * `dispose()` (or `using`) frees the storage; any later use throws ERR_DISPOSED.
  */
 import { types } from 'node:util';
-import { DisposedError, DtypeError, ShapeError } from './errors';
+import { BackendUnavailableError, DisposedError, DtypeError, OptionError, ShapeError } from './errors';
+import { loadAddon, NativeDeviceTensor } from './native';
 
 // Node 20 may lack Symbol.dispose; TypeScript's `using` looks it up at run time.
 if (!(Symbol as { dispose?: symbol }).dispose) (Symbol as { dispose?: symbol }).dispose = Symbol.for('nodejs.dispose');
@@ -34,6 +35,55 @@ class CpuStorage implements TensorStorage {
   }
 }
 
+/** A buffer on a CUDA device (or in the emulated build's device memory), owned by the addon. */
+class DeviceStorage implements TensorStorage {
+  constructor(
+    readonly location: TensorLocation,
+    private readonly native: NativeDeviceTensor,
+  ) {}
+  /**
+   * Copy host data to a CUDA device. A Float32Array is stored as `options.type` (converted on
+   * the device); a Uint16Array holds raw float16 or bfloat16 bit patterns and needs `type`.
+   * Rejects with ERR_BACKEND_UNAVAILABLE (and the reason) where no device is usable.
+   */
+  static async upload(data: Float32Array | Uint16Array, dims: readonly number[], options: UploadOptions = {}): Promise<Tensor> {
+    checkDims(dims);
+    const n = dims.reduce((a, b) => a * b, 1);
+    const raw16 = types.isUint16Array(data);
+    if (!raw16 && !types.isFloat32Array(data)) throw new DtypeError('data must be a Float32Array, or a Uint16Array of 16-bit floats', 'data');
+    if (data.length !== n) throw new ShapeError(`data holds ${data.length} values but dims [${dims.join(', ')}] need ${n}${data.length === 0 ? ' (was its buffer transferred?)' : ''}`, 'data');
+    const type = options.type ?? (raw16 ? undefined : 'float32');
+    if (type !== 'float32' && type !== 'float16' && type !== 'bfloat16') {
+      throw new DtypeError(raw16 ? "a Uint16Array upload needs options.type 'float16' or 'bfloat16'" : `options.type must be 'float32', 'float16' or 'bfloat16', got ${String(type)}`, 'options.type');
+    }
+    if (raw16 && type === 'float32') throw new DtypeError("a Uint16Array holds 16-bit floats: options.type must be 'float16' or 'bfloat16'", 'options.type');
+    const device = options.device ?? 0;
+    if (!Number.isInteger(device) || device < 0) throw new OptionError(`options.device must be a non-negative integer, got ${String(device)}`, 'options.device');
+    const addon = loadAddon();
+    if (!addon.loaded) throw new BackendUnavailableError('cuda', addon.reason);
+    const native = raw16 ? await addon.addon.uploadRaw16(data as Uint16Array, type, device) : await addon.addon.upload(data as Float32Array, type, device);
+    const location: TensorLocation = addon.runtime.flavor === 'cuda-emu' ? 'cuda-emu' : 'cuda';
+    return new Tensor(new DeviceStorage(location, native), dims);
+  }
+
+  get type(): TensorType {
+    return this.native.type;
+  }
+  read(): Promise<Float32Array> {
+    return this.native.download();
+  }
+  dispose(): void {
+    this.native.dispose();
+  }
+}
+
+export interface UploadOptions {
+  /** Storage type on the device: float32 as given, or rounded to nearest even float16 / bfloat16. Default float32. */
+  type?: TensorType;
+  /** Device index. Default 0. */
+  device?: number;
+}
+
 export class Tensor {
   readonly dims: readonly number[];
   #storage: TensorStorage | null;
@@ -54,6 +104,31 @@ export class Tensor {
     const n = dims.reduce((a, b) => a * b, 1);
     if (data.length !== n) throw new ShapeError(`data holds ${data.length} floats but dims [${dims.join(', ')}] need ${n}`, 'data');
     return new Tensor(new CpuStorage(data), dims);
+  }
+
+  /**
+   * Copy host data to a CUDA device. A Float32Array is stored as `options.type` (converted on
+   * the device); a Uint16Array holds raw float16 or bfloat16 bit patterns and needs `type`.
+   * Rejects with ERR_BACKEND_UNAVAILABLE (and the reason) where no device is usable.
+   */
+  static async upload(data: Float32Array | Uint16Array, dims: readonly number[], options: UploadOptions = {}): Promise<Tensor> {
+    checkDims(dims);
+    const n = dims.reduce((a, b) => a * b, 1);
+    const raw16 = types.isUint16Array(data);
+    if (!raw16 && !types.isFloat32Array(data)) throw new DtypeError('data must be a Float32Array, or a Uint16Array of 16-bit floats', 'data');
+    if (data.length !== n) throw new ShapeError(`data holds ${data.length} values but dims [${dims.join(', ')}] need ${n}${data.length === 0 ? ' (was its buffer transferred?)' : ''}`, 'data');
+    const type = options.type ?? (raw16 ? undefined : 'float32');
+    if (type !== 'float32' && type !== 'float16' && type !== 'bfloat16') {
+      throw new DtypeError(raw16 ? "a Uint16Array upload needs options.type 'float16' or 'bfloat16'" : `options.type must be 'float32', 'float16' or 'bfloat16', got ${String(type)}`, 'options.type');
+    }
+    if (raw16 && type === 'float32') throw new DtypeError("a Uint16Array holds 16-bit floats: options.type must be 'float16' or 'bfloat16'", 'options.type');
+    const device = options.device ?? 0;
+    if (!Number.isInteger(device) || device < 0) throw new OptionError(`options.device must be a non-negative integer, got ${String(device)}`, 'options.device');
+    const addon = loadAddon();
+    if (!addon.loaded) throw new BackendUnavailableError('cuda', addon.reason);
+    const native = raw16 ? await addon.addon.uploadRaw16(data as Uint16Array, type, device) : await addon.addon.upload(data as Float32Array, type, device);
+    const location: TensorLocation = addon.runtime.flavor === 'cuda-emu' ? 'cuda-emu' : 'cuda';
+    return new Tensor(new DeviceStorage(location, native), dims);
   }
 
   get type(): TensorType {

@@ -1,0 +1,160 @@
+// The CUDA layer's host API over the CUDA runtime: device discovery, buffers and the
+// float32 <-> 16-bit conversions. Every call works on the calling thread's default stream
+// (cudaStreamPerThread), so work from different libuv threads does not serialize.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <string>
+
+#include "convert.cuh"
+#include "device_api.h"
+#include "launch.h"
+
+namespace psa::gpu {
+namespace {
+
+Status status_of(cudaError_t err, const char* what) {
+  if (err == cudaSuccess) return Status::success();
+  Status s;
+  s.code = static_cast<int>(err);
+  s.name = cudaGetErrorName(err);
+  s.message = std::string(what) + ": " + cudaGetErrorString(err);
+  cudaGetLastError();  // clear a non-sticky error so the next call starts clean
+  return s;
+}
+
+#define PSA_TRY(call, what)                              \
+  do {                                                   \
+    Status psa_status_ = status_of((call), (what));      \
+    if (!psa_status_.ok()) return psa_status_;           \
+  } while (0)
+
+// Conversions go through a float32 staging buffer of at most this many elements.
+constexpr std::size_t kStagingElements = std::size_t(1) << 24;
+constexpr int kThreads = 256;
+
+unsigned blocks_for(std::size_t n) {
+  return static_cast<unsigned>(std::min<std::size_t>((n + kThreads - 1) / kThreads, 4096));
+}
+
+// Runs fn(offset, count, staging) over chunks of n elements with a device staging buffer.
+template <typename Fn>
+Status with_staging(std::size_t n, Fn fn) {
+  float* staging = nullptr;
+  const std::size_t chunk = std::min(n, kStagingElements);
+  PSA_TRY(cudaMalloc(&staging, chunk * sizeof(float)), "allocating the conversion staging buffer");
+  Status result;
+  for (std::size_t off = 0; off < n && result.ok(); off += chunk) result = fn(off, std::min(chunk, n - off), staging);
+  Status freed = status_of(cudaFree(staging), "freeing the conversion staging buffer");
+  return result.ok() ? freed : result;
+}
+
+template <typename T>
+Status narrow_chunks(const float* host, std::size_t n, T* dst) {
+  return with_staging(n, [&](std::size_t off, std::size_t count, float* staging) -> Status {
+    PSA_TRY(cudaMemcpyAsync(staging, host + off, count * sizeof(float), cudaMemcpyHostToDevice, cudaStreamPerThread), "copying float32 data to the device");
+    PSA_LAUNCH(narrow_f32_kernel<T>, blocks_for(count), kThreads, 0, cudaStreamPerThread)(staging, dst + off, count);
+    PSA_TRY(cudaGetLastError(), "launching the float32 conversion kernel");
+    PSA_TRY(cudaStreamSynchronize(cudaStreamPerThread), "converting float32 data on the device");
+    return Status::success();
+  });
+}
+
+template <typename T>
+Status widen_chunks(const T* src, std::size_t n, float* host) {
+  return with_staging(n, [&](std::size_t off, std::size_t count, float* staging) -> Status {
+    PSA_LAUNCH(widen_to_f32_kernel<T>, blocks_for(count), kThreads, 0, cudaStreamPerThread)(src + off, staging, count);
+    PSA_TRY(cudaGetLastError(), "launching the float32 widening kernel");
+    PSA_TRY(cudaMemcpyAsync(host + off, staging, count * sizeof(float), cudaMemcpyDeviceToHost, cudaStreamPerThread), "copying float32 data to the host");
+    PSA_TRY(cudaStreamSynchronize(cudaStreamPerThread), "reading data back from the device");
+    return Status::success();
+  });
+}
+
+}  // namespace
+
+std::size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+
+RuntimeInfo query_runtime() {
+  RuntimeInfo info;
+  info.compiled = true;
+#if defined(PSA_EMULATED)
+  info.flavor = "cuda-emu";
+#else
+  info.flavor = "cuda";
+#endif
+  info.targets = PSA_CUDA_TARGETS;
+  cudaRuntimeGetVersion(&info.runtimeVersion);
+  if (cudaDriverGetVersion(&info.driverVersion) != cudaSuccess) info.driverVersion = 0;
+  int count = 0;
+  info.error = status_of(cudaGetDeviceCount(&count), "counting CUDA devices");
+  if (!info.error.ok()) return info;
+  for (int d = 0; d < count; d++) {
+    cudaDeviceProp prop{};
+    if (cudaGetDeviceProperties(&prop, d) != cudaSuccess) continue;
+    DeviceInfo dev;
+    dev.index = d;
+    dev.name = prop.name;
+    dev.major = prop.major;
+    dev.minor = prop.minor;
+    dev.multiprocessors = prop.multiProcessorCount;
+    dev.totalMemory = prop.totalGlobalMem;
+    if (cudaSetDevice(d) == cudaSuccess) cudaMemGetInfo(&dev.freeMemory, &dev.totalMemory);
+    cudaGetLastError();
+    info.devices.push_back(dev);
+  }
+  return info;
+}
+
+Status alloc_buffer(Buffer& out, std::size_t bytes, int device) {
+  PSA_TRY(cudaSetDevice(device), "selecting the CUDA device");
+  void* ptr = nullptr;
+  PSA_TRY(cudaMalloc(&ptr, std::max<std::size_t>(bytes, 1)), "allocating device memory");
+  out = Buffer{ptr, bytes, device};
+  return Status::success();
+}
+
+Status free_buffer(Buffer& buf) {
+  if (!buf.ptr) return Status::success();
+  PSA_TRY(cudaSetDevice(buf.device), "selecting the CUDA device");
+  Status s = status_of(cudaFree(buf.ptr), "freeing device memory");
+  buf.ptr = nullptr;
+  buf.bytes = 0;
+  return s;
+}
+
+Status upload_f32(const float* host, std::size_t n, DType type, const Buffer& dst) {
+  PSA_TRY(cudaSetDevice(dst.device), "selecting the CUDA device");
+  switch (type) {
+    case DType::F32:
+      PSA_TRY(cudaMemcpyAsync(dst.ptr, host, n * sizeof(float), cudaMemcpyHostToDevice, cudaStreamPerThread), "copying float32 data to the device");
+      return status_of(cudaStreamSynchronize(cudaStreamPerThread), "copying float32 data to the device");
+    case DType::F16:
+      return narrow_chunks(host, n, static_cast<__half*>(dst.ptr));
+    case DType::BF16:
+      return narrow_chunks(host, n, static_cast<__nv_bfloat16*>(dst.ptr));
+  }
+  return Status{1, "cudaErrorInvalidValue", "unknown dtype"};
+}
+
+Status upload_raw16(const std::uint16_t* host, std::size_t n, const Buffer& dst) {
+  PSA_TRY(cudaSetDevice(dst.device), "selecting the CUDA device");
+  PSA_TRY(cudaMemcpyAsync(dst.ptr, host, n * sizeof(std::uint16_t), cudaMemcpyHostToDevice, cudaStreamPerThread), "copying 16-bit data to the device");
+  return status_of(cudaStreamSynchronize(cudaStreamPerThread), "copying 16-bit data to the device");
+}
+
+Status download_f32(const Buffer& src, DType type, std::size_t n, float* host) {
+  PSA_TRY(cudaSetDevice(src.device), "selecting the CUDA device");
+  switch (type) {
+    case DType::F32:
+      PSA_TRY(cudaMemcpyAsync(host, src.ptr, n * sizeof(float), cudaMemcpyDeviceToHost, cudaStreamPerThread), "copying float32 data to the host");
+      return status_of(cudaStreamSynchronize(cudaStreamPerThread), "copying float32 data to the host");
+    case DType::F16:
+      return widen_chunks(static_cast<const __half*>(src.ptr), n, host);
+    case DType::BF16:
+      return widen_chunks(static_cast<const __nv_bfloat16*>(src.ptr), n, host);
+  }
+  return Status{1, "cudaErrorInvalidValue", "unknown dtype"};
+}
+
+}  // namespace psa::gpu

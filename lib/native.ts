@@ -1,0 +1,102 @@
+/**
+ * The native addon, loaded once per thread: `build/Release` (built from source) or
+ * `prebuilds/<platform>-<arch>/` through node-gyp-build, or the file named by
+ * PSA_ADDON_PATH. Loading never throws: a missing or broken addon leaves the JS backend and a
+ * reason that `psa info` shows, with how to build one.
+ */
+import { dirname, join } from 'node:path';
+import { existsSync } from 'node:fs';
+import {
+  BackendUnavailableError, CudaError, DisposedError, DtypeError, OutOfMemoryError, PsaError, ShapeError,
+} from './errors';
+
+/** A device buffer owned by the addon. */
+export interface NativeDeviceTensor {
+  readonly disposed: boolean;
+  readonly type: 'float32' | 'float16' | 'bfloat16';
+  readonly count: number;
+  readonly device: number;
+  download(): Promise<Float32Array>;
+  dispose(): void;
+}
+
+export interface NativeDeviceInfo {
+  index: number;
+  name: string;
+  computeCapability: string;
+  multiprocessors: number;
+  totalMemory: number;
+  freeMemory: number;
+}
+
+export interface NativeRuntimeInfo {
+  /** CUDA kernels compiled into this addon. */
+  compiled: boolean;
+  flavor: 'cuda' | 'cuda-emu' | 'none';
+  targets: string;
+  runtimeVersion: number;
+  driverVersion: number;
+  devices: NativeDeviceInfo[];
+  error?: { code: number; name: string; message: string };
+}
+
+interface NativeAddon {
+  init(errorFactory: (kind: string, name: string, message: string) => Error): void;
+  info(): NativeRuntimeInfo;
+  upload(data: Float32Array, type: string, device?: number): Promise<NativeDeviceTensor>;
+  uploadRaw16(data: Uint16Array, type: string, device?: number): Promise<NativeDeviceTensor>;
+}
+
+export type AddonState =
+  | { loaded: true; addon: NativeAddon; path: string; /** Probed once at load. */ runtime: NativeRuntimeInfo }
+  | { loaded: false; reason: string };
+
+let state: AddonState | undefined;
+
+/** Builds the coded error for a native failure (the addon calls this; see binding/addon_state.cc). */
+export function nativeError(kind: string, name: string, message: string): Error {
+  switch (kind) {
+    case 'unavailable': return new BackendUnavailableError('cuda', `${message} (${name})`);
+    case 'oom': return new OutOfMemoryError(`${message} (${name})`);
+    case 'cuda': return new CudaError(name, message);
+    case 'disposed': return new DisposedError('Tensor', 'tensor');
+    case 'shape': return new ShapeError(message);
+    case 'dtype': return new DtypeError(message);
+    default: return new PsaError('ERR_INTERNAL', message);
+  }
+}
+
+/** The package's root directory (holding package.json, lib/ and scripts/), from source or from dist/. */
+export function packageRoot(): string {
+  for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
+    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'lib'))) return dir;
+  }
+  return join(__dirname, '..');
+}
+
+/** The addon, or why there is none. Cached per thread; never throws. */
+export function loadAddon(): AddonState {
+  if (state) return state;
+  const root = packageRoot();
+  try {
+    const override = process.env.PSA_ADDON_PATH;
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const path: string = override ? override : require('node-gyp-build').resolve(root);
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const addon = require(path) as NativeAddon;
+    addon.init(nativeError);
+    state = { loaded: true, addon, path, runtime: addon.info() };
+  } catch (e) {
+    const first = String((e as Error).message ?? e).split('\n')[0];
+    state = {
+      loaded: false,
+      reason: `no native addon for ${process.platform}-${process.arch} (${first}); build one with \`npx psa build\` (needs cmake and a C++ compiler, nvcc for CUDA)`,
+    };
+  }
+  return state;
+}
+
+/** Forget the cached addon (after `psa build`, or in tests). */
+export function resetAddon(): void {
+  state = undefined;
+}

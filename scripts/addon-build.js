@@ -1,0 +1,57 @@
+'use strict';
+// Shared by the install step, the prebuild step and `psa build`: find the tools, run cmake-js.
+const { spawnSync } = require('node:child_process');
+const path = require('node:path');
+const fs = require('node:fs');
+
+const root = path.join(__dirname, '..');
+
+/** The first directory on PATH holding `name`, or null. */
+function which(name) {
+  for (const dir of (process.env.PATH || '').split(path.delimiter)) {
+    if (dir && fs.existsSync(path.join(dir, name))) return path.join(dir, name);
+  }
+  return null;
+}
+
+/** What a source build needs and lacks: [] when cmake, a C++ compiler and cmake-js are all here. */
+function missingTools() {
+  const missing = [];
+  if (!which('cmake')) missing.push('cmake');
+  if (!which('c++') && !which('g++') && !which('clang++')) missing.push('a C++ compiler');
+  try {
+    require.resolve('cmake-js/package.json', { paths: [root] });
+  } catch {
+    missing.push('the cmake-js package');
+  }
+  return missing;
+}
+
+/** CUDA is built unless PSA_CUDA or npm config psa_cuda says off/0/false. */
+function cudaWanted() {
+  const v = String(process.env.PSA_CUDA ?? process.env.npm_config_psa_cuda ?? 'on').toLowerCase();
+  return !['off', '0', 'false', 'no'].includes(v);
+}
+
+/**
+ * Runs `cmake-js compile` into `outDir` (relative to the package root) and returns the path of
+ * the built .node, or throws with the tool's output.
+ */
+function compile({ outDir = 'build', cuda = cudaWanted(), quiet = false } = {}) {
+  const cli = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
+  const args = [cli, 'compile', '-O', outDir, `--CDPSA_CUDA=${cuda ? 'ON' : 'OFF'}`];
+  const r = spawnSync(process.execPath, args, { cwd: root, stdio: quiet ? 'pipe' : 'inherit', encoding: 'utf8' });
+  if (r.status !== 0) {
+    const out = quiet ? `\n${(r.stdout || '').slice(-4000)}${(r.stderr || '').slice(-4000)}` : '';
+    throw new Error(`cmake-js compile failed (exit ${r.status})${out}`);
+  }
+  return path.join(root, outDir, 'Release', 'psa_attention.node');
+}
+
+/** True when `file` loads as our addon in a fresh process (a broken build must not be kept). */
+function loads(file) {
+  const code = `const a=require(${JSON.stringify(file)}); if (typeof a.info !== 'function') process.exit(3); a.info();`;
+  return spawnSync(process.execPath, ['-e', code], { stdio: 'ignore' }).status === 0;
+}
+
+module.exports = { root, which, missingTools, cudaWanted, compile, loads };
