@@ -8,7 +8,8 @@ import { formatDemo, runDemo, DEMO_DEFAULTS } from './demo';
 import { PsaError } from './errors';
 import { info } from './info';
 import { join } from 'node:path';
-import { packageRoot, resetAddon } from './native';
+import { resetAddon } from './native';
+import { packageRoot } from './package-root';
 import type { BackendName } from './types';
 
 const BACKEND_ORDER = ['js', 'cpu', 'cuda', 'cuda-emu'];

@@ -1,8 +1,7 @@
 /** What this installation can do: version and each backend's availability with its reason. */
-import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
 import { backendStatuses, BackendStatus } from './backends';
 import { loadAddon, NativeRuntimeInfo } from './native';
+import { packageVersion } from './package-root';
 
 export interface Info {
   version: string;
@@ -25,14 +24,3 @@ export function info(): Info {
   return { version, node: process.version, platform: `${process.platform}-${process.arch}`, backends, autoBackend: preferred?.name ?? 'none', native };
 }
 
-/** The version in our package.json, found upward from this file (it sits at lib/ in source and dist/lib/ when built). */
-function packageVersion(): string {
-  for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
-    const file = join(dir, 'package.json');
-    if (existsSync(file)) {
-      const pkg = JSON.parse(readFileSync(file, 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'psa-attention') return pkg.version ?? 'unknown';
-    }
-  }
-  return 'unknown';
-}

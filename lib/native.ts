@@ -4,11 +4,10 @@
  * PSA_ADDON_PATH. Loading never throws: a missing or broken addon leaves the JS backend and a
  * reason that `psa info` shows, with how to build one.
  */
-import { dirname, join } from 'node:path';
-import { existsSync } from 'node:fs';
 import {
   BackendUnavailableError, CudaError, DisposedError, DtypeError, OutOfMemoryError, PsaError, ShapeError,
 } from './errors';
+import { packageRoot } from './package-root';
 
 /** A device buffer owned by the addon. */
 export interface NativeDeviceTensor {
@@ -64,14 +63,6 @@ export function nativeError(kind: string, name: string, message: string): Error 
     case 'dtype': return new DtypeError(message);
     default: return new PsaError('ERR_INTERNAL', message);
   }
-}
-
-/** The package's root directory (holding package.json, lib/ and scripts/), from source or from dist/. */
-export function packageRoot(): string {
-  for (let dir = __dirname; dir !== dirname(dir); dir = dirname(dir)) {
-    if (existsSync(join(dir, 'package.json')) && existsSync(join(dir, 'lib'))) return dir;
-  }
-  return join(__dirname, '..');
 }
 
 /** The addon, or why there is none. Cached per thread; never throws. */
