@@ -85,7 +85,8 @@ export class BlockLayout {
   }
 
   rowIndex(b: number, h: number, queryBlock: number): number {
-    if (!(b >= 0 && b < this.batch && h >= 0 && h < this.heads && queryBlock >= 0 && queryBlock < this.numQueryBlocks)) {
+    const ok = (x: number, n: number) => Number.isInteger(x) && x >= 0 && x < n;
+    if (!(ok(b, this.batch) && ok(h, this.heads) && ok(queryBlock, this.numQueryBlocks))) {
       throw new ShapeError(`no layout row (${b}, ${h}, ${queryBlock}) in a layout of ${this.batch} x ${this.heads} x ${this.numQueryBlocks}`, 'row');
     }
     return (b * this.heads + h) * this.numQueryBlocks + queryBlock;
@@ -173,6 +174,10 @@ export class BlockLayout {
   }
 
   static fromJSON(json: { offsets: number[]; indices: number[]; flags: number[] } & LayoutGeometry): BlockLayout {
+    if (typeof json !== 'object' || json === null) throw new OptionError('layout JSON must be an object from BlockLayout.toJSON()', 'layout');
+    for (const key of ['offsets', 'indices', 'flags'] as const) {
+      if (!Array.isArray(json[key]) || !json[key].every((x) => Number.isInteger(x))) throw new OptionError(`layout JSON ${key} must be an array of integers`, `layout.${key}`);
+    }
     validateGeometry(json);
     const rows = json.batch * json.heads * Math.ceil(json.seqQ / json.blockSize);
     const layout = BlockLayout.fromSelection(json, (b, h, I) => {
@@ -197,11 +202,43 @@ export function maskSpecOf(g: LayoutGeometry): MaskSpec {
 }
 
 function validateGeometry(g: LayoutGeometry): void {
+  if (typeof g !== 'object' || g === null) throw new OptionError('layout geometry must be an object', 'layout');
   for (const key of ['batch', 'heads', 'seqQ', 'seqK', 'blockSize'] as const) {
     if (!Number.isSafeInteger(g[key]) || g[key] < 1) throw new ShapeError(`layout ${key} must be a positive integer, got ${g[key]}`, `layout.${key}`);
   }
+  if (g.blockSize % 16 !== 0 || g.blockSize > 256) throw new OptionError(`layout blockSize must be a multiple of 16 in 16..256, got ${g.blockSize}`, 'layout.blockSize');
+  if (typeof g.causal !== 'boolean') throw new OptionError(`layout causal must be a boolean, got ${String(g.causal)}`, 'layout.causal');
   if (!Number.isSafeInteger(g.globalTokens) || g.globalTokens < 0) throw new OptionError(`layout globalTokens must be a non-negative integer, got ${g.globalTokens}`, 'layout.globalTokens');
   if (g.window !== null && !(Number.isSafeInteger(g.window[0]) && Number.isSafeInteger(g.window[1]) && g.window[0] >= 0 && g.window[1] >= 0)) {
     throw new OptionError(`layout window must be [left, right] non-negative integers or null`, 'layout.window');
+  }
+}
+
+/**
+ * Check that a layout is internally consistent before computing with it: its typed arrays are
+ * writable, and a wrong index or a wrong FULL flag would silently give wrong attention.
+ * O(entries x blockSize), small next to the attention itself.
+ */
+export function verifyLayout(layout: BlockLayout): void {
+  const bad = (why: string) => new OptionError(`layout is inconsistent: ${why}`, 'layout');
+  const { offsets, indices, flags, blockSize: bs, seqQ, seqK, numQueryBlocks: nQB, numKeyBlocks: nKB } = layout;
+  const rows = layout.batch * layout.heads * nQB;
+  if (offsets.length !== rows + 1 || offsets[0] !== 0 || offsets[rows] !== indices.length || flags.length !== indices.length) {
+    throw bad('offsets, indices and flags do not fit its geometry');
+  }
+  const spec = layout.maskSpec;
+  for (let r = 0; r < rows; r++) {
+    if (offsets[r + 1] < offsets[r]) throw bad(`offsets decrease at row ${r}`);
+    const I = r % nQB;
+    const i0 = I * bs;
+    const i1 = Math.min(seqQ, i0 + bs) - 1;
+    for (let e = offsets[r]; e < offsets[r + 1]; e++) {
+      const J = indices[e];
+      if (!(J >= 0 && J < nKB) || (e > offsets[r] && J <= indices[e - 1])) throw bad(`entry ${e} (key block ${J}) is out of range or out of order`);
+      if (flags[e] & ~(BLOCK_SELECTED | BLOCK_FULL)) throw bad(`entry ${e} has unknown flag bits ${flags[e]}`);
+      const cov = tileCoverage(spec, i0, i1, J * bs, Math.min(seqK, J * bs + bs) - 1, (flags[e] & BLOCK_SELECTED) !== 0);
+      if (cov === Coverage.None) throw bad(`entry ${e} (query block ${I}, key block ${J}) has no allowed pair`);
+      if ((cov === Coverage.Full) !== ((flags[e] & BLOCK_FULL) !== 0)) throw bad(`entry ${e} (query block ${I}, key block ${J}) has a wrong FULL flag`);
+    }
   }
 }

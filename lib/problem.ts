@@ -4,8 +4,8 @@
  * is computed before this has passed, so a bad call never leaves anything half-done.
  */
 import { types } from 'node:util';
-import { DtypeError, OptionError, ShapeError, ValueError } from './errors';
-import { BlockLayout } from './layout';
+import { DisposedError, DtypeError, OptionError, ShapeError, ValueError } from './errors';
+import { BlockLayout, verifyLayout } from './layout';
 import { MaskSpec, resolveWindow } from './mask';
 import { ResolvedSoftmax, resolveSoftmax } from './softmax';
 import { Tensor } from './tensor';
@@ -70,8 +70,10 @@ export function classifyInputs(q: unknown, k: unknown, v: unknown): Inputs {
   const isTensor = Object.values(args).map((x) => x instanceof Tensor);
   if (isTensor.every(Boolean)) {
     for (const [name, t] of Object.entries(args) as [string, Tensor][]) {
-      if (t.disposed) t.storage; // throws DisposedError
-      void name;
+      if (t.disposed) throw new DisposedError(`Tensor ${name}`, name);
+      if (t.location === 'cpu' && t.data.length !== t.size) {
+        throw new ShapeError(`${name}'s data holds ${t.data.length} floats, not ${t.size}: was its ArrayBuffer transferred?`, name);
+      }
     }
     return { kind: 'tensor', q: q as Tensor, k: k as Tensor, v: v as Tensor };
   }
@@ -92,7 +94,7 @@ export function resolveProblem(inputs: Inputs, options: AttentionOptions | undef
   const causal = checkBoolean('causal', options.causal, false);
   const scale = options.scale === undefined ? 1 / Math.sqrt(headDim) : checkNumber('scale', options.scale, -1e30, 1e30);
   const softmax = resolveSoftmax(options.softmax);
-  const topK = resolveTopK(options, seqK);
+  const topK = resolveTopK(options);
   const backend = checkOneOf('backend', options.backend, BACKENDS, 'auto');
   const dtype = checkOneOf<Dtype>('dtype', options.dtype, ['float32', 'float16', 'bfloat16'], inputs.kind === 'tensor' ? tensorDtype(inputs.q) : 'float32');
   const base = {
@@ -106,7 +108,7 @@ export function resolveProblem(inputs: Inputs, options: AttentionOptions | undef
 
   const blockSize = options.blockSize === undefined ? 64 : checkInt('blockSize', options.blockSize, 16, 256);
   if (blockSize % 16 !== 0) throw new OptionError(`blockSize must be a multiple of 16 in 16..256, got ${blockSize}`, 'blockSize');
-  const window = resolveWindowOption(options.window, causal, seqK);
+  const window = resolveWindowOption(options.window, causal);
   const globalTokens = options.globalTokens === undefined ? 0 : checkInt('globalTokens', options.globalTokens, 0, MAX_ELEMENTS);
   const selection = resolveSelection(options);
   if (selection === null && (options.estimate !== undefined || options.shareAcrossGroup !== undefined)) {
@@ -170,7 +172,7 @@ function resolveShape(inputs: Inputs, options: AttentionOptions) {
   return { ...dims, layout };
 }
 
-function resolveWindowOption(window: unknown, causal: boolean, seqK: number): [number, number] {
+function resolveWindowOption(window: unknown, causal: boolean): [number, number] {
   if (window === undefined) return [-1, -1];
   const limit = MAX_ELEMENTS;
   if (typeof window === 'number') {
@@ -178,7 +180,6 @@ function resolveWindowOption(window: unknown, causal: boolean, seqK: number): [n
     return resolveWindow(window, causal);
   }
   if (!Array.isArray(window) || window.length !== 2) throw new OptionError(`window must be a positive integer or [left, right], got ${describe(window)}`, 'window');
-  void seqK;
   return resolveWindow([checkInt('window[0]', window[0], 0, limit), checkInt('window[1]', window[1], 0, limit)], causal);
 }
 
@@ -201,11 +202,10 @@ function resolveSelection(options: AttentionOptions): Selection | null {
   };
 }
 
-function resolveTopK(options: AttentionOptions, seqK: number): TopK {
+function resolveTopK(options: AttentionOptions): TopK {
   if (options.topK !== undefined && options.topKRatio !== undefined) throw new OptionError('give topK or topKRatio, not both', 'topK');
   if (options.topK !== undefined) return { kind: 'count', k: checkInt('topK', options.topK, 1, MAX_ELEMENTS) };
   if (options.topKRatio !== undefined) return { kind: 'ratio', ratio: checkNumber('topKRatio', options.topKRatio, 0, 1, { minOpen: true }) };
-  void seqK;
   return null;
 }
 
@@ -221,6 +221,7 @@ function fromLayout(options: AttentionOptions, base: { batch: number; heads: num
   if (options.causal !== undefined && options.causal !== layout.causal) {
     throw new OptionError(`causal is ${options.causal} but the layout was built with causal ${layout.causal}`, 'causal');
   }
+  verifyLayout(layout);
   return { causal: layout.causal, mask: layout.maskSpec, blockSize: layout.blockSize, selection: null, layout, sparse: true };
 }
 

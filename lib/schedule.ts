@@ -58,13 +58,14 @@ export function progressiveSchedule(config: ScheduleConfig): (step: number) => S
   const globalTokens = config.globalTokens === undefined ? undefined : checkInt('globalTokens', config.globalTokens, 0, 2 ** 31 - 1);
   const minBlocks = config.minBlocks === undefined ? undefined : checkInt('minBlocks', config.minBlocks, 0, 2 ** 31 - 1);
   const maxBlocks = config.maxBlocks === undefined ? undefined : checkInt('maxBlocks', config.maxBlocks, 0, 2 ** 31 - 1);
+  if (minBlocks !== undefined && maxBlocks !== undefined && minBlocks > maxBlocks) throw new OptionError(`minBlocks (${minBlocks}) exceeds maxBlocks (${maxBlocks})`, 'minBlocks');
 
   return (step: number): SparseOptions => {
     checkNumber('step', step, 0, Number.MAX_SAFE_INTEGER);
     if (step < warmup) return {};
     const x = ramp === 0 ? 1 : Math.min(1, (step - warmup) / ramp);
     const f = curve === 'linear' ? x : curve === 'cosine' ? (1 - Math.cos(Math.PI * x)) / 2 : Math.floor(x * levels) / levels;
-    const at = (r: Ramp) => r[0] + (r[1] - r[0]) * f;
+    const at = (r: Ramp) => r[0] * (1 - f) + r[1] * f; // exact at both ends
     const out: SparseOptions = {};
     const clamp = { ...(minBlocks !== undefined && { minBlocks }), ...(maxBlocks !== undefined && { maxBlocks }) };
     if (ramps.blockRatio) out.blocks = { ratio: at(ramps.blockRatio), ...clamp };

@@ -6,7 +6,7 @@
  */
 import { types } from 'node:util';
 import { BackendUnavailableError, DisposedError, DtypeError, OptionError, ShapeError } from './errors';
-import { loadAddon, NativeDeviceTensor } from './native';
+import { loadAddon, loadEmuAddon, NativeDeviceTensor } from './native';
 
 // Node 20 may lack Symbol.dispose; TypeScript's `using` looks it up at run time.
 if (!(Symbol as { dispose?: symbol }).dispose) (Symbol as { dispose?: symbol }).dispose = Symbol.for('nodejs.dispose');
@@ -28,7 +28,9 @@ class CpuStorage implements TensorStorage {
   readonly type = 'float32' as const;
   constructor(public data: Float32Array | null) {}
   async read(): Promise<Float32Array> {
-    return this.data!.slice();
+    const data = this.data!;
+    if (data.buffer.byteLength === 0 && data.length === 0) throw new ShapeError("the tensor's data was detached (its ArrayBuffer was transferred)", 'tensor');
+    return data.slice();
   }
   dispose(): void {
     this.data = null;
@@ -59,10 +61,11 @@ class DeviceStorage implements TensorStorage {
     if (raw16 && type === 'float32') throw new DtypeError("a Uint16Array holds 16-bit floats: options.type must be 'float16' or 'bfloat16'", 'options.type');
     const device = options.device ?? 0;
     if (!Number.isInteger(device) || device < 0) throw new OptionError(`options.device must be a non-negative integer, got ${String(device)}`, 'options.device');
-    const addon = loadAddon();
-    if (!addon.loaded) throw new BackendUnavailableError('cuda', addon.reason);
+    const location = options.location ?? 'cuda';
+    if (location !== 'cuda' && location !== 'cuda-emu') throw new OptionError(`options.location must be 'cuda' or 'cuda-emu', got ${String(location)}`, 'options.location');
+    const addon = location === 'cuda' ? loadAddon() : loadEmuAddon();
+    if (!addon.loaded) throw new BackendUnavailableError(location, addon.reason);
     const native = raw16 ? await addon.addon.uploadRaw16(data as Uint16Array, type, device) : await addon.addon.upload(data as Float32Array, type, device);
-    const location: TensorLocation = addon.runtime.flavor === 'cuda-emu' ? 'cuda-emu' : 'cuda';
     return new Tensor(new DeviceStorage(location, native), dims);
   }
 
@@ -82,6 +85,8 @@ export interface UploadOptions {
   type?: TensorType;
   /** Device index. Default 0. */
   device?: number;
+  /** 'cuda' (default), or 'cuda-emu' for the emulated build (tests and diagnosis). */
+  location?: 'cuda' | 'cuda-emu';
 }
 
 export class Tensor {
@@ -124,10 +129,11 @@ export class Tensor {
     if (raw16 && type === 'float32') throw new DtypeError("a Uint16Array holds 16-bit floats: options.type must be 'float16' or 'bfloat16'", 'options.type');
     const device = options.device ?? 0;
     if (!Number.isInteger(device) || device < 0) throw new OptionError(`options.device must be a non-negative integer, got ${String(device)}`, 'options.device');
-    const addon = loadAddon();
-    if (!addon.loaded) throw new BackendUnavailableError('cuda', addon.reason);
+    const location = options.location ?? 'cuda';
+    if (location !== 'cuda' && location !== 'cuda-emu') throw new OptionError(`options.location must be 'cuda' or 'cuda-emu', got ${String(location)}`, 'options.location');
+    const addon = location === 'cuda' ? loadAddon() : loadEmuAddon();
+    if (!addon.loaded) throw new BackendUnavailableError(location, addon.reason);
     const native = raw16 ? await addon.addon.uploadRaw16(data as Uint16Array, type, device) : await addon.addon.upload(data as Float32Array, type, device);
-    const location: TensorLocation = addon.runtime.flavor === 'cuda-emu' ? 'cuda-emu' : 'cuda';
     return new Tensor(new DeviceStorage(location, native), dims);
   }
 
@@ -160,8 +166,8 @@ export class Tensor {
     return this.#storage;
   }
 
-  /** A float32 host copy. */
-  download(): Promise<Float32Array> {
+  /** A float32 host copy (rejects with ERR_DISPOSED after dispose()). */
+  async download(): Promise<Float32Array> {
     return this.storage.read();
   }
 
