@@ -4,7 +4,10 @@
 
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
+
 #include <cstdint>
+
+#include "cuda_compat.h"
 
 namespace psa::gpu {
 

@@ -1,14 +1,12 @@
 // The CUDA layer's host API over the CUDA runtime: device discovery, buffers and the
 // float32 <-> 16-bit conversions. Every call works on the calling thread's default stream
 // (cudaStreamPerThread), so work from different libuv threads does not serialize.
-#include <cuda_runtime.h>
-
 #include <algorithm>
 #include <string>
 
+#include "cuda_compat.h"
 #include "convert.cuh"
 #include "device_api.h"
-#include "launch.h"
 
 namespace psa::gpu {
 namespace {

@@ -24,7 +24,7 @@ export async function attention(q: Float32Array | Tensor, k: Float32Array | Tens
   let output: Float32Array | Tensor = r.output;
   if (inputs.kind === 'tensor') {
     const { q: tq } = inputs;
-    output = tq.location === 'cpu' ? Tensor.fromFloat32(r.output, tq.dims) : await Tensor.upload(r.output, tq.dims, { type: tq.type });
+    output = tq.location === 'cpu' ? Tensor.fromFloat32(r.output, tq.dims) : await Tensor.upload(r.output, tq.dims, { type: tq.type, location: tq.location });
   }
   const result: AttentionResult = { output, stats: r.stats, backend: name };
   if (r.lse) result.lse = r.lse;

@@ -4,7 +4,7 @@
  * once per process with the reason.
  */
 import { BackendUnavailableError, DtypeError } from './errors';
-import { loadAddon } from './native';
+import { loadAddon, loadEmuAddon } from './native';
 import { BlockLayout } from './layout';
 import type { Inputs, Problem } from './problem';
 import { layoutFor, ReferenceResult, runReference } from './reference';
@@ -71,10 +71,25 @@ const cudaBackend: Backend = {
   },
 };
 
+/** The emulated build: reachable by name for tests and diagnosis, never chosen by `auto`. */
+function emuBackend(): Backend {
+  const status = (): BackendStatus => {
+    const emu = loadEmuAddon();
+    const reason = emu.loaded
+      ? `emulated build at ${emu.path} (tensors and the model checks run; the CUDA attention kernels are not in this version yet)`
+      : emu.reason;
+    return { name: 'cuda-emu', available: false, reason, dtypes: [] };
+  };
+  const fail = async (): Promise<never> => {
+    throw new BackendUnavailableError('cuda-emu', status().reason);
+  };
+  return { status, attention: fail, buildLayout: fail };
+}
+
 const registry: Record<Exclude<BackendName, 'auto'>, Backend> = {
   cuda: cudaBackend,
   cpu: unavailable('cpu', 'the native CPU backend is not part of this version'),
-  'cuda-emu': unavailable('cuda-emu', 'the emulated CUDA build (for tests) is not part of this version'),
+  'cuda-emu': emuBackend(),
   js: jsBackend,
 };
 

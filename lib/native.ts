@@ -8,6 +8,8 @@ import {
   BackendUnavailableError, CudaError, DisposedError, DtypeError, OutOfMemoryError, PsaError, ShapeError,
 } from './errors';
 import { packageRoot } from './package-root';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 
 /** A device buffer owned by the addon. */
 export interface NativeDeviceTensor {
@@ -51,6 +53,7 @@ export type AddonState =
   | { loaded: false; reason: string };
 
 let state: AddonState | undefined;
+let emuState: AddonState | undefined;
 
 /** Builds the coded error for a native failure (the addon calls this; see binding/addon_state.cc). */
 export function nativeError(kind: string, name: string, message: string): Error {
@@ -87,7 +90,30 @@ export function loadAddon(): AddonState {
   return state;
 }
 
-/** Forget the cached addon (after `psa build`, or in tests). */
+/**
+ * The emulated build (CUDA sources on the CPU execution model, for tests and diagnosis):
+ * PSA_EMU_ADDON_PATH, or build-emu/Release in a source checkout. Never shipped in a package.
+ */
+export function loadEmuAddon(): AddonState {
+  if (emuState) return emuState;
+  const path = process.env.PSA_EMU_ADDON_PATH ?? join(packageRoot(), 'build-emu', 'Release', 'psa_attention.node');
+  if (!existsSync(path)) {
+    emuState = { loaded: false, reason: `the emulated build is not present (${path}); build it in a source checkout with \`npm run build:emu\`` };
+    return emuState;
+  }
+  try {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const addon = require(path) as NativeAddon;
+    addon.init(nativeError);
+    emuState = { loaded: true, addon, path, runtime: addon.info() };
+  } catch (e) {
+    emuState = { loaded: false, reason: `the emulated build at ${path} does not load: ${String((e as Error).message ?? e).split('\n')[0]}` };
+  }
+  return emuState;
+}
+
+/** Forget the cached addons (after `psa build`, or in tests). */
 export function resetAddon(): void {
   state = undefined;
+  emuState = undefined;
 }

@@ -37,9 +37,9 @@ function cudaWanted() {
  * Runs `cmake-js compile` into `outDir` (relative to the package root) and returns the path of
  * the built .node, or throws with the tool's output.
  */
-function compile({ outDir = 'build', cuda = cudaWanted(), quiet = false } = {}) {
+function compile({ outDir = 'build', cuda = cudaWanted(), emulated = false, quiet = false } = {}) {
   const cli = require.resolve('cmake-js/bin/cmake-js', { paths: [root] });
-  const args = [cli, 'compile', '-O', outDir, `--CDPSA_CUDA=${cuda ? 'ON' : 'OFF'}`];
+  const args = [cli, 'compile', '-O', outDir, `--CDPSA_CUDA=${cuda ? 'ON' : 'OFF'}`, `--CDPSA_EMULATED=${emulated ? 'ON' : 'OFF'}`];
   const r = spawnSync(process.execPath, args, { cwd: root, stdio: quiet ? 'pipe' : 'inherit', encoding: 'utf8' });
   if (r.status !== 0) {
     const out = quiet ? `\n${(r.stdout || '').slice(-4000)}${(r.stderr || '').slice(-4000)}` : '';

@@ -1,0 +1,45 @@
+# The emulated build (PSA_EMULATED=ON): CUDA sources compiled by the host C++ compiler against
+# cuda/emu, the CUDA headers used host-only, no CUDA runtime or driver. Included from
+# CMakeLists.txt, which has set PSA_BINDING_SOURCES and NODE_ADDON_API_DIR.
+find_path(PSA_CUDA_HEADERS cuda_runtime_api.h
+  HINTS ENV CUDA_HOME ENV CUDA_PATH /usr/local/cuda
+  PATH_SUFFIXES include targets/x86_64-linux/include)
+if(NOT PSA_CUDA_HEADERS)
+  message(FATAL_ERROR "psa-attention: the emulated build needs the CUDA headers (cuda_runtime_api.h); install the CUDA toolkit")
+endif()
+
+set(PSA_EMU_SOURCES cuda/emu/engine.cc cuda/emu/fiber.cc cuda/emu/runtime.cc cuda/emu/primitives_twin.cc)
+set(PSA_EMU_KERNELS cuda/device_api.cu cuda/checks/mma_matmul.cu)
+set_source_files_properties(${PSA_EMU_KERNELS} PROPERTIES LANGUAGE CXX COMPILE_OPTIONS "-xc++")
+
+add_library(psa_emu STATIC ${PSA_EMU_SOURCES} ${PSA_EMU_KERNELS})
+target_include_directories(psa_emu PUBLIC ${PSA_CUDA_HEADERS} ${CMAKE_SOURCE_DIR}/cuda)
+target_compile_definitions(psa_emu PUBLIC PSA_EMULATED "PSA_CUDA_TARGETS=\"emulated\"")
+find_package(Threads REQUIRED)
+target_link_libraries(psa_emu PUBLIC Threads::Threads)
+
+if(PSA_SANITIZE STREQUAL "thread")
+  # Fibers hide races from ThreadSanitizer: each CUDA thread gets an OS thread instead.
+  target_compile_definitions(psa_emu PUBLIC PSA_EMU_THREADS)
+  target_compile_options(psa_emu PUBLIC -fsanitize=thread -g -O1)
+  target_link_options(psa_emu PUBLIC -fsanitize=thread)
+elseif(PSA_SANITIZE STREQUAL "address")
+  target_compile_definitions(psa_emu PUBLIC PSA_EMU_THREADS)
+  target_compile_options(psa_emu PUBLIC -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer -g -O1)
+  target_link_options(psa_emu PUBLIC -fsanitize=address,undefined)
+elseif(PSA_SANITIZE)
+  message(FATAL_ERROR "PSA_SANITIZE must be thread or address, not ${PSA_SANITIZE}")
+endif()
+
+# The model's own check program: fragment layouts, collectives, the mma matmul, misuse reports.
+add_executable(psa_model_check cuda/emu/tests/model_check.cc)
+target_link_libraries(psa_model_check PRIVATE psa_emu)
+
+if(PSA_ADDON)
+  add_library(${PROJECT_NAME} SHARED ${PSA_BINDING_SOURCES} ${CMAKE_JS_SRC})
+  set_target_properties(${PROJECT_NAME} PROPERTIES PREFIX "" SUFFIX ".node")
+  target_include_directories(${PROJECT_NAME} PRIVATE ${CMAKE_JS_INC} ${NODE_ADDON_API_DIR})
+  target_compile_definitions(${PROJECT_NAME} PRIVATE NAPI_VERSION=8 NAPI_CPP_EXCEPTIONS NODE_ADDON_API_DISABLE_DEPRECATED)
+  target_link_libraries(${PROJECT_NAME} PRIVATE psa_emu ${CMAKE_JS_LIB})
+endif()
+message(STATUS "psa-attention: emulated build (sanitizer: ${PSA_SANITIZE})")

@@ -1,0 +1,562 @@
+#!/usr/bin/env node
+'use strict';
+/**
+ * CUDA compile gate (docs: DESIGN.md §3, layer 1). No GPU needed, only nvcc and g++.
+ *
+ * For every translation unit in cuda/gate.json and every target (sm_80/86/89/90):
+ *   nvcc -std=c++17 -c -gencode arch=compute_XX,code=sm_XX
+ *        -Xptxas -v,-warn-spills,-warn-lmem-usage,-Werror -I cuda [-D...] <unit>
+ * fails on any spill, local memory or stack frame, parses ptxas -v per kernel (registers,
+ * barriers, static smem, spills, stack, constant memory), computes CTAs per SM with
+ * cuda_occupancy.h (scripts/occupancy.cc, built here with g++), and checks the PTX of
+ * `nvcc -ptx -arch=compute_80` for the instructions each unit must contain.
+ *
+ *   node scripts/gate.js           regenerate cuda/RESOURCES.md
+ *   node scripts/gate.js --check   fail if cuda/RESOURCES.md is not what this run generates
+ *
+ * Environment: NVCC (default: nvcc on PATH), CXX (default: g++), PSA_GATE_JOBS (default 2).
+ */
+const { spawn, spawnSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..');
+const MANIFEST = 'cuda/gate.json';
+const REPORT = 'cuda/RESOURCES.md';
+const PTXAS_OPTIONS = '-v,-warn-spills,-warn-lmem-usage,-Werror';
+const DEFAULT_FLAGS = ['-std=c++17', '-I', 'cuda'];
+
+// ---------------------------------------------------------------------------------------------
+// ptxas -v parser
+
+/**
+ * Parses the `-Xptxas -v` output of one compilation. Returns the entry functions (kernels) in
+ * the order ptxas reported them, non-entry functions that have a property line, and the
+ * ptxas warnings/errors.
+ *
+ * Lines it understands (CUDA 11-13):
+ *   ptxas info    : Compiling entry function '_Z3fooPf' for 'sm_80'
+ *   ptxas info    : Function properties for _Z3fooPf
+ *       16 bytes stack frame, 8 bytes spill stores, 8 bytes spill loads
+ *   ptxas info    : Used 32 registers, used 1 barriers, 16 bytes cumulative stack size,
+ *                   4096 bytes smem, 372 bytes cmem[0], 8 bytes cmem[2]
+ *   ptxas error   : Local memory used for function '_Z3fooPf', size of stack frame: 16 bytes
+ */
+function parsePtxasOutput(text) {
+  const kernels = [];
+  const byName = new Map();
+  const functions = new Map();
+  const diagnostics = [];
+  let current = null; // entry function whose "Used ..." line comes next
+  let propsFor = null; // function whose "N bytes stack frame" line comes next
+
+  const record = (name, target) => {
+    let k = byName.get(name);
+    if (!k) {
+      k = {
+        name,
+        target: target || null,
+        registers: 0,
+        barriers: 0,
+        staticSmem: 0,
+        cmem: {},
+        stackFrame: 0,
+        spillStores: 0,
+        spillLoads: 0,
+        cumulativeStack: 0,
+      };
+      byName.set(name, k);
+      kernels.push(k);
+    }
+    return k;
+  };
+
+  for (const raw of String(text).split(/\r?\n/)) {
+    const line = raw.trim();
+    let m;
+    if ((m = /^ptxas\s+(error|warning|fatal)\s*:\s*(.*)$/.exec(line))) {
+      diagnostics.push({ level: m[1], message: m[2] });
+      continue;
+    }
+    if ((m = /Compiling entry function '([^']+)'(?: for '([^']+)')?/.exec(line))) {
+      current = record(m[1], m[2]);
+      propsFor = null;
+      continue;
+    }
+    if ((m = /Function properties for (\S+)/.exec(line))) {
+      propsFor = m[1];
+      continue;
+    }
+    if ((m = /(\d+) bytes stack frame, (\d+) bytes spill stores, (\d+) bytes spill loads/.exec(line))) {
+      const props = { stackFrame: +m[1], spillStores: +m[2], spillLoads: +m[3] };
+      const target = propsFor && byName.get(propsFor);
+      if (target) Object.assign(target, props);
+      else if (propsFor) functions.set(propsFor, { name: propsFor, ...props });
+      propsFor = null;
+      continue;
+    }
+    if (/^ptxas info\s*:\s*Used \d+ registers/.test(line) && current) {
+      const num = (re) => {
+        const r = re.exec(line);
+        return r ? +r[1] : 0;
+      };
+      current.registers = num(/Used (\d+) registers/);
+      current.barriers = num(/used (\d+) barriers/);
+      current.staticSmem = num(/(\d+) bytes smem/);
+      current.cumulativeStack = num(/(\d+) bytes cumulative stack size/);
+      const cmem = {};
+      for (const c of line.matchAll(/(\d+) bytes cmem\[(\d+)\]/g)) cmem[+c[2]] = +c[1];
+      current.cmem = cmem;
+      current = null;
+    }
+  }
+  return { kernels, functions: [...functions.values()], diagnostics };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Tools
+
+let demangleAvailable;
+/** Demangles names with c++filt; returns them unchanged where c++filt is missing. */
+function demangle(names) {
+  const unique = [...new Set(names)];
+  const out = new Map(unique.map((n) => [n, n]));
+  if (unique.length === 0 || demangleAvailable === false) return out;
+  const r = spawnSync('c++filt', [], { input: unique.join('\n') + '\n', encoding: 'utf8' });
+  if (r.error || r.status !== 0) {
+    demangleAvailable = false;
+    return out;
+  }
+  demangleAvailable = true;
+  const lines = r.stdout.split('\n');
+  unique.forEach((n, i) => out.set(n, lines[i] && lines[i].trim() ? lines[i].trim() : n));
+  return out;
+}
+
+function nvccPath() {
+  return process.env.NVCC || 'nvcc';
+}
+
+/** True where nvcc runs. */
+function haveNvcc() {
+  const r = spawnSync(nvccPath(), ['--version'], { encoding: 'utf8' });
+  return !r.error && r.status === 0;
+}
+
+function nvccRelease() {
+  const r = spawnSync(nvccPath(), ['--version'], { encoding: 'utf8' });
+  const m = /release ([\d.]+), (V[\d.]+)/.exec(r.stdout || '');
+  return m ? `${m[1]} (${m[2]})` : 'unknown';
+}
+
+/** The first lines of a compiler's output (the first error is usually the cause), indented. */
+function excerpt(text, max = 20) {
+  const lines = String(text).trim().split('\n');
+  const head = lines.slice(0, max).join('\n    ');
+  return lines.length > max ? `${head}\n    ... (${lines.length - max} more lines)` : head;
+}
+
+/** Runs a command; resolves with { code, stdout, stderr, ms } (never rejects on exit code). */
+function run(cmd, args, opts = {}) {
+  return new Promise((resolve) => {
+    const t0 = Date.now();
+    let stdout = '';
+    let stderr = '';
+    let child;
+    try {
+      child = spawn(cmd, args, { cwd: opts.cwd || ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    } catch (e) {
+      resolve({ code: -1, stdout, stderr: String(e), ms: 0 });
+      return;
+    }
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    child.on('error', (e) => resolve({ code: -1, stdout, stderr: stderr + String(e), ms: Date.now() - t0 }));
+    child.on('close', (code) => resolve({ code, stdout, stderr, ms: Date.now() - t0 }));
+  });
+}
+
+/** Runs async task factories with at most `limit` in flight; keeps result order. */
+async function pool(tasks, limit) {
+  const results = new Array(tasks.length);
+  let next = 0;
+  const worker = async () => {
+    while (next < tasks.length) {
+      const i = next++;
+      results[i] = await tasks[i]();
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, tasks.length)) }, worker));
+  return results;
+}
+
+function tempDir() {
+  return fs.mkdtempSync(path.join(os.tmpdir(), 'psa-gate-'));
+}
+
+function ccOf(target) {
+  const m = /^sm_(\d+)(\d)$/.exec(target);
+  if (!m) throw new Error(`bad target '${target}' (expected sm_XY)`);
+  return { major: +m[1], minor: +m[2], arch: `compute_${m[1]}${m[2]}` };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Compile one unit for one target
+
+/**
+ * Compiles `source` for `target` with the gate's ptxas options and checks the result.
+ * Resolves with { source, target, ok, code, ms, output, kernels, problems }: kernels carry the
+ * parsed ptxas numbers plus `demangled`; problems are messages naming kernel and target.
+ */
+async function compileUnit({ source, target, defines = [], flags = DEFAULT_FLAGS, cwd = ROOT, outDir }) {
+  const { arch } = ccOf(target);
+  const dir = outDir || tempDir();
+  const obj = path.join(dir, `${path.basename(source).replace(/\W/g, '_')}.${target}.o`);
+  const args = [
+    ...flags,
+    '-c',
+    '-gencode',
+    `arch=${arch},code=${target}`,
+    '-Xptxas',
+    PTXAS_OPTIONS,
+    ...defines.map((d) => `-D${d}`),
+    source,
+    '-o',
+    obj,
+  ];
+  const r = await run(nvccPath(), args, { cwd });
+  if (!outDir) fs.rmSync(dir, { recursive: true, force: true });
+  const output = r.stdout + r.stderr;
+  const parsed = parsePtxasOutput(output);
+  const names = demangle([...parsed.kernels.map((k) => k.name), ...parsed.functions.map((f) => f.name)]);
+  const kernels = parsed.kernels.map((k) => ({ ...k, demangled: names.get(k.name) }));
+  const problems = [];
+  const where = `${source} [${target}]`;
+  for (const k of kernels) {
+    const what = [];
+    if (k.spillStores > 0 || k.spillLoads > 0)
+      what.push(`spills (${k.spillStores} bytes stores, ${k.spillLoads} bytes loads)`);
+    if (k.stackFrame > 0) what.push(`local memory: stack frame ${k.stackFrame} bytes`);
+    else if (k.cumulativeStack > 0) what.push(`local memory: cumulative stack ${k.cumulativeStack} bytes`);
+    if (what.length) problems.push(`${where} kernel '${k.demangled}': ${what.join('; ')}`);
+  }
+  for (const f of parsed.functions) {
+    if (f.spillStores > 0 || f.spillLoads > 0 || f.stackFrame > 0)
+      problems.push(
+        `${where} function '${names.get(f.name)}': stack frame ${f.stackFrame} bytes, ` +
+          `spills ${f.spillStores}/${f.spillLoads} bytes (stores/loads)`,
+      );
+  }
+  if (r.code !== 0) {
+    // ptxas -Werror turns the spill / local-memory warnings into errors: those are reported
+    // per kernel above already; keep the rest.
+    const flagged = kernels.filter((k) => k.spillStores || k.spillLoads || k.stackFrame || k.cumulativeStack).map((k) => k.name);
+    const other = parsed.diagnostics.filter((d) => !(/local memory|spill/i.test(d.message) && flagged.some((n) => d.message.includes(n))));
+    const diags = other.map((d) => {
+      let msg = d.message;
+      for (const [m, dm] of names) msg = msg.split(m).join(dm);
+      return `ptxas ${d.level}: ${msg}`;
+    });
+    if (diags.length === 0 && parsed.diagnostics.length > 0 && problems.length > 0)
+      return { source, target, ok: false, code: r.code, ms: r.ms, output, kernels, problems };
+    const detail = diags.length ? diags.join('\n    ') : excerpt(output);
+    problems.push(`${where}: nvcc exited with ${r.code}\n    ${detail}`);
+  }
+  return { source, target, ok: problems.length === 0, code: r.code, ms: r.ms, output, kernels, problems };
+}
+
+/** Compiles `source` to PTX for `ptxArch` and counts the lines holding each instruction. */
+async function checkPtx({ source, instructions, ptxArch = 'compute_80', defines = [], flags = DEFAULT_FLAGS, cwd = ROOT }) {
+  const dir = tempDir();
+  const ptxFile = path.join(dir, 'unit.ptx');
+  const r = await run(nvccPath(), [...flags, '-ptx', `-arch=${ptxArch}`, ...defines.map((d) => `-D${d}`), source, '-o', ptxFile], { cwd });
+  const ptx = r.code === 0 && fs.existsSync(ptxFile) ? fs.readFileSync(ptxFile, 'utf8') : null;
+  fs.rmSync(dir, { recursive: true, force: true });
+  const problems = [];
+  if (ptx === null) {
+    problems.push(`${source} [${ptxArch}]: nvcc -ptx exited with ${r.code}\n    ${excerpt(r.stdout + r.stderr)}`);
+    return { source, ok: false, counts: {}, problems, ms: r.ms };
+  }
+  const counts = {};
+  for (const ins of instructions) {
+    const re = new RegExp(`(^|[\\s{;])${ins.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}(?=[.\\s;])`);
+    counts[ins] = ptx.split('\n').filter((l) => re.test(l)).length;
+    if (counts[ins] === 0) problems.push(`${source} [${ptxArch}]: PTX instruction '${ins}' missing`);
+  }
+  return { source, ok: problems.length === 0, counts, problems, ms: r.ms };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Occupancy helper
+
+function cudaIncludeDir() {
+  const has = (d) => d && fs.existsSync(path.join(d, 'cuda_occupancy.h'));
+  const r = spawnSync(nvccPath(), ['--dryrun', '-c', '-x', 'cu', os.devNull, '-o', path.join(os.tmpdir(), 'psa-gate-dryrun.o')], { encoding: 'utf8' });
+  const text = `${r.stdout || ''}${r.stderr || ''}`;
+  for (const m of text.matchAll(/INCLUDES="([^"]*)"/g)) {
+    for (const inc of m[1].matchAll(/-I"?([^"\s]+)"?/g)) if (has(inc[1])) return path.resolve(inc[1]);
+  }
+  const w = spawnSync('sh', ['-c', `command -v "${nvccPath()}"`], { encoding: 'utf8' });
+  if (w.status === 0 && w.stdout.trim()) {
+    const bin = path.dirname(fs.realpathSync(w.stdout.trim()));
+    const candidates = [path.join(bin, '../include')];
+    const targets = path.join(bin, '../targets');
+    if (fs.existsSync(targets)) for (const t of fs.readdirSync(targets).sort()) candidates.push(path.join(targets, t, 'include'));
+    for (const c of candidates) if (has(c)) return path.resolve(c);
+  }
+  if (has('/usr/local/cuda/include')) return '/usr/local/cuda/include';
+  throw new Error('cuda_occupancy.h not found (looked in nvcc --dryrun INCLUDES, <nvcc>/../include, /usr/local/cuda/include)');
+}
+
+/** Builds scripts/occupancy.cc into `dir`; returns the binary's path. */
+function buildOccupancy(dir) {
+  const exe = path.join(dir, 'occupancy');
+  const cxx = process.env.CXX || 'g++';
+  const r = spawnSync(cxx, ['-std=c++17', '-O1', '-I', cudaIncludeDir(), path.join(__dirname, 'occupancy.cc'), '-o', exe], { encoding: 'utf8' });
+  if (r.error || r.status !== 0) throw new Error(`building scripts/occupancy.cc failed:\n${r.stderr || r.error}`);
+  return exe;
+}
+
+function occupancy(exe, target, k, threads, dynamicSmem) {
+  const { major, minor } = ccOf(target);
+  const args = [major, minor, k.registers, k.staticSmem, dynamicSmem, threads, k.barriers].map(String);
+  const r = spawnSync(exe, args, { encoding: 'utf8' });
+  const m = /^(\d+) (\S+)/.exec(r.stdout || '');
+  if (r.status !== 0 || !m) throw new Error(`occupancy ${args.join(' ')} failed: ${r.stderr || r.stdout}`);
+  return { ctasPerSm: +m[1], limitedBy: m[2] };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Gate
+
+function loadManifest(file = path.join(ROOT, MANIFEST)) {
+  const m = JSON.parse(fs.readFileSync(file, 'utf8'));
+  if (!Array.isArray(m.targets) || !Array.isArray(m.units)) throw new Error(`${MANIFEST}: needs "targets" and "units"`);
+  return m;
+}
+
+/** Runs the whole gate; resolves with { problems, notes, units, report }. */
+async function runGate({ manifest = loadManifest(), jobs = Number(process.env.PSA_GATE_JOBS) || 2, log = () => {} } = {}) {
+  const flags = manifest.flags || DEFAULT_FLAGS;
+  const ptxArch = manifest.ptxArch || 'compute_80';
+  const notes = [];
+  const present = [];
+  const units = [];
+  for (const u of manifest.units) {
+    if (!fs.existsSync(path.join(ROOT, u.source))) {
+      if (u.optional) {
+        const note = `${u.source}: not present yet, skipped (optional in ${MANIFEST})`;
+        notes.push(note);
+        log(`note: ${note}`);
+        units.push({ unit: u, skipped: true });
+        continue;
+      }
+      units.push({ unit: u, skipped: true, missing: true });
+      continue;
+    }
+    present.push(u);
+  }
+
+  const tasks = [];
+  for (const u of present) {
+    const defines = u.defines || [];
+    for (const target of manifest.targets)
+      tasks.push(async () => {
+        const r = await compileUnit({ source: u.source, target, defines, flags });
+        log(`${r.ok ? 'ok  ' : 'FAIL'} ${u.source} ${target} (${r.kernels.length} kernels, ${(r.ms / 1000).toFixed(1)} s)`);
+        return { kind: 'compile', unit: u, result: r };
+      });
+    if ((u.ptx || []).length)
+      tasks.push(async () => {
+        const r = await checkPtx({ source: u.source, instructions: u.ptx, ptxArch, defines, flags });
+        log(`${r.ok ? 'ok  ' : 'FAIL'} ${u.source} ptx ${ptxArch} (${(r.ms / 1000).toFixed(1)} s)`);
+        return { kind: 'ptx', unit: u, result: r };
+      });
+  }
+  const done = await pool(tasks, jobs);
+
+  const problems = [];
+  for (const u of units) if (u.missing) problems.push(`${u.unit.source}: listed in ${MANIFEST} but missing`);
+  const occDir = tempDir();
+  try {
+    const exe = present.length ? buildOccupancy(occDir) : null;
+    for (const u of present) {
+      const entry = { unit: u, skipped: false, ptx: null, kernels: new Map() };
+      units.push(entry);
+      const matchedEntries = new Set();
+      for (const d of done.filter((x) => x.unit === u)) {
+        if (d.kind === 'ptx') {
+          entry.ptx = d.result;
+          problems.push(...d.result.problems);
+          continue;
+        }
+        const r = d.result;
+        problems.push(...r.problems);
+        for (const k of r.kernels) {
+          const specs = (u.kernels || []).filter((s) => k.demangled.includes(s.match));
+          if (specs.length !== 1) {
+            problems.push(
+              specs.length === 0
+                ? `${u.source} [${r.target}] kernel '${k.demangled}': no entry in ${MANIFEST} matches it (add threads/dynamicSmem)`
+                : `${u.source} [${r.target}] kernel '${k.demangled}': matched by ${specs.length} entries in ${MANIFEST} (${specs.map((s) => `'${s.match}'`).join(', ')})`,
+            );
+            continue;
+          }
+          const spec = specs[0];
+          matchedEntries.add(spec);
+          let occ;
+          try {
+            occ = occupancy(exe, r.target, k, spec.threads, spec.dynamicSmem || 0);
+          } catch (e) {
+            problems.push(`${u.source} [${r.target}] kernel '${k.demangled}': ${e.message}`);
+            continue;
+          }
+          if (occ.ctasPerSm === 0)
+            problems.push(`${u.source} [${r.target}] kernel '${k.demangled}': 0 CTAs per SM (${spec.threads} threads, ${spec.dynamicSmem || 0} B dynamic smem cannot launch)`);
+          if (!entry.kernels.has(k.demangled)) entry.kernels.set(k.demangled, new Map());
+          entry.kernels.get(k.demangled).set(r.target, { ...k, threads: spec.threads, dynamicSmem: spec.dynamicSmem || 0, ...occ });
+        }
+      }
+      for (const s of u.kernels || [])
+        if (!matchedEntries.has(s) && done.some((x) => x.unit === u && x.kind === 'compile' && x.result.code === 0))
+          problems.push(`${u.source}: ${MANIFEST} entry '${s.match}' matches no kernel`);
+    }
+  } finally {
+    fs.rmSync(occDir, { recursive: true, force: true });
+  }
+  units.sort((a, b) => (a.unit.source < b.unit.source ? -1 : a.unit.source > b.unit.source ? 1 : 0));
+  const report = renderReport({ manifest, units, release: nvccRelease() });
+  return { problems, notes, units, report };
+}
+
+function renderReport({ manifest, units, release }) {
+  const flags = (manifest.flags || DEFAULT_FLAGS).join(' ');
+  const ptxArch = manifest.ptxArch || 'compute_80';
+  const L = [];
+  L.push('# CUDA kernel resources');
+  L.push('');
+  L.push('<!-- GENERATED FILE: do not edit. Regenerate with `npm run gate`; CI runs `node scripts/gate.js --check`. -->');
+  L.push('');
+  L.push(`Generated by \`npm run gate\` (scripts/gate.js) from \`${MANIFEST}\`. Do not edit by hand:`);
+  L.push('`node scripts/gate.js --check` fails when this file differs from what the gate generates.');
+  L.push('');
+  L.push(`- nvcc: ${release}`);
+  L.push(`- compile: \`nvcc ${flags} -c -gencode arch=compute_XX,code=sm_XX -Xptxas ${PTXAS_OPTIONS}\` for ${manifest.targets.map((t) => `\`${t}\``).join(', ')}; any spill, local memory or stack frame fails the gate`);
+  L.push(`- PTX check: \`nvcc ${flags} -ptx -arch=${ptxArch}\`, lines holding each required instruction`);
+  L.push('- CTAs/SM: `cudaOccMaxActiveBlocksPerMultiprocessor` (cuda_occupancy.h, via scripts/occupancy.cc) at the maximum shared-memory carveout; threads and dynamic smem per kernel from the manifest');
+  L.push('- smem and stack in bytes; cmem: constant bank[bytes]');
+  for (const u of units) {
+    L.push('');
+    L.push(`## ${u.unit.source}`);
+    L.push('');
+    if (u.skipped) {
+      L.push(u.missing ? 'Missing: listed in the manifest but not present.' : 'Skipped: not present when this report was generated (optional in the manifest).');
+      continue;
+    }
+    const ins = u.unit.ptx || [];
+    if (ins.length === 0) L.push(`PTX instructions required: none.`);
+    else {
+      L.push(`PTX instructions required (\`-arch=${ptxArch}\`):`);
+      L.push('');
+      L.push('| instruction | PTX lines | result |');
+      L.push('| --- | ---: | --- |');
+      for (const i of [...ins].sort()) {
+        const n = u.ptx && u.ptx.counts[i] !== undefined ? u.ptx.counts[i] : 0;
+        L.push(`| \`${i}\` | ${n} | ${n > 0 ? 'present' : 'MISSING'} |`);
+      }
+    }
+    for (const name of [...u.kernels.keys()].sort()) {
+      L.push('');
+      L.push(`### \`${name}\``);
+      L.push('');
+      L.push('| target | registers | barriers | static smem | dynamic smem | spill st/ld | stack | cmem | threads | CTAs/SM | limited by |');
+      L.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |');
+      const perTarget = u.kernels.get(name);
+      for (const t of [...perTarget.keys()].sort()) {
+        const k = perTarget.get(t);
+        const cmem = Object.keys(k.cmem).map(Number).sort((a, b) => a - b).map((b) => `[${b}] ${k.cmem[b]}`).join(', ') || '-';
+        L.push(`| ${t} | ${k.registers} | ${k.barriers} | ${k.staticSmem} | ${k.dynamicSmem} | ${k.spillStores}/${k.spillLoads} | ${k.stackFrame} | ${cmem} | ${k.threads} | ${k.ctasPerSm} | ${k.limitedBy} |`);
+      }
+    }
+  }
+  L.push('');
+  return L.join('\n');
+}
+
+function firstDifference(a, b) {
+  const x = a.split('\n');
+  const y = b.split('\n');
+  for (let i = 0; i < Math.max(x.length, y.length); i++)
+    if (x[i] !== y[i]) return `line ${i + 1}:\n  committed: ${x[i] === undefined ? '<end of file>' : x[i]}\n  generated: ${y[i] === undefined ? '<end of file>' : y[i]}`;
+  return 'identical';
+}
+
+/** Merges problems that differ only in their `[sm_XX]` target into one `[sm_80, sm_86]` line. */
+function collapseTargets(problems) {
+  const groups = new Map();
+  for (const p of problems) {
+    const targets = [];
+    const key = p.replace(/\[(sm_\d+)\]/, (_, t) => (targets.push(t), '[@TARGETS@]'));
+    if (!groups.has(key)) groups.set(key, []);
+    groups.get(key).push(...targets);
+  }
+  return [...groups].map(([key, ts]) => key.replace('@TARGETS@', ts.join(', ')));
+}
+
+async function main(argv) {
+  const check = argv.includes('--check');
+  const t0 = Date.now();
+  if (!haveNvcc()) {
+    console.error(`gate: ${nvccPath()} not found or not runnable; the CUDA compile gate needs nvcc (set NVCC to its path)`);
+    return 1;
+  }
+  const { problems, report } = await runGate({ log: (s) => console.log(`gate: ${s}`) });
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  if (problems.length) {
+    const merged = collapseTargets(problems);
+    console.error(`\ngate: FAILED (${merged.length} problem${merged.length > 1 ? 's' : ''}):`);
+    for (const p of merged) console.error(`  - ${p}`);
+    console.error(`gate: ${REPORT} not written (${secs} s)`);
+    return 1;
+  }
+  const file = path.join(ROOT, REPORT);
+  const committed = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
+  if (check) {
+    if (committed !== report) {
+      console.error(`gate: ${REPORT} is ${committed === null ? 'missing' : 'stale'}; run \`npm run gate\` and commit it`);
+      if (committed !== null) console.error(`gate: first difference at ${firstDifference(committed, report)}`);
+      return 1;
+    }
+    console.log(`gate: passed; ${REPORT} is current (${secs} s)`);
+    return 0;
+  }
+  if (committed !== report) fs.writeFileSync(file, report);
+  console.log(`gate: passed; ${REPORT} ${committed === report ? 'unchanged' : 'written'} (${secs} s)`);
+  return 0;
+}
+
+module.exports = {
+  parsePtxasOutput,
+  compileUnit,
+  checkPtx,
+  runGate,
+  renderReport,
+  loadManifest,
+  haveNvcc,
+  demangle,
+  cudaIncludeDir,
+  PTXAS_OPTIONS,
+  REPORT,
+  MANIFEST,
+};
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => process.exit(code),
+    (e) => {
+      console.error(`gate: ${e && e.stack ? e.stack : e}`);
+      process.exit(1);
+    },
+  );
+}

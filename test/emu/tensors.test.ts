@@ -1,0 +1,144 @@
+/**
+ * Device tensors through the emulated build: the real conversion kernels (cuda/convert.cuh)
+ * and the upload/download path of the addon, checked against host roundings written here
+ * from the IEEE definitions; and the handle's misuse errors.
+ */
+import { attention, Tensor } from '../../lib';
+import { loadEmuAddon } from '../../lib/native';
+
+const emu = loadEmuAddon();
+
+/** float32 -> float16 bits, round to nearest even (IEEE 754 binary16). */
+function toHalfBits(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer)[0];
+  const sign = (u >>> 16) & 0x8000;
+  const exp = (u >>> 23) & 0xff;
+  let mant = u & 0x7fffff;
+  if (exp === 0xff) return sign | 0x7c00 | (mant ? 0x200 : 0);
+  let e = exp - 127 + 15;
+  if (e >= 0x1f) return sign | 0x7c00;
+  if (e <= 0) {
+    if (e < -10) return sign;
+    mant |= 0x800000;
+    const shift = 14 - e;
+    let h = mant >>> shift;
+    const rem = mant & ((1 << shift) - 1);
+    const half = 1 << (shift - 1);
+    if (rem > half || (rem === half && h & 1)) h++;
+    return sign | h;
+  }
+  let h = (e << 10) | (mant >>> 13);
+  const rem = mant & 0x1fff;
+  if (rem > 0x1000 || (rem === 0x1000 && h & 1)) h++;
+  e = h >>> 10;
+  return sign | h;
+}
+
+function halfBitsToFloat(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >>> 10) & 0x1f;
+  const m = h & 0x3ff;
+  if (e === 0) return sign * m * 2 ** -24;
+  if (e === 0x1f) return m ? NaN : sign * Infinity;
+  return sign * (1 + m / 1024) * 2 ** (e - 15);
+}
+
+/** float32 -> bfloat16 -> float32, round to nearest even. */
+function roundBf16(x: number): number {
+  const f = new Float32Array([x]);
+  const u = new Uint32Array(f.buffer);
+  if (Number.isNaN(x)) return NaN;
+  const lsb = (u[0] >>> 16) & 1;
+  u[0] = ((u[0] + 0x7fff + lsb) >>> 16) << 16;
+  return f[0];
+}
+
+const values = new Float32Array([
+  0, -0, 1, -1, 1.0001, 3.14159265, 65504, 65519, 65520, 1e5, -1e5, 6.1e-5, 5.96e-8, 2.9e-8, 1e-10, 0.1, 0.2, 0.3, 1 / 3, 2049, 4097, 8195,
+  1.5e38, -3e38, 3e-39, 257.5, 258.5, -7.25e-3,
+]);
+
+if (!emu.loaded) {
+  test.skip(`cuda-emu tensors: skipped because ${emu.reason}`, () => {});
+}
+
+(emu.loaded ? describe : describe.skip)('cuda-emu device tensors', () => {
+  const dims = [1, 1, 4, 7] as const;
+
+  test('float32 round-trips exactly', async () => {
+    using t = await Tensor.upload(values, dims, { location: 'cuda-emu' });
+    expect(t.location).toBe('cuda-emu');
+    expect(t.type).toBe('float32');
+    expect(Array.from(await t.download())).toEqual(Array.from(values));
+  });
+
+  test('float16 conversion on the device rounds to nearest even', async () => {
+    using t = await Tensor.upload(values, dims, { location: 'cuda-emu', type: 'float16' });
+    const back = await t.download();
+    values.forEach((x, i) => expect(Object.is(back[i], halfBitsToFloat(toHalfBits(x))) || back[i] === halfBitsToFloat(toHalfBits(x))).toBe(true));
+  });
+
+  test('bfloat16 conversion on the device rounds to nearest even', async () => {
+    using t = await Tensor.upload(values, dims, { location: 'cuda-emu', type: 'bfloat16' });
+    const back = await t.download();
+    values.forEach((x, i) => expect(back[i]).toBe(roundBf16(x)));
+  });
+
+  test('raw 16-bit uploads keep the bits', async () => {
+    const bits = Uint16Array.from(values, (x) => toHalfBits(x));
+    using t = await Tensor.upload(bits, dims, { location: 'cuda-emu', type: 'float16' });
+    const back = await t.download();
+    bits.forEach((b, i) => expect(back[i]).toBe(halfBitsToFloat(b)));
+  });
+
+  test('a large tensor goes through in chunks and comes back whole', async () => {
+    const n = 1024 * 1024 + 5;
+    const x = Float32Array.from({ length: n }, (_, i) => (i % 1000) / 8);
+    using t = await Tensor.upload(x, [1, 1, 1, n], { location: 'cuda-emu', type: 'bfloat16' });
+    const back = await t.download();
+    expect(back.length).toBe(n);
+    expect(back[n - 1]).toBe(roundBf16(x[n - 1]));
+    expect(back[123457]).toBe(roundBf16(x[123457]));
+  });
+
+  test('misuse: double dispose is harmless, use after dispose is ERR_DISPOSED', async () => {
+    const t = await Tensor.upload(values, dims, { location: 'cuda-emu' });
+    t.dispose();
+    t.dispose();
+    expect(t.disposed).toBe(true);
+    await expect(t.download()).rejects.toMatchObject({ code: 'ERR_DISPOSED' });
+    expect(() => t.type).toThrow(expect.objectContaining({ code: 'ERR_DISPOSED' }));
+    await expect(attention(t, t, t)).rejects.toMatchObject({ code: 'ERR_DISPOSED' });
+  });
+
+  test('misuse: wrong dtype and short buffers are refused before any device work', async () => {
+    await expect(Tensor.upload(new Float64Array(28) as unknown as Float32Array, dims, { location: 'cuda-emu' })).rejects.toMatchObject({ code: 'ERR_DTYPE' });
+    await expect(Tensor.upload(new Float32Array(27), dims, { location: 'cuda-emu' })).rejects.toMatchObject({ code: 'ERR_SHAPE' });
+    await expect(Tensor.upload(new Uint16Array(28), dims, { location: 'cuda-emu', type: 'float32' })).rejects.toMatchObject({ code: 'ERR_DTYPE' });
+  });
+
+  test('a dispose while a download is in flight lets the download finish', async () => {
+    const t = await Tensor.upload(values, dims, { location: 'cuda-emu', type: 'float16' });
+    const pending = t.download();
+    t.dispose();
+    expect((await pending).length).toBe(values.length);
+  });
+
+  test('attention on emulated-device tensors returns a tensor on the same device', async () => {
+    const q = Float32Array.from({ length: 2 * 8 * 4 }, (_, i) => Math.sin(i));
+    const tq = await Tensor.upload(q, [1, 2, 8, 4], { location: 'cuda-emu' });
+    const r = await attention(tq, tq, tq, { causal: true, backend: 'js' });
+    expect((r.output as Tensor).location).toBe('cuda-emu');
+    const host = await attention(q, q, q, { shape: { batch: 1, heads: 2, seqQ: 8, headDim: 4 }, causal: true, backend: 'js' });
+    expect(Array.from(await (r.output as Tensor).download())).toEqual(Array.from(host.output));
+  });
+
+  test("backend 'cuda-emu' is reachable by name and says what it lacks", async () => {
+    const q = new Float32Array(16);
+    await expect(attention(q, q, q, { shape: { batch: 1, heads: 1, seqQ: 4, headDim: 4 }, backend: 'cuda-emu' })).rejects.toMatchObject({
+      code: 'ERR_BACKEND_UNAVAILABLE',
+      backend: 'cuda-emu',
+    });
+  });
+});

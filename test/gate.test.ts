@@ -1,0 +1,151 @@
+/**
+ * CUDA compile gate (scripts/gate.js, DESIGN.md §3 layer 1): the ptxas -v parser on a captured
+ * sample, a planted spill caught for sm_80, the PTX instruction check, and `--check` proving
+ * cuda/RESOURCES.md is current. The nvcc parts skip, with a message, where nvcc is not on PATH.
+ */
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const gate = require('../scripts/gate.js');
+
+const ROOT = path.resolve(__dirname, '..');
+const HAVE_NVCC: boolean = gate.haveNvcc();
+const nvccTest = HAVE_NVCC ? test : test.skip;
+if (!HAVE_NVCC) {
+  // eslint-disable-next-line no-console
+  console.warn('gate.test: nvcc is not on PATH (set NVCC to its path): compile-gate tests skipped');
+}
+
+// Captured from nvcc 13.0 (-Xptxas -v,-warn-spills,-warn-lmem-usage,-Werror), sm_80, plus a
+// planted local-memory kernel and a non-entry function with its own properties line.
+const SAMPLE = `ptxas error   : Local memory used for function '_Z12spill_kernelPfPKii', size of stack frame: 1024 bytes
+ptxas info    : 0 bytes gmem
+ptxas info    : Compiling entry function '_ZN3psa3gpu19widen_to_f32_kernelI13__nv_bfloat16EEvPKT_Pfm' for 'sm_80'
+ptxas info    : Function properties for _ZN3psa3gpu19widen_to_f32_kernelI13__nv_bfloat16EEvPKT_Pfm
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 10 registers, used 0 barriers, 376 bytes cmem[0]
+ptxas info    : Compile time = 17.347 ms
+ptxas info    : Function properties for _Z6helperi
+    8 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads
+ptxas info    : Compiling entry function '_Z12spill_kernelPfPKii' for 'sm_80'
+ptxas info    : Function properties for _Z12spill_kernelPfPKii
+    1024 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 32 registers, used 1 barriers, 1024 bytes cumulative stack size, 4096 bytes smem, 372 bytes cmem[0], 8 bytes cmem[2]
+ptxas info    : Compile time = 55.730 ms
+ptxas info    : Compiling entry function '_Z4h90kPf' for 'sm_90'
+ptxas info    : Function properties for _Z4h90kPf
+    0 bytes stack frame, 0 bytes spill stores, 0 bytes spill loads
+ptxas info    : Used 14 registers, used 0 barriers
+`;
+
+describe('ptxas -v parser', () => {
+  test('reads registers, smem, spills, stack and cmem per kernel', () => {
+    const r = gate.parsePtxasOutput(SAMPLE);
+    expect(r.kernels.map((k: { name: string }) => k.name)).toEqual([
+      '_ZN3psa3gpu19widen_to_f32_kernelI13__nv_bfloat16EEvPKT_Pfm',
+      '_Z12spill_kernelPfPKii',
+      '_Z4h90kPf',
+    ]);
+    expect(r.kernels[0]).toMatchObject({
+      target: 'sm_80',
+      registers: 10,
+      barriers: 0,
+      staticSmem: 0,
+      stackFrame: 0,
+      spillStores: 0,
+      spillLoads: 0,
+      cumulativeStack: 0,
+      cmem: { 0: 376 },
+    });
+    expect(r.kernels[1]).toMatchObject({
+      registers: 32,
+      barriers: 1,
+      staticSmem: 4096,
+      stackFrame: 1024,
+      cumulativeStack: 1024,
+      cmem: { 0: 372, 2: 8 },
+    });
+    expect(r.kernels[2]).toMatchObject({ target: 'sm_90', registers: 14, cmem: {} });
+    expect(r.functions).toEqual([{ name: '_Z6helperi', stackFrame: 8, spillStores: 4, spillLoads: 4 }]);
+    expect(r.diagnostics).toEqual([
+      { level: 'error', message: "Local memory used for function '_Z12spill_kernelPfPKii', size of stack frame: 1024 bytes" },
+    ]);
+  });
+
+  test('demangles with c++filt where present', () => {
+    const names = gate.demangle(['_Z12spill_kernelPfPKii']);
+    const d = names.get('_Z12spill_kernelPfPKii');
+    expect([ 'spill_kernel(float*, int const*, int)', '_Z12spill_kernelPfPKii' ]).toContain(d);
+  });
+});
+
+describe('compile gate (nvcc)', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'psa-gate-test-'));
+  });
+  afterAll(() => {
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  nvccTest(
+    'a planted spill (dynamically indexed local array) fails for sm_80',
+    async () => {
+      const src = path.join(dir, 'planted_spill.cu');
+      fs.writeFileSync(
+        src,
+        `__global__ void __launch_bounds__(256) planted_spill(float* out, const int* idx, int n) {
+  float local[256];
+  for (int i = 0; i < 256; ++i) local[i] = out[i * n + threadIdx.x];
+  out[threadIdx.x] = local[idx[threadIdx.x] & 255] + local[idx[threadIdx.x + 1] & 255];
+}
+`,
+      );
+      const r = await gate.compileUnit({ source: src, target: 'sm_80', flags: ['-std=c++17'] });
+      expect(r.ok).toBe(false);
+      const msg = r.problems.join('\n');
+      expect(msg).toContain('planted_spill');
+      expect(msg).toContain('[sm_80]');
+      expect(msg).toMatch(/stack frame \d+ bytes/);
+      expect(r.kernels[0].stackFrame).toBeGreaterThan(0);
+    },
+    5 * 60_000,
+  );
+
+  nvccTest(
+    'the PTX check reports a missing instruction',
+    async () => {
+      const src = path.join(dir, 'ptx_probe.cu');
+      fs.writeFileSync(
+        src,
+        `__global__ void ptx_probe(float* p) { __shared__ float s[64]; s[threadIdx.x] = p[threadIdx.x]; __syncthreads(); p[threadIdx.x] = s[63 - threadIdx.x]; }\n`,
+      );
+      const r = await gate.checkPtx({ source: src, instructions: ['bar.sync', 'mma.sync'], flags: ['-std=c++17'] });
+      expect(r.counts['bar.sync']).toBeGreaterThan(0);
+      expect(r.counts['mma.sync']).toBe(0);
+      expect(r.ok).toBe(false);
+      expect(r.problems.join('\n')).toContain("'mma.sync' missing");
+    },
+    5 * 60_000,
+  );
+
+  nvccTest(
+    'node scripts/gate.js --check: cuda/RESOURCES.md is current',
+    async () => {
+      const { code, out } = await new Promise<{ code: number; out: string }>((resolve) => {
+        execFile(
+          process.execPath,
+          [path.join(ROOT, 'scripts/gate.js'), '--check'],
+          { cwd: ROOT, maxBuffer: 16 << 20 },
+          (err, stdout, stderr) => resolve({ code: err ? Number(err.code ?? 1) : 0, out: stdout + stderr }),
+        );
+      });
+      if (code !== 0) throw new Error(`gate --check failed:\n${out}`);
+      expect(out).toContain('is current');
+    },
+    10 * 60_000,
+  );
+});
