@@ -43,32 +43,6 @@ class DeviceStorage implements TensorStorage {
     readonly location: TensorLocation,
     private readonly native: NativeDeviceTensor,
   ) {}
-  /**
-   * Copy host data to a CUDA device. A Float32Array is stored as `options.type` (converted on
-   * the device); a Uint16Array holds raw float16 or bfloat16 bit patterns and needs `type`.
-   * Rejects with ERR_BACKEND_UNAVAILABLE (and the reason) where no device is usable.
-   */
-  static async upload(data: Float32Array | Uint16Array, dims: readonly number[], options: UploadOptions = {}): Promise<Tensor> {
-    checkDims(dims);
-    const n = dims.reduce((a, b) => a * b, 1);
-    const raw16 = types.isUint16Array(data);
-    if (!raw16 && !types.isFloat32Array(data)) throw new DtypeError('data must be a Float32Array, or a Uint16Array of 16-bit floats', 'data');
-    if (data.length !== n) throw new ShapeError(`data holds ${data.length} values but dims [${dims.join(', ')}] need ${n}${data.length === 0 ? ' (was its buffer transferred?)' : ''}`, 'data');
-    const type = options.type ?? (raw16 ? undefined : 'float32');
-    if (type !== 'float32' && type !== 'float16' && type !== 'bfloat16') {
-      throw new DtypeError(raw16 ? "a Uint16Array upload needs options.type 'float16' or 'bfloat16'" : `options.type must be 'float32', 'float16' or 'bfloat16', got ${String(type)}`, 'options.type');
-    }
-    if (raw16 && type === 'float32') throw new DtypeError("a Uint16Array holds 16-bit floats: options.type must be 'float16' or 'bfloat16'", 'options.type');
-    const device = options.device ?? 0;
-    if (!Number.isInteger(device) || device < 0) throw new OptionError(`options.device must be a non-negative integer, got ${String(device)}`, 'options.device');
-    const location = options.location ?? 'cuda';
-    if (location !== 'cuda' && location !== 'cuda-emu') throw new OptionError(`options.location must be 'cuda' or 'cuda-emu', got ${String(location)}`, 'options.location');
-    const addon = location === 'cuda' ? loadAddon() : loadEmuAddon();
-    if (!addon.loaded) throw new BackendUnavailableError(location, addon.reason);
-    const native = raw16 ? await addon.addon.uploadRaw16(data as Uint16Array, type, device) : await addon.addon.upload(data as Float32Array, type, device);
-    return new Tensor(new DeviceStorage(location, native), dims);
-  }
-
   get type(): TensorType {
     return this.native.type;
   }

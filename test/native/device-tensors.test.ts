@@ -1,12 +1,18 @@
 /**
- * Device tensors through the emulated build: the real conversion kernels (cuda/convert.cuh)
- * and the upload/download path of the addon, checked against host roundings written here
- * from the IEEE definitions; and the handle's misuse errors.
+ * Device tensors: the conversion kernels (cuda/convert.cuh) and the addon's upload/download
+ * path, checked against host roundings written here from the IEEE definitions, and the
+ * handle's misuse errors. Runs on the emulated build (cuda-emu) and, where a GPU is usable,
+ * on the device build (cuda).
  */
 import { attention, Tensor } from '../../lib';
-import { loadEmuAddon } from '../../lib/native';
+import { loadAddon, loadEmuAddon } from '../../lib/native';
 
-const emu = loadEmuAddon();
+function locationStatus(location: 'cuda' | 'cuda-emu'): string | null {
+  const a = location === 'cuda' ? loadAddon() : loadEmuAddon();
+  if (!a.loaded) return a.reason;
+  if (a.runtime.error) return `${a.runtime.error.name}: ${a.runtime.error.message}`;
+  return a.runtime.devices.length ? null : 'no device';
+}
 
 /** float32 -> float16 bits, round to nearest even (IEEE 754 binary16). */
 function toHalfBits(x: number): number {
@@ -59,35 +65,37 @@ const values = new Float32Array([
   1.5e38, -3e38, 3e-39, 257.5, 258.5, -7.25e-3,
 ]);
 
-if (!emu.loaded) {
-  test.skip(`cuda-emu tensors: skipped because ${emu.reason}`, () => {});
+for (const location of ['cuda-emu', 'cuda'] as const) {
+const unusable = locationStatus(location);
+if (unusable) {
+  test.skip(`${location} tensors: skipped because ${unusable}`, () => {});
 }
 
-(emu.loaded ? describe : describe.skip)('cuda-emu device tensors', () => {
+(unusable ? describe.skip : describe)(`${location} device tensors`, () => {
   const dims = [1, 1, 4, 7] as const;
 
   test('float32 round-trips exactly', async () => {
-    using t = await Tensor.upload(values, dims, { location: 'cuda-emu' });
-    expect(t.location).toBe('cuda-emu');
+    using t = await Tensor.upload(values, dims, { location });
+    expect(t.location).toBe(location);
     expect(t.type).toBe('float32');
     expect(Array.from(await t.download())).toEqual(Array.from(values));
   });
 
   test('float16 conversion on the device rounds to nearest even', async () => {
-    using t = await Tensor.upload(values, dims, { location: 'cuda-emu', type: 'float16' });
+    using t = await Tensor.upload(values, dims, { location, type: 'float16' });
     const back = await t.download();
     values.forEach((x, i) => expect(Object.is(back[i], halfBitsToFloat(toHalfBits(x))) || back[i] === halfBitsToFloat(toHalfBits(x))).toBe(true));
   });
 
   test('bfloat16 conversion on the device rounds to nearest even', async () => {
-    using t = await Tensor.upload(values, dims, { location: 'cuda-emu', type: 'bfloat16' });
+    using t = await Tensor.upload(values, dims, { location, type: 'bfloat16' });
     const back = await t.download();
     values.forEach((x, i) => expect(back[i]).toBe(roundBf16(x)));
   });
 
   test('raw 16-bit uploads keep the bits', async () => {
     const bits = Uint16Array.from(values, (x) => toHalfBits(x));
-    using t = await Tensor.upload(bits, dims, { location: 'cuda-emu', type: 'float16' });
+    using t = await Tensor.upload(bits, dims, { location, type: 'float16' });
     const back = await t.download();
     bits.forEach((b, i) => expect(back[i]).toBe(halfBitsToFloat(b)));
   });
@@ -95,7 +103,7 @@ if (!emu.loaded) {
   test('a large tensor goes through in chunks and comes back whole', async () => {
     const n = 1024 * 1024 + 5;
     const x = Float32Array.from({ length: n }, (_, i) => (i % 1000) / 8);
-    using t = await Tensor.upload(x, [1, 1, 1, n], { location: 'cuda-emu', type: 'bfloat16' });
+    using t = await Tensor.upload(x, [1, 1, 1, n], { location, type: 'bfloat16' });
     const back = await t.download();
     expect(back.length).toBe(n);
     expect(back[n - 1]).toBe(roundBf16(x[n - 1]));
@@ -103,7 +111,7 @@ if (!emu.loaded) {
   });
 
   test('misuse: double dispose is harmless, use after dispose is ERR_DISPOSED', async () => {
-    const t = await Tensor.upload(values, dims, { location: 'cuda-emu' });
+    const t = await Tensor.upload(values, dims, { location });
     t.dispose();
     t.dispose();
     expect(t.disposed).toBe(true);
@@ -113,13 +121,13 @@ if (!emu.loaded) {
   });
 
   test('misuse: wrong dtype and short buffers are refused before any device work', async () => {
-    await expect(Tensor.upload(new Float64Array(28) as unknown as Float32Array, dims, { location: 'cuda-emu' })).rejects.toMatchObject({ code: 'ERR_DTYPE' });
-    await expect(Tensor.upload(new Float32Array(27), dims, { location: 'cuda-emu' })).rejects.toMatchObject({ code: 'ERR_SHAPE' });
-    await expect(Tensor.upload(new Uint16Array(28), dims, { location: 'cuda-emu', type: 'float32' })).rejects.toMatchObject({ code: 'ERR_DTYPE' });
+    await expect(Tensor.upload(new Float64Array(28) as unknown as Float32Array, dims, { location })).rejects.toMatchObject({ code: 'ERR_DTYPE' });
+    await expect(Tensor.upload(new Float32Array(27), dims, { location })).rejects.toMatchObject({ code: 'ERR_SHAPE' });
+    await expect(Tensor.upload(new Uint16Array(28), dims, { location, type: 'float32' })).rejects.toMatchObject({ code: 'ERR_DTYPE' });
   });
 
   test('a dispose while a download is in flight lets the download finish', async () => {
-    const t = await Tensor.upload(values, dims, { location: 'cuda-emu', type: 'float16' });
+    const t = await Tensor.upload(values, dims, { location, type: 'float16' });
     const pending = t.download();
     t.dispose();
     expect((await pending).length).toBe(values.length);
@@ -127,18 +135,19 @@ if (!emu.loaded) {
 
   test('attention on emulated-device tensors returns a tensor on the same device', async () => {
     const q = Float32Array.from({ length: 2 * 8 * 4 }, (_, i) => Math.sin(i));
-    const tq = await Tensor.upload(q, [1, 2, 8, 4], { location: 'cuda-emu' });
+    const tq = await Tensor.upload(q, [1, 2, 8, 4], { location });
     const r = await attention(tq, tq, tq, { causal: true, backend: 'js' });
-    expect((r.output as Tensor).location).toBe('cuda-emu');
+    expect((r.output as Tensor).location).toBe(location);
     const host = await attention(q, q, q, { shape: { batch: 1, heads: 2, seqQ: 8, headDim: 4 }, causal: true, backend: 'js' });
     expect(Array.from(await (r.output as Tensor).download())).toEqual(Array.from(host.output));
   });
 
-  test("backend 'cuda-emu' is reachable by name and says what it lacks", async () => {
+  test(`backend '${location}' is reachable by name and says what it lacks`, async () => {
     const q = new Float32Array(16);
-    await expect(attention(q, q, q, { shape: { batch: 1, heads: 1, seqQ: 4, headDim: 4 }, backend: 'cuda-emu' })).rejects.toMatchObject({
+    await expect(attention(q, q, q, { shape: { batch: 1, heads: 1, seqQ: 4, headDim: 4 }, backend: location })).rejects.toMatchObject({
       code: 'ERR_BACKEND_UNAVAILABLE',
-      backend: 'cuda-emu',
+      backend: location,
     });
   });
 });
+}
