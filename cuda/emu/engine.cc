@@ -1,6 +1,7 @@
 #include "engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
 #include <cstdlib>
@@ -49,7 +50,18 @@ struct ThreadContext {
 
 namespace {
 
+// A lock and a condition variable in the OS-thread build; nothing with fibers (one OS thread).
+// Warps and the block each have their own, so ThreadSanitizer sees only the happens-before
+// edges a GPU has: within a warp at its collectives, across the block at __syncthreads.
+struct Sync {
+#if defined(PSA_EMU_THREADS)
+  std::mutex mutex;
+  std::condition_variable cv;
+#endif
+};
+
 struct WarpState {
+  Sync sync;
   unsigned lanes = 0;  // lanes that exist (the last warp may be partial)
   unsigned live = 0;   // lanes that have not exited
   unsigned arrived = 0;
@@ -70,18 +82,16 @@ struct BlockState {
   std::uint64_t generation = 0;
   std::source_location barrier_loc{};
   unsigned barrier_first = 0;
-  std::uint64_t progress = 0;
+  std::atomic<std::uint64_t> progress{0};
   std::vector<ThreadContext> threads;
   std::vector<WarpState> warps;
   unsigned char* dyn = nullptr;
   std::size_t dyn_bytes = 0;
-  bool aborted = false;
+  std::atomic<bool> aborted{false};
+  std::mutex failure_mutex;
   std::string failure;
   const std::function<void()>* body = nullptr;
-#if defined(PSA_EMU_THREADS)
-  std::mutex mutex;
-  std::condition_variable cv;
-#endif
+  Sync sync;
 };
 
 thread_local BlockState* t_block = nullptr;
@@ -93,13 +103,27 @@ std::unordered_map<const void*, int> g_dynamic_limits;
 
 #if defined(PSA_EMU_THREADS)
 using Lock = std::unique_lock<std::mutex>;
-Lock lock_block(BlockState& b) { return Lock(b.mutex); }
-void notify(BlockState& b) { b.cv.notify_all(); }
+Lock lock(Sync& s) { return Lock(s.mutex); }
+void notify(Sync& s) { s.cv.notify_all(); }
 #else
 struct Lock {};
-Lock lock_block(BlockState&) { return {}; }
-void notify(BlockState&) {}
+Lock lock(Sync&) { return {}; }
+void notify(Sync&) {}
 #endif
+
+// Record the first failure and wake every waiter so that all threads leave the launch.
+void abort_block(BlockState& b, const std::string& what) {
+  {
+    std::lock_guard<std::mutex> g(b.failure_mutex);
+    if (b.failure.empty()) b.failure = what;
+  }
+  b.aborted = true;
+  { auto lk = lock(b.sync); notify(b.sync); }
+  for (WarpState& w : b.warps) {
+    auto lk = lock(w.sync);
+    notify(w.sync);
+  }
+}
 
 std::string where(const std::source_location& l) {
   std::string f = l.file_name();
@@ -134,16 +158,15 @@ std::string deadlock_report(const BlockState& b) {
   return s.str();
 }
 
-// Block until pred() holds (called with the block lock held in threads mode).
+// Block until pred() holds (called with `sync`'s lock held in threads mode).
 template <typename Pred>
-void wait_until([[maybe_unused]] Lock& lk, BlockState& b, Pred pred) {
+void wait_until([[maybe_unused]] Lock& lk, [[maybe_unused]] Sync& sync, BlockState& b, Pred pred) {
 #if defined(PSA_EMU_THREADS)
   while (!pred()) {
     if (b.aborted) throw Abort{};
-    if (b.cv.wait_for(lk, kDeadlockTimeout) == std::cv_status::timeout && !pred() && !b.aborted) {
-      if (b.failure.empty()) b.failure = deadlock_report(b);
-      b.aborted = true;
-      notify(b);
+    if (sync.cv.wait_for(lk, kDeadlockTimeout) == std::cv_status::timeout && !pred() && !b.aborted) {
+      lk.unlock();
+      abort_block(b, deadlock_report(b));
       throw Abort{};
     }
   }
@@ -156,11 +179,15 @@ void wait_until([[maybe_unused]] Lock& lk, BlockState& b, Pred pred) {
   if (b.aborted) throw Abort{};
 }
 
-// Everyone waiting at __syncthreads may go (block lock held).
+// Everyone waiting at __syncthreads may go (block lock held; takes each warp's lock).
 void release_barrier(BlockState& b) {
   b.arrived = 0;
   b.generation++;
-  for (WarpState& w : b.warps) w.at_barrier = 0;
+  for (WarpState& w : b.warps) {
+    auto lk = lock(w.sync);
+    w.at_barrier = 0;
+  }
+  notify(b.sync);
 }
 
 void deliver(std::vector<Copy>& group) {
@@ -169,25 +196,26 @@ void deliver(std::vector<Copy>& group) {
 }
 
 void finish_thread(BlockState& b, ThreadContext& t) {
-  auto lk = lock_block(b);
   for (auto& g : t.committed) deliver(g);  // copies in flight still land after the thread exits
   t.committed.clear();
   deliver(t.open_group);
-  t.exited = true;
   WarpState& w = b.warps[t.warp];
-  w.live--;
-  b.live--;
-  b.progress++;
-  if (w.arrived > 0 && !b.aborted) {
-    if (b.failure.empty()) {
-      b.failure = thread_name(t) + " of " + block_name(b) + " exited while its warp waits in " + w.op + " at " + where(w.loc) +
-                  " (lanes of a warp collective must all take part)";
+  std::string problem;
+  {
+    auto lk = lock(w.sync);
+    t.exited = true;
+    w.live--;
+    if (w.arrived > 0) {
+      problem = thread_name(t) + " of " + block_name(b) + " exited while its warp waits in " + w.op + " at " + where(w.loc) +
+                " (lanes of a warp collective must all take part)";
     }
-    b.aborted = true;
   }
+  b.progress++;
+  if (!problem.empty()) return abort_block(b, problem);
+  auto lk = lock(b.sync);
+  b.live--;
   // Exited threads stop counting at barriers: their exit may complete one.
   if (b.arrived > 0 && b.arrived == b.live) release_barrier(b);
-  notify(b);
 }
 
 void thread_main(BlockState& b, ThreadContext& t) {
@@ -196,9 +224,7 @@ void thread_main(BlockState& b, ThreadContext& t) {
   try {
     (*b.body)();
   } catch (const Abort&) {
-    auto lk = lock_block(b);
-    b.aborted = true;
-    notify(b);
+    abort_block(b, "aborted");  // the reason was recorded by whoever aborted first
     return;
   }
   finish_thread(b, t);
@@ -220,7 +246,7 @@ void poison(void* p, std::size_t n) { std::memset(p, 0xFF, n); }  // NaN as floa
 void run_block(BlockState& b) {
   const unsigned n = b.bdim.x * b.bdim.y * b.bdim.z;
   b.threads.resize(n);
-  b.warps.assign((n + kWarp - 1) / kWarp, WarpState{});
+  b.warps = std::vector<WarpState>((n + kWarp - 1) / kWarp);
   for (unsigned i = 0; i < n; i++) {
     ThreadContext& t = b.threads[i];
     t.tid = uint3{i % b.bdim.x, (i / b.bdim.x) % b.bdim.y, i / (b.bdim.x * b.bdim.y)};
@@ -275,12 +301,7 @@ void run_block(BlockState& b) {
 
 [[noreturn]] void fail(const std::string& what, std::source_location loc) {
   BlockState& b = *t_block;
-  {
-    auto lk = lock_block(b);
-    if (b.failure.empty()) b.failure = what + " (" + thread_name(*t_self) + " of " + block_name(b) + ", at " + where(loc) + ")";
-    b.aborted = true;
-    notify(b);
-  }
+  abort_block(b, what + " (" + thread_name(*t_self) + " of " + block_name(b) + ", at " + where(loc) + ")");
   throw Abort{};
 }
 
@@ -294,11 +315,17 @@ unsigned linear_tid() { return t_self->linear; }
 void block_barrier(std::source_location loc) {
   BlockState& b = *t_block;
   ThreadContext& t = *t_self;
-  auto lk = lock_block(b);
   WarpState& w = b.warps[t.warp];
-  if (w.arrived > 0) {
-    lk = {};
-    fail(std::string("__syncthreads reached while lanes of this warp wait in ") + w.op + " at " + where(w.loc) + " (divergent warp)", loc);
+  auto lk = lock(b.sync);
+  {
+    auto wl = lock(w.sync);
+    if (w.arrived > 0) {
+      const std::string what = std::string("__syncthreads reached while lanes of this warp wait in ") + w.op + " at " + where(w.loc) + " (divergent warp)";
+      wl = {};
+      lk = {};
+      fail(what, loc);
+    }
+    w.at_barrier++;
   }
   if (b.arrived == 0) {
     b.barrier_loc = loc;
@@ -306,18 +333,16 @@ void block_barrier(std::source_location loc) {
   } else if (!same_site(loc, b.barrier_loc)) {
     const std::string first = thread_name(b.threads[b.barrier_first]) + " waits at " + where(b.barrier_loc);
     lk = {};
-    fail("divergent __syncthreads: " + first + ", this thread arrived at a different barrier", loc);
+    fail("divergent __syncthreads: " + first + ", while " + thread_name(t) + " arrived at " + where(loc), loc);
   }
   t.waiting_on = "__syncthreads";
   t.where = loc;
   const std::uint64_t gen = b.generation;
   b.progress++;
-  w.at_barrier++;
   if (++b.arrived == b.live) {
     release_barrier(b);
-    notify(b);
   } else {
-    wait_until(lk, b, [&] { return b.generation != gen; });
+    wait_until(lk, b.sync, b, [&] { return b.generation != gen; });
   }
   t.waiting_on = nullptr;
 }
@@ -326,8 +351,8 @@ void warp_collective(const char* op, unsigned mask, const void* in, std::size_t 
                      WarpCompute compute, const void* extra, std::source_location loc) {
   BlockState& b = *t_block;
   ThreadContext& t = *t_self;
-  auto lk = lock_block(b);
   WarpState& w = b.warps[t.warp];
+  auto lk = lock(w.sync);
   const unsigned full = w.lanes == kWarp ? 0xffffffffu : ((1u << w.lanes) - 1);
   auto fail_unlocked = [&](const std::string& what) {
     lk = {};
@@ -357,9 +382,9 @@ void warp_collective(const char* op, unsigned mask, const void* in, std::size_t 
     compute(w.in, w.out, w.lanes, extra);
     w.arrived = 0;
     w.generation++;
-    notify(b);
+    notify(w.sync);
   } else {
-    wait_until(lk, b, [&] { return w.generation != gen; });
+    wait_until(lk, w.sync, b, [&] { return w.generation != gen; });
   }
   std::memcpy(out, w.out[t.lane], out_bytes);
   t.waiting_on = nullptr;
@@ -379,6 +404,9 @@ void async_copy(void* dst, const void* src, std::size_t bytes, std::source_locat
   if (reinterpret_cast<std::uintptr_t>(dst) % bytes || reinterpret_cast<std::uintptr_t>(src) % bytes) {
     fail("cp.async of " + std::to_string(bytes) + " bytes needs both addresses aligned to " + std::to_string(bytes), loc);
   }
+  // The destination holds garbage from the issue until the wait: on a device the copy may land
+  // at any moment in between, so a read of it before the wait is a bug the poison makes visible.
+  poison(dst, bytes);
   t_self->open_group.push_back(Copy{dst, src, bytes});
 }
 

@@ -9,7 +9,7 @@ import { causalLimit, MaskSpec, windowSinkRanges } from '../mask';
 import type { Problem } from '../problem';
 import { ceilTolerant } from '../validate';
 import { makeExp } from './exp';
-import { gemmABt } from './gemm';
+import { gemmABt, gemmABtAdd } from './gemm';
 import { kthLargest } from './kth-largest';
 import { rowAccess } from './rows';
 
@@ -18,7 +18,7 @@ import { rowAccess } from './rows';
  * to long sequences, where a whole 64-row block would spill to memory between the score, softmax
  * and P·V passes; K tiles are re-read per pass, from cache.
  */
-const ROWS_PER_PASS = Number(process.env.PSA_ROWS ?? 16);
+const ROWS_PER_PASS = 16;
 
 export interface ForwardOutput {
   output: Float32Array;
@@ -68,7 +68,7 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
           for (let e = e0; e < e1; e++) {
             const j0 = layout.indices[e] * bs;
             const cols = Math.min(seqK, j0 + bs) - j0;
-            gemmABt(q, qa.base + i0 * qa.stride, qa.stride, k, ka.base + j0 * ka.stride, ka.stride, scores, colStart[e - e0], width, rows, cols, D, scale, false);
+            gemmABt(q, qa.base + i0 * qa.stride, qa.stride, k, ka.base + j0 * ka.stride, ka.stride, scores, colStart[e - e0], width, rows, cols, D, scale);
             if (!(layout.flags[e] & BLOCK_FULL)) {
               maskTile(p.mask, scores, width, colStart[e - e0], i0, rows, j0, cols, (layout.flags[e] & BLOCK_SELECTED) !== 0);
             }
@@ -114,7 +114,7 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
           for (let e = e0; e < e1; e++) {
             const j0 = layout.indices[e] * bs;
             const cols = Math.min(seqK, j0 + bs) - j0;
-            gemmABt(scores, colStart[e - e0], width, vt, j0 * D, bs, oBlock, 0, D, rows, D, cols, 1, true);
+            gemmABtAdd(scores, colStart[e - e0], width, vt, j0 * D, bs, oBlock, 0, D, rows, D, cols, 1);
           }
           for (let ii = 0; ii < rows; ii++) {
             const sum = rowStats[2 * ii + 1];
