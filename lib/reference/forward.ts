@@ -37,10 +37,13 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
   const output = new Float32Array(q.length);
   const lse = p.returnLse ? new Float32Array(batch * heads * seqQ) : null;
   const thresholds = p.returnThresholds ? new Float32Array(batch * heads * seqQ) : null;
-  const scores = new Float32Array(bs * seqK);
-  const scratch = new Float32Array(seqK);
-  const vt = new Float32Array(layout.numKeyBlocks * bs * D);
-  const oBlock = new Float32Array(bs * D);
+  // Working copies in float64 (see gemm.ts); the scores of ROWS_PER_PASS rows at a time.
+  const q64 = Float64Array.from(q);
+  const k64 = Float64Array.from(k);
+  const scores = new Float64Array(ROWS_PER_PASS * seqK);
+  const scratch = new Float64Array(seqK);
+  const vt = new Float64Array(layout.numKeyBlocks * bs * D);
+  const oBlock = new Float64Array(ROWS_PER_PASS * D);
   const colStart = new Int32Array(layout.numKeyBlocks + 1);
   let keptPairs = 0;
   let emptyRows = 0;
@@ -68,7 +71,7 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
           for (let e = e0; e < e1; e++) {
             const j0 = layout.indices[e] * bs;
             const cols = Math.min(seqK, j0 + bs) - j0;
-            gemmABt(q, qa.base + i0 * qa.stride, qa.stride, k, ka.base + j0 * ka.stride, ka.stride, scores, colStart[e - e0], width, rows, cols, D, scale);
+            gemmABt(q64, qa.base + i0 * qa.stride, qa.stride, k64, ka.base + j0 * ka.stride, ka.stride, scores, colStart[e - e0], width, rows, cols, D, scale);
             if (!(layout.flags[e] & BLOCK_FULL)) {
               maskTile(p.mask, scores, width, colStart[e - e0], i0, rows, j0, cols, (layout.flags[e] & BLOCK_SELECTED) !== 0);
             }
@@ -135,7 +138,7 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
  * Rows of a block's Vᵀ sit bs floats apart; transposing the whole sequence would put them
  * seqK floats apart, which for power-of-two lengths maps them all to one L1 set.
  */
-function transposeBlocks(x: Float32Array, base: number, stride: number, n: number, D: number, bs: number, vt: Float32Array): void {
+function transposeBlocks(x: Float32Array, base: number, stride: number, n: number, D: number, bs: number, vt: Float64Array): void {
   for (let j = 0; j < n; j++) {
     const src = base + j * stride;
     const J = Math.floor(j / bs);
@@ -145,7 +148,7 @@ function transposeBlocks(x: Float32Array, base: number, stride: number, n: numbe
 }
 
 /** Set the disallowed scores of a partial tile to -inf, row by row, from the interval form of the mask. */
-function maskTile(spec: MaskSpec, scores: Float32Array, width: number, col: number, i0: number, rows: number, j0: number, cols: number, selected: boolean): void {
+function maskTile(spec: MaskSpec, scores: Float64Array, width: number, col: number, i0: number, rows: number, j0: number, cols: number, selected: boolean): void {
   const j1 = j0 + cols - 1;
   for (let ii = 0; ii < rows; ii++) {
     const i = i0 + ii;

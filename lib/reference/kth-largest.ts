@@ -3,7 +3,7 @@
  * Hoare-partition quickselect with a median-of-three pivot: linear on average, and
  * duplicates (tied scores) split evenly instead of degrading to quadratic time.
  */
-export function kthLargest(values: Float32Array, n: number, k: number): number {
+export function kthLargest(values: Float64Array, n: number, k: number): number {
   // The k-th largest is the element of ascending rank n - k.
   const target = n - k;
   let lo = 0;
