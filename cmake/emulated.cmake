@@ -9,7 +9,7 @@ if(NOT PSA_CUDA_HEADERS)
 endif()
 
 set(PSA_EMU_SOURCES cuda/emu/engine.cc cuda/emu/fiber.cc cuda/emu/runtime.cc cuda/emu/primitives_twin.cc)
-set(PSA_EMU_KERNELS cuda/device_api.cu cuda/checks/mma_matmul.cu)
+set(PSA_EMU_KERNELS cuda/device_api.cu cuda/checks/mma_matmul.cu cuda/attention/forward.cu)
 set_source_files_properties(${PSA_EMU_KERNELS} PROPERTIES LANGUAGE CXX COMPILE_OPTIONS "-xc++")
 
 add_library(psa_emu STATIC ${PSA_EMU_SOURCES} ${PSA_EMU_KERNELS})
@@ -34,6 +34,10 @@ endif()
 # The model's own check program: fragment layouts, collectives, the mma matmul, misuse reports.
 add_executable(psa_model_check cuda/emu/tests/model_check.cc)
 target_link_libraries(psa_model_check PRIVATE psa_emu)
+
+# The fused sparse attention forward kernel against a float64 host attention.
+add_executable(psa_forward_check cuda/emu/tests/forward_check.cc)
+target_link_libraries(psa_forward_check PRIVATE psa_emu)
 
 if(PSA_ADDON)
   add_library(${PROJECT_NAME} SHARED ${PSA_BINDING_SOURCES} ${CMAKE_JS_SRC})

@@ -3,7 +3,8 @@
 // One CTA per (query block I, query head h, batch b): 64 query rows, 4 warps of 16 rows each.
 // It visits only the key blocks that the layout lists for (b, h, I) (or, without a layout, every
 // causally reachable key block), 64 keys at a time:
-//   Q tile   global -> shared (cp.async) -> A fragments in registers (ldmatrix.x4), once;
+//   Q tile   global -> shared (cp.async) -> A fragments in registers (ldmatrix.x4), once; its
+//            shared tile is then reused as the second V stage;
 //   K, V     global -> shared (cp.async), double-buffered: the next listed block is prefetched
 //            while this one computes;
 //   S = Q K^T    mma.m16n8k16 with K as B[N x K] (ldmatrix.x4: two 8-key tiles per load);
@@ -208,6 +209,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
   for (int k16 = 0; k16 < Tr::kQK16; ++k16) {
     ldmatrix<4, false>(qf[k16], sQ + (warp * 16 + lr + 8 * (lm & 1)) * kStride + k16 * 16 + 8 * (lm >> 1));
   }
+  __syncthreads();  // sQ is V stage 1: every warp has its Q fragments before the first prefetch refills it
 
   float coef[9];
 #pragma unroll

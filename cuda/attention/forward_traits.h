@@ -23,12 +23,14 @@ struct ForwardTraits {
   static constexpr int kQTileHalves = kBlockM * kStride;
   static constexpr int kKVTileHalves = kBlockN * kStride;
   static constexpr int kStages = 2;  // K and V double-buffered
-  // Layout: Q | K stage 0 | K stage 1 | V stage 0 | V stage 1.
-  static constexpr int kQOffset = 0;
-  static constexpr int kKOffset = kQTileHalves;
+  // Layout: K stage 0 | K stage 1 | V stage 0 | V stage 1, with Q aliased onto V stage 1: Q is
+  // read into registers once, before the first prefetch into stage 1 (a barrier between).
+  static constexpr int kKOffset = 0;
   static constexpr int kVOffset = kKOffset + kStages * kKVTileHalves;
+  static constexpr int kQOffset = kVOffset + kKVTileHalves;
+  static_assert(kQTileHalves <= kKVTileHalves, "Q fits in the V stage it shares");
   static constexpr int kSmemHalves = kVOffset + kStages * kKVTileHalves;
-  static constexpr int kSmemBytes = kSmemHalves * 2;  // 46080 for d 64, 87040 for d 128
+  static constexpr int kSmemBytes = kSmemHalves * 2;  // 36864 for d 64, 69632 for d 128
 
   // Register tiles per warp: S is 16 x kBlockN (8-column mma tiles), O is 16 x kHeadDim.
   static constexpr int kSTiles = kBlockN / 8;
