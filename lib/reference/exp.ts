@@ -24,3 +24,26 @@ export function makeExp(softmax: ResolvedSoftmax): (x: number) => number {
     return fround(p * 2 ** n);
   };
 }
+
+const pow2 = new Float64Array(1);
+const pow2Bits = new Int32Array(pow2.buffer);
+const HIGH_WORD = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1 ? 1 : 0; // little- or big-endian
+
+/**
+ * exp(x) for x <= 0, the exact softmax's exponential, about twice as fast as Math.exp here
+ * (which costs a call into C++ per score). 2^t with t = x log2 e split as t = k + f,
+ * f in [0, 1): e^(f ln 2) by its Taylor series to degree 10 (relative error below 1e-9,
+ * four orders under the reference's 1e-5 budget), times 2^k built in the exponent bits.
+ * Below 2^-1022 it returns 0 (those terms are invisible next to the row maximum's 1).
+ */
+export function expNonPositive(x: number): number {
+  const t = x * Math.LOG2E;
+  if (t < -1022) return 0;
+  const k = Math.floor(t);
+  const z = (t - k) * Math.LN2;
+  const p =
+    1 + z * (1 + z * (1 / 2 + z * (1 / 6 + z * (1 / 24 + z * (1 / 120 + z * (1 / 720 + z * (1 / 5040 + z * (1 / 40320 + z * (1 / 362880 + z / 3628800)))))))));
+  pow2Bits[1 - HIGH_WORD] = 0;
+  pow2Bits[HIGH_WORD] = (k + 1023) << 20;
+  return p * pow2[0];
+}
