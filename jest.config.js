@@ -1,11 +1,11 @@
 /**
- * Tests run TypeScript through ts-jest in transpile-only mode (isolatedModules: no type check
- * per file, which is slow on two cores); `npm test` type-checks the whole tree first with tsc.
+ * Tests run TypeScript through ts-jest in transpile-only mode (tsconfig isolatedModules: no type
+ * check per file, which is slow on two cores); `npm test` type-checks the whole tree first with tsc.
  */
 module.exports = {
   testEnvironment: 'node',
   roots: ['<rootDir>/test'],
   testMatch: ['**/*.test.ts'],
-  transform: { '^.+\\.ts$': ['ts-jest', { isolatedModules: true, diagnostics: false }] },
+  transform: { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] },
   testTimeout: 120000,
 };
