@@ -44,7 +44,7 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
   const scratch = new Float64Array(seqK);
   const vt = new Float64Array(layout.numKeyBlocks * bs * D);
   const oBlock = new Float64Array(ROWS_PER_PASS * D);
-  const rowStats = new Float64Array(2 * ROWS_PER_PASS); // (max, sum) per row of a pass
+  const rowSums = new Float64Array(ROWS_PER_PASS); // softmax denominators of a pass
   const colStart = new Int32Array(layout.numKeyBlocks + 1);
   let keptPairs = 0;
   let emptyRows = 0;
@@ -61,76 +61,75 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
           const e1 = layout.offsets[r + 1];
           const blockEnd = Math.min(seqQ, I * bs + bs);
           for (let i0 = I * bs; i0 < blockEnd; i0 += ROWS_PER_PASS) {
-          const rows = Math.min(blockEnd - i0, ROWS_PER_PASS);
-          // Column position of each visited key block in the score scratch.
-          let width = 0;
-          for (let e = e0; e < e1; e++) {
-            colStart[e - e0] = width;
-            const j0 = layout.indices[e] * bs;
-            width += Math.min(seqK, j0 + bs) - j0;
-          }
-          // Rows of the scratch sit `pitch` apart: a power-of-two pitch would put every row in
-          // the same L1 sets (measured: a third slower at 4096 keys).
-          const pitch = width + 8;
-          for (let e = e0; e < e1; e++) {
-            const j0 = layout.indices[e] * bs;
-            const cols = Math.min(seqK, j0 + bs) - j0;
-            gemmABt(q64, qa.base + i0 * qa.stride, qa.stride, k64, ka.base + j0 * ka.stride, ka.stride, scores, colStart[e - e0], pitch, rows, cols, D, scale);
-            if (!(layout.flags[e] & BLOCK_FULL)) {
-              maskTile(p.mask, scores, pitch, colStart[e - e0], i0, rows, j0, cols, (layout.flags[e] & BLOCK_SELECTED) !== 0);
+            const rows = Math.min(blockEnd - i0, ROWS_PER_PASS);
+            // Column position of each visited key block in the score scratch.
+            let width = 0;
+            for (let e = e0; e < e1; e++) {
+              colStart[e - e0] = width;
+              const j0 = layout.indices[e] * bs;
+              width += Math.min(seqK, j0 + bs) - j0;
             }
-          }
-          oBlock.fill(0, 0, rows * D);
-          for (let ii = 0; ii < rows; ii++) {
-            const row = ii * pitch;
-            let tau = -Infinity;
-            if (p.topK) {
-              let n = 0;
-              for (let c = 0; c < width; c++) if (scores[row + c] !== -Infinity) scratch[n++] = scores[row + c];
-              const kk = p.topK.kind === 'count' ? p.topK.k : Math.max(1, ceilTolerant(p.topK.ratio * n));
-              if (n > kk) tau = kthLargest(scratch, n, kk);
+            // Rows of the scratch sit `pitch` apart: a power-of-two pitch would put every row in
+            // the same L1 sets (measured: a third slower at 4096 keys).
+            const pitch = width + 8;
+            for (let e = e0; e < e1; e++) {
+              const j0 = layout.indices[e] * bs;
+              const cols = Math.min(seqK, j0 + bs) - j0;
+              gemmABt(q64, qa.base + i0 * qa.stride, qa.stride, k64, ka.base + j0 * ka.stride, ka.stride, scores, colStart[e - e0], pitch, rows, cols, D, scale);
+              if (!(layout.flags[e] & BLOCK_FULL)) {
+                maskTile(p.mask, scores, pitch, colStart[e - e0], i0, rows, j0, cols, (layout.flags[e] & BLOCK_SELECTED) !== 0);
+              }
             }
-            // Row maximum over the kept scores (masked ones are -inf, so they never win).
-            let m = -Infinity;
-            if (tau === -Infinity) {
-              for (let c = 0; c < width; c++) if (scores[row + c] > m) m = scores[row + c];
-            } else {
+            oBlock.fill(0, 0, rows * D);
+            for (let ii = 0; ii < rows; ii++) {
+              const row = ii * pitch;
+              let tau = -Infinity;
+              if (p.topK) {
+                let n = 0;
+                for (let c = 0; c < width; c++) if (scores[row + c] !== -Infinity) scratch[n++] = scores[row + c];
+                const kk = p.topK.kind === 'count' ? p.topK.k : Math.max(1, ceilTolerant(p.topK.ratio * n));
+                if (n > kk) tau = kthLargest(scratch, n, kk);
+              }
+              // Row maximum over the kept scores (masked ones are -inf, so they never win).
+              let m = -Infinity;
+              if (tau === -Infinity) {
+                for (let c = 0; c < width; c++) if (scores[row + c] > m) m = scores[row + c];
+              } else {
+                for (let c = 0; c < width; c++) {
+                  const s = scores[row + c];
+                  if (s >= tau && s > m) m = s;
+                }
+              }
+              let sum = 0;
+              let kept = 0;
               for (let c = 0; c < width; c++) {
                 const s = scores[row + c];
-                if (s >= tau && s > m) m = s;
+                let pr = 0;
+                if (s !== -Infinity && s >= tau) {
+                  pr = exact ? expNonPositive(s - m) : exp(s - m);
+                  sum += pr;
+                  kept++;
+                }
+                scores[row + c] = pr;
               }
+              keptPairs += kept;
+              rowSums[ii] = sum;
+              const o = (b * heads + h) * seqQ + i0 + ii;
+              if (thresholds) thresholds[o] = tau;
+              if (kept === 0) emptyRows++;
+              if (lse) lse[o] = kept === 0 ? -Infinity : m + Math.log(sum);
             }
-            let sum = 0;
-            let kept = 0;
-            for (let c = 0; c < width; c++) {
-              const s = scores[row + c];
-              let pr = 0;
-              if (s !== -Infinity && s >= tau) {
-                pr = exact ? expNonPositive(s - m) : exp(s - m);
-                sum += pr;
-                kept++;
-              }
-              scores[row + c] = pr;
+            for (let e = e0; e < e1; e++) {
+              const j0 = layout.indices[e] * bs;
+              const cols = Math.min(seqK, j0 + bs) - j0;
+              gemmABtAdd(scores, colStart[e - e0], pitch, vt, j0 * D, bs, oBlock, 0, D, rows, D, cols, 1);
             }
-            keptPairs += kept;
-            rowStats[2 * ii] = m;
-            rowStats[2 * ii + 1] = sum;
-            const o = (b * heads + h) * seqQ + i0 + ii;
-            if (thresholds) thresholds[o] = tau;
-            if (kept === 0) emptyRows++;
-            if (lse) lse[o] = kept === 0 ? -Infinity : m + Math.log(sum);
-          }
-          for (let e = e0; e < e1; e++) {
-            const j0 = layout.indices[e] * bs;
-            const cols = Math.min(seqK, j0 + bs) - j0;
-            gemmABtAdd(scores, colStart[e - e0], pitch, vt, j0 * D, bs, oBlock, 0, D, rows, D, cols, 1);
-          }
-          for (let ii = 0; ii < rows; ii++) {
-            const sum = rowStats[2 * ii + 1];
-            const inv = sum > 0 ? 1 / sum : 0;
-            const dst = qa.base + (i0 + ii) * qa.stride;
-            for (let d = 0; d < D; d++) output[dst + d] = oBlock[ii * D + d] * inv;
-          }
+            for (let ii = 0; ii < rows; ii++) {
+              const sum = rowSums[ii];
+              const inv = sum > 0 ? 1 / sum : 0;
+              const dst = qa.base + (i0 + ii) * qa.stride;
+              for (let d = 0; d < D; d++) output[dst + d] = oBlock[ii * D + d] * inv;
+            }
           }
         }
       }
