@@ -2,6 +2,7 @@
 import { attention, buildBlockLayout, BLOCK_FULL, BLOCK_SELECTED, BlockLayout, OptionError, PsaError, ShapeError } from '../lib';
 import type { AttentionOptions, AttentionShape, LayoutGeometry, PsaErrorCode } from '../lib';
 import { randomArray } from './data';
+import { expectThrow } from './expect-error';
 
 const shapeA: AttentionShape = { batch: 2, heads: 4, kvHeads: 2, seqQ: 70, seqK: 90, headDim: 8 };
 function qkv(s: AttentionShape, seed = 1) {
@@ -10,17 +11,6 @@ function qkv(s: AttentionShape, seed = 1) {
   return { q: randomArray(nq, seed), k: randomArray(nk, seed + 1), v: randomArray(nk, seed + 2) };
 }
 
-function expectThrow(f: () => unknown, cls: new (...a: never[]) => PsaError, code: PsaErrorCode, argument?: string): void {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(cls);
-  expect((err as PsaError).code).toBe(code);
-  if (argument !== undefined) expect((err as PsaError).argument).toBe(argument);
-}
 
 const optionSets: [string, AttentionOptions][] = [
   ['window', { window: 9, blockSize: 16 }],

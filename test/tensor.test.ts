@@ -2,18 +2,8 @@
 import { attention, DisposedError, DtypeError, PsaError, ShapeError, Tensor } from '../lib';
 import type { AttentionOptions, PsaErrorCode } from '../lib';
 import { randomArray } from './data';
+import { expectThrow } from './expect-error';
 
-function expectThrow(f: () => unknown, cls: new (...a: never[]) => PsaError, code: PsaErrorCode, argument?: string): void {
-  let err: unknown;
-  try {
-    f();
-  } catch (e) {
-    err = e;
-  }
-  expect(err).toBeInstanceOf(cls);
-  expect((err as PsaError).code).toBe(code);
-  if (argument !== undefined) expect((err as PsaError).argument).toBe(argument);
-}
 
 async function expectReject(p: Promise<unknown>, cls: new (...a: never[]) => PsaError, code: PsaErrorCode, argument?: string | readonly string[]): Promise<void> {
   const err = await p.then(() => null, (e: unknown) => e);
