@@ -28,7 +28,7 @@ struct ForwardParams {
 
   int batch = 0, heads = 0, kvHeads = 0;  // heads % kvHeads == 0; head h reads kv head h / (heads / kvHeads)
   int seqQ = 0, seqK = 0;                 // query i sits at key position i + seqK - seqQ (bottom-right)
-  int headDim = 0;                        // 1..128 here (64 and 128 instantiations, zero-padded)
+  int headDim = 0;                        // 1..256 (64, 128 and 256 instantiations, zero-padded)
   float scale = 0;                        // s_ij = scale * dot(q_i, k_j); any finite value
 
   bool causal = false;
@@ -37,7 +37,7 @@ struct ForwardParams {
 
   // Block layout (CSR), device pointers; row r = (b * heads + h) * numQueryBlocks + I.
   // layoutOffsets == nullptr: dense (every causally allowed key block, treated as selected).
-  int blockSize = 64;  // must equal the kernel's tile (64)
+  int blockSize = 64;  // a multiple of 64 up to 256 (each entry: blockSize / 64 key tiles of the kernel)
   const std::int32_t* layoutOffsets = nullptr;
   const std::int32_t* layoutIndices = nullptr;  // ascending key blocks per row
   const std::uint8_t* layoutFlags = nullptr;    // kBlockSelected | kBlockFull per entry
@@ -50,6 +50,10 @@ struct ForwardParams {
   // Optional per-row top-k threshold [batch, heads, seqQ]: keys with s_ij < tau_i are dropped
   // (ties kept; -inf keeps everything). nullptr: no top-k.
   const float* threshold = nullptr;
+
+  // Optional per-row count of kept keys [batch, heads, seqQ] (int32): the stats of a call
+  // (kept pairs, empty rows) without a second pass. nullptr: not written.
+  int* keptCounts = nullptr;
 };
 
 }  // namespace psa::gpu

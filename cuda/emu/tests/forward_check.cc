@@ -2,7 +2,9 @@
 // host attention over the same rounded inputs and the same allowed sets. Layouts are built here
 // element by element (an independent re-derivation of the rule in lib/mask.ts): dense causal,
 // dense non-causal, window + sinks, hand-picked selected blocks, empty rows and empty layout
-// rows, GQA, bhnd and bnhd, odd head dims, exact and polynomial exp, a top-k threshold.
+// rows, GQA, bhnd and bnhd, head dims 1..256 (64, 128 and 256 instantiations, odd ones padded),
+// layouts at blockSize 64, 128, 192 and 256, exact and polynomial exp, a top-k threshold, and the
+// per-row kept-key counts.
 // Prints "PASS <case>" or "FAIL <case>: <why>" per case and "<n> failed"; exits 1 if any failed.
 #include <algorithm>
 #include <chrono>
@@ -59,7 +61,6 @@ std::uint16_t encode(float x, MmaType type) {
   return u;
 }
 
-constexpr int kBlock = 64;
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
 // Minimax coefficients of 2^f on [0, 1) (DESIGN.md §2), c0 first, rounded to float32.
@@ -77,6 +78,7 @@ struct Case {
   int windowLeft = -1, windowRight = -1, globalTokens = 0;
   std::function<bool(int b, int h, int I, int J)> selected;  // null: none selected
   bool nullLayout = false;  // dense only: pass no layout, let the kernel enumerate blocks
+  int blockSize = 64;       // of the layout (and of `selected`'s I, J); the kernel tiles by 64 anyway
   std::vector<float> poly;  // empty: exact exp
   int topK = 0;             // > 0: per-row threshold at the topK-th largest allowed score
   float inputScale = 1.0f;  // q, k ~ N(0, inputScale^2)
@@ -119,13 +121,14 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
     const int p = i + Nk - Nq;
     if (c.causal && j > p) return false;
     if (!c.sparse) return true;
-    if (c.selected && c.selected(b, h, i / kBlock, j / kBlock)) return true;
+    if (c.selected && c.selected(b, h, i / c.blockSize, j / c.blockSize)) return true;
     if (c.windowLeft >= 0 && j >= p - c.windowLeft && j <= p + c.windowRight) return true;
     return j < c.globalTokens;
   };
 
   // The layout, element by element: a key block is listed when some valid pair is allowed, full
   // when every valid pair is, selected when chosen (or dense).
+  const int kBlock = c.blockSize;
   const int nQB = (Nq + kBlock - 1) / kBlock, nKB = (Nk + kBlock - 1) / kBlock;
   std::vector<std::int32_t> offsets(static_cast<std::size_t>(B) * H * nQB + 1, 0), indices;
   std::vector<std::uint8_t> flags;
@@ -151,6 +154,7 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   // Float64 scores, thresholds, oracle O and LSE.
   std::vector<double> want(nq, 0.0), wantLse(static_cast<std::size_t>(B) * H * Nq);
   std::vector<float> tau(static_cast<std::size_t>(B) * H * Nq, -std::numeric_limits<float>::infinity());
+  std::vector<int> wantKept(static_cast<std::size_t>(B) * H * Nq, 0);
   int emptyRows = 0;
   std::vector<double> s(Nk);
   std::vector<char> keep(Nk);
@@ -177,7 +181,10 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
         }
         double m = -kInf;
         for (int j = 0; j < Nk; j++)
-          if (keep[j]) m = std::max(m, s[j]);
+          if (keep[j]) {
+            m = std::max(m, s[j]);
+            wantKept[row]++;
+          }
         if (m == -kInf) {
           wantLse[row] = -kInf;
           emptyRows++;
@@ -198,6 +205,7 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   // The kernel.
   DeviceArray<std::uint16_t> dq(nq), dk(nk), dv(nk);
   DeviceArray<float> dout(nq), dlse(wantLse.size()), dtau(tau.size());
+  DeviceArray<int> dkept(wantKept.size());
   DeviceArray<std::int32_t> doff(offsets.size()), didx(indices.size());
   DeviceArray<std::uint8_t> dflags(flags.size());
   dq.put(qb);
@@ -209,6 +217,7 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   dflags.put(flags);
   std::vector<float> poison(nq, std::numeric_limits<float>::quiet_NaN());
   dout.put(poison);
+  dkept.put(std::vector<int>(wantKept.size(), -1));
 
   ForwardParams p;
   p.q = dq.ptr;
@@ -216,6 +225,7 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   p.v = dv.ptr;
   p.o = dout.ptr;
   p.lse = dlse.ptr;
+  p.keptCounts = dkept.ptr;
   auto strides = [&](int nh, int N, long long& row, long long& head, long long& batch) {
     row = c.bnhd ? static_cast<long long>(nh) * D : D;
     head = c.bnhd ? D : static_cast<long long>(N) * D;
@@ -236,7 +246,7 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   p.windowLeft = c.windowLeft;
   p.windowRight = c.windowRight;
   p.globalTokens = c.globalTokens;
-  p.blockSize = kBlock;
+  p.blockSize = kBlock;  // with no layout the kernel ignores it (64-key tiles)
   if (!c.nullLayout) {
     p.layoutOffsets = doff.ptr;
     p.layoutIndices = didx.ptr;
@@ -256,6 +266,13 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
     return res;
   }
   const std::vector<float> out = dout.get(), lse = dlse.get();
+  const std::vector<int> kept = dkept.get();
+  for (std::size_t row = 0; row < kept.size(); row++) {
+    if (kept[row] != wantKept[row]) {
+      res.why = "kept keys of row " + std::to_string(row) + ": " + std::to_string(kept[row]) + ", want " + std::to_string(wantKept[row]);
+      return res;
+    }
+  }
   double e2 = 0, n2 = 0;
   for (std::size_t i = 0; i < nq; i++) {
     if (!std::isfinite(out[i])) {
@@ -288,16 +305,23 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   return res;
 }
 
+// --quick (the sanitizer builds, where each CUDA thread is an OS thread and a case runs 50 to
+// 100 times slower): float16 only, and only the cases of at most 20000 (query, key) pairs, which
+// still take every code path: each layout kind, head dim and block size has a small case.
+bool quick = false;
+constexpr long long kQuickPairs = 20000;
+
 void check(const Case& c, MmaType type, std::uint32_t seed = 1) {
+  if (quick && (type != MmaType::F16 || static_cast<long long>(c.seqQ) * c.seqK > kQuickPairs)) return;
   const auto t0 = std::chrono::steady_clock::now();
   const Result r = run_case(c, type, seed);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
   const double tol = type == MmaType::F16 ? 5e-3 : 1.5e-2;
   const double lseTol = 2e-3;
   char name[512];
-  std::snprintf(name, sizeof name, "%s %s B%d H%d/%d Nq%d Nk%d D%d %s (rel. error %.1e, LSE error %.1e, %d empty rows, %.0f ms)", c.name.c_str(),
-                type == MmaType::BF16 ? "bf16" : "f16", c.batch, c.heads, c.kvHeads, c.seqQ, c.seqK, c.headDim, c.bnhd ? "bnhd" : "bhnd", r.relErr,
-                r.lseErr, r.emptyRows, ms);
+  std::snprintf(name, sizeof name, "%s %s B%d H%d/%d Nq%d Nk%d D%d %s block %d (rel. error %.1e, LSE error %.1e, %d empty rows, %.0f ms)",
+                c.name.c_str(), type == MmaType::BF16 ? "bf16" : "f16", c.batch, c.heads, c.kvHeads, c.seqQ, c.seqK, c.headDim, c.bnhd ? "bnhd" : "bhnd",
+                c.blockSize, r.relErr, r.lseErr, r.emptyRows, ms);
   std::string why = r.why;
   if (why.empty() && !(r.relErr < tol)) why = "relative error above " + std::to_string(tol);
   if (why.empty() && !(r.lseErr < lseTol)) why = "LSE error above " + std::to_string(lseTol);
@@ -321,23 +345,30 @@ void check_rejects() {
   p.kvHeads = 2;
   p.seqQ = p.seqK = 64;
   p.headDim = 64;
-  bool ok = attention_forward(p, MmaType::BF16, cudaStreamPerThread) == cudaErrorInvalidValue;
+  auto rejected = [&] { return attention_forward(p, MmaType::BF16, cudaStreamPerThread) == cudaErrorInvalidValue; };
+  bool ok = rejected();
   p.kvHeads = 1;
-  p.headDim = 129;
-  ok = ok && attention_forward(p, MmaType::BF16, cudaStreamPerThread) == cudaErrorInvalidValue;
+  for (int d : {0, 257}) {
+    p.headDim = d;
+    ok = ok && rejected();
+  }
   p.headDim = 64;
-  p.blockSize = 128;
-  ok = ok && attention_forward(p, MmaType::BF16, cudaStreamPerThread) == cudaErrorInvalidValue;
-  report("launcher rejects heads % kvHeads != 0, headDim > 128, blockSize != 64", ok);
+  for (int bs : {0, 32, 96, 320}) {
+    p.blockSize = bs;
+    ok = ok && rejected();
+  }
+  report("launcher rejects heads % kvHeads != 0, headDim 0 and 257, blockSize 0, 32, 96, 320", ok);
   // The dynamic shared memory the compile gate checks occupancy with (cuda/gate.json).
-  report("dynamic shared memory per instantiation: d 64 36864 B, d 128 69632 B (cuda/gate.json)",
-         attention_forward_smem_bytes(59) == 36864 && attention_forward_smem_bytes(64) == 36864 && attention_forward_smem_bytes(96) == 69632 &&
-             attention_forward_smem_bytes(128) == 69632 && attention_forward_smem_bytes(129) == 0);
+  report("dynamic shared memory per instantiation: d 64 18432 B, d 128 34816 B, d 256 101376 B (cuda/gate.json)",
+         attention_forward_smem_bytes(1) == 18432 && attention_forward_smem_bytes(64) == 18432 && attention_forward_smem_bytes(65) == 34816 &&
+             attention_forward_smem_bytes(128) == 34816 && attention_forward_smem_bytes(129) == 101376 && attention_forward_smem_bytes(256) == 101376 &&
+             attention_forward_smem_bytes(0) == 0 && attention_forward_smem_bytes(257) == 0);
 }
 
 }  // namespace
 
-int main() {
+int main(int argc, char** argv) {
+  quick = argc > 1 && std::strcmp(argv[1], "--quick") == 0;
   const auto t0 = std::chrono::steady_clock::now();
   for (MmaType type : {MmaType::F16, MmaType::BF16}) {
     // Dense, through the kernel's own block enumeration (no layout) and through a layout.
@@ -429,6 +460,80 @@ int main() {
       c.windowRight = 0;
       c.bnhd = true;
       c.selected = [](int, int, int I, int J) { return J == 0 || J == I; };
+      check(c, type);
+    }
+    // Head dims outside the tuned 64 and 128: 256 and 129..255 (padded to 256), odd ones (plain loads).
+    {
+      Case c = dense("head dim 256, dense causal, no layout", 97, 200, 256, true);
+      c.nullLayout = true;
+      c.heads = 2;
+      c.kvHeads = 1;
+      check(c, type);
+    }
+    {
+      Case c = dense("head dim 200 (padded to 256), window + sinks + selected, bnhd", 97, 200, 200, true);
+      c.sparse = true;
+      c.windowLeft = 31;
+      c.windowRight = 0;
+      c.globalTokens = 2;
+      c.bnhd = true;
+      c.selected = [](int, int, int I, int J) { return J == I || J == 0; };
+      check(c, type);
+    }
+    if (type == MmaType::F16) check(dense("head dim 129 (padded to 256, plain loads), non-causal", 64, 97, 129, false), type);
+    check(dense("head dim 111 (padded to 128, plain loads), causal", 97, 97, 111, true), type);
+    {
+      Case c = dense("head dim 1 (padded to 64, plain loads), non-causal, no layout", 97, 97, 1, false);
+      c.nullLayout = true;
+      check(c, type);
+    }
+    // Layouts at block sizes above the kernel's 64-key tile: each entry is blockSize / 64 tiles.
+    {
+      Case c = dense("block 128: dense causal layout", 300, 300, 64, true);
+      c.blockSize = 128;
+      c.heads = 2;
+      c.kvHeads = 1;
+      check(c, type);
+    }
+    {
+      Case c = dense("block 128: selected + window 40 + 4 sinks, causal, Nq < Nk", 200, 300, 128, true);
+      c.blockSize = 128;
+      c.sparse = true;
+      c.windowLeft = 39;
+      c.windowRight = 0;
+      c.globalTokens = 4;
+      c.heads = 2;
+      c.selected = [](int, int h, int I, int J) { return (I + J + h) % 2 == 0; };
+      check(c, type);
+    }
+    {
+      Case c = dense("block 192: selected blocks only, non-causal (empty layout rows)", 300, 300, 64, false);
+      c.blockSize = 192;
+      c.sparse = true;
+      c.bnhd = true;
+      c.selected = [](int, int, int I, int J) { return I == 0 && J == 1; };
+      check(c, type);
+    }
+    {
+      Case c = dense("block 256: window [20, 10] + selected, non-causal, last block short", 300, 300, 64, false);
+      c.blockSize = 256;
+      c.sparse = true;
+      c.windowLeft = 20;
+      c.windowRight = 10;
+      c.selected = [](int, int, int I, int J) { return J == 1 - I; };
+      check(c, type);
+    }
+    {
+      Case c = dense("block 256: top-k 12 + poly 3, dense causal layout, D 256", 97, 300, 256, true);
+      c.blockSize = 256;
+      c.topK = 12;
+      c.poly = kPoly3;
+      check(c, type);
+    }
+    {
+      Case c = dense("block 256 on the launch, no layout (64-key tiles)", 97, 200, 64, true);
+      c.blockSize = 256;
+      c.nullLayout = true;
       check(c, type);
     }
     // Polynomial exp and top-k.
