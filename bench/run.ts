@@ -15,7 +15,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { attention, info } from '../lib';
+import { attention, info, Tensor } from '../lib';
 import type { AttentionOptions, AttentionResult, BackendName } from '../lib';
 import { syntheticCase } from '../lib/demo';
 
@@ -74,6 +74,12 @@ function causalPairs(seqQ: number, seqK: number): number {
   return pairs;
 }
 
+/** q, k, v uploaded once as float16 device tensors, so that timed calls do no host copies. */
+async function deviceInputs(c: { q: Float32Array; k: Float32Array; v: Float32Array }, dims: number[], location: 'cuda' | 'cuda-emu') {
+  const up = (x: Float32Array) => Tensor.upload(x, dims, { type: 'float16', location });
+  return { q: await up(c.q), k: await up(c.k), v: await up(c.v) };
+}
+
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
@@ -99,11 +105,15 @@ async function main(): Promise<void> {
     .option('--dim <n>', 'head dimension', positiveInt, 64)
     .option('--runs <n>', 'timed runs per case (median reported)', positiveInt, 5)
     .option('--warmup <n>', 'untimed runs per case first', nonNegativeInt, 1)
-    .option('--backend <name>', 'backend: auto, js, cpu, cuda', 'auto')
+    .option('--backend <name>', 'backend: auto, js, cpu, cuda, cuda-emu', 'auto')
+    .option('--device-tensors', 'with cuda/cuda-emu: upload q, k, v once as float16 tensors and time the device call alone (no host copies)')
     .option('--seed <n>', 'PRNG seed', positiveInt, 1)
     .option('--out <file>', 'JSON output file', defaultOut())
     .parse(process.argv);
-  const o = cmd.opts<{ lengths: number[]; heads: number; dim: number; runs: number; warmup: number; backend: BackendName; seed: number; out: string }>();
+  const o = cmd.opts<{ lengths: number[]; heads: number; dim: number; runs: number; warmup: number; backend: BackendName; seed: number; out: string; deviceTensors?: boolean }>();
+  // Each backend keeps its own results file unless --out says otherwise.
+  if (o.out === defaultOut() && o.backend !== 'auto' && o.backend !== 'js') o.out = join(dirname(o.out), `${o.backend}.json`);
+  if (o.deviceTensors && o.backend !== 'cuda' && o.backend !== 'cuda-emu') throw new InvalidArgumentError('--device-tensors needs --backend cuda or cuda-emu');
 
   const rows: Row[] = [];
   const header = `${'seq'.padStart(6)}  ${'variant'.padEnd(24)} ${'median ms'.padStart(10)} ${'best ms'.padStart(8)} ${'GFLOP/s'.padStart(8)} ${'density'.padStart(8)} ${'time/dense'.padStart(10)}  tiles`;
@@ -121,17 +131,23 @@ async function main(): Promise<void> {
   }
   console.log(header);
   for (const seq of o.lengths) {
-    const c = syntheticCase(o.heads, seq, o.dim, o.seed);
+    const host = syntheticCase(o.heads, seq, o.dim, o.seed);
+    const c = o.deviceTensors ? await deviceInputs(host, [1, o.heads, seq, o.dim], o.backend as 'cuda' | 'cuda-emu') : host;
     const flops = 4 * o.dim * causalPairs(seq, seq) * o.heads;
     let denseMs = NaN;
     for (const variant of VARIANTS) {
       const options: AttentionOptions = { shape: { batch: 1, heads: o.heads, seqQ: seq, headDim: o.dim }, causal: true, backend: o.backend, ...variant.options };
-      for (let w = 0; w < o.warmup; w++) await attention(c.q, c.k, c.v, options);
+      const call = async () => {
+        const r = await (attention as (q: unknown, k: unknown, v: unknown, o: AttentionOptions) => Promise<AttentionResult>)(c.q, c.k, c.v, options);
+        if (r.output instanceof Tensor) r.output.dispose();
+        return r;
+      };
+      for (let w = 0; w < o.warmup; w++) await call();
       const times: number[] = [];
-      let last: AttentionResult<Float32Array> | null = null;
+      let last: AttentionResult | null = null;
       for (let r = 0; r < o.runs; r++) {
         const t0 = process.hrtime.bigint();
-        last = await attention(c.q, c.k, c.v, options);
+        last = await call();
         times.push(Number(process.hrtime.bigint() - t0) / 1e6);
       }
       const ms = median(times);
@@ -147,13 +163,14 @@ async function main(): Promise<void> {
           `${row.density.toFixed(3).padStart(8)} ${row.timeRatio.toFixed(3).padStart(10)}  ${row.blocksVisited}/${row.blocksDense}`,
       );
     }
+    if (c !== host) for (const t of [c.q, c.k, c.v] as Tensor[]) t.dispose();
   }
 
   const i = info();
   const report = {
     package: 'psa-attention', version: i.version, node: i.node, platform: i.platform, cpu: cpus()[0]?.model ?? 'unknown', cores: cpus().length,
     date: new Date().toISOString(),
-    config: { batch: 1, heads: o.heads, headDim: o.dim, causal: true, runs: o.runs, warmup: o.warmup, backend: o.backend, seed: o.seed, data: 'syntheticCase (lib/demo.ts)' },
+    config: { batch: 1, heads: o.heads, headDim: o.dim, causal: true, runs: o.runs, warmup: o.warmup, backend: o.backend, deviceTensors: !!o.deviceTensors, seed: o.seed, data: 'syntheticCase (lib/demo.ts)' },
     flopsRule: '4 * headDim * causally allowed (query, key) pairs * batch * heads, the same dense-equivalent count for every variant',
     results: rows,
   };

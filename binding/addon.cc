@@ -5,6 +5,7 @@
 #include <string>
 
 #include "addon_state.h"
+#include "attention.h"
 #include "device_tensor.h"
 #include "promise_worker.h"
 
@@ -130,6 +131,8 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("info", Napi::Function::New<Info>(env, "info"));
   exports.Set("upload", Napi::Function::New<Upload>(env, "upload"));
   exports.Set("uploadRaw16", Napi::Function::New<UploadRaw16>(env, "uploadRaw16"));
+  exports.Set("attention", Napi::Function::New<Attention>(env, "attention"));
+  exports.Set("buildLayout", Napi::Function::New<BuildLayout>(env, "buildLayout"));
   return exports;
 }
 

@@ -7,25 +7,10 @@
 #include "cuda_compat.h"
 #include "convert.cuh"
 #include "device_api.h"
+#include "runtime_status.h"
 
 namespace psa::gpu {
 namespace {
-
-Status status_of(cudaError_t err, const char* what) {
-  if (err == cudaSuccess) return Status::success();
-  Status s;
-  s.code = static_cast<int>(err);
-  s.name = cudaGetErrorName(err);
-  s.message = std::string(what) + ": " + cudaGetErrorString(err);
-  cudaGetLastError();  // clear a non-sticky error so the next call starts clean
-  return s;
-}
-
-#define PSA_TRY(call, what)                              \
-  do {                                                   \
-    Status psa_status_ = status_of((call), (what));      \
-    if (!psa_status_.ok()) return psa_status_;           \
-  } while (0)
 
 // Conversions go through a float32 staging buffer of at most this many elements.
 constexpr std::size_t kStagingElements = std::size_t(1) << 24;

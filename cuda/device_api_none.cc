@@ -1,5 +1,6 @@
 // The CUDA layer in a build without CUDA (nvcc not found, or PSA_CUDA=OFF): every device
 // call answers why there is no device, so the addon still loads and reports it.
+#include "attention_api.h"
 #include "device_api.h"
 
 namespace psa::gpu {
@@ -29,5 +30,7 @@ Status free_buffer(Buffer& buf) {
 Status upload_f32(const float*, std::size_t, DType, const Buffer&) { return not_built(); }
 Status upload_raw16(const std::uint16_t*, std::size_t, const Buffer&) { return not_built(); }
 Status download_f32(const Buffer&, DType, std::size_t, float*) { return not_built(); }
+Status run_attention(const AttentionRequest&, AttentionResult&) { return not_built(); }
+Status build_layout(const AttentionRequest&, std::vector<std::int32_t>&, std::vector<std::int32_t>&, std::vector<std::uint8_t>&) { return not_built(); }
 
 }  // namespace psa::gpu

@@ -16,15 +16,15 @@ export async function attention(q: Float32Array, k: Float32Array, v: Float32Arra
 export async function attention(q: Tensor, k: Tensor, v: Tensor, options?: AttentionOptions): Promise<AttentionResult<Tensor>>;
 export async function attention(q: Float32Array | Tensor, k: Float32Array | Tensor, v: Float32Array | Tensor, options: AttentionOptions = {}): Promise<AttentionResult> {
   const inputs = classifyInputs(q, k, v);
-  const problem = resolveProblem(inputs, options);
-  const { name, backend } = chooseBackend(problem);
+  const { name, backend, problem } = chooseBackend(resolveProblem(inputs, options), inputs);
   if (problem.checkFinite) checkFiniteInputs(inputs);
   const r = await backend.attention(problem, inputs);
   // The output lives where the inputs live: a host-computed result for device inputs goes back up.
   let output: Float32Array | Tensor = r.output;
-  if (inputs.kind === 'tensor') {
+  if (inputs.kind === 'tensor' && !(output instanceof Tensor)) {
     const { q: tq } = inputs;
-    output = tq.location === 'cpu' ? Tensor.fromFloat32(r.output, tq.dims) : await Tensor.upload(r.output, tq.dims, { type: tq.type, location: tq.location });
+    const host = output;
+    output = tq.location === 'cpu' ? Tensor.fromFloat32(host, tq.dims) : await Tensor.upload(host, tq.dims, { type: tq.type, location: tq.location });
   }
   const result: AttentionResult = { output, stats: r.stats, backend: name };
   if (r.lse) result.lse = r.lse;
@@ -44,9 +44,9 @@ export async function buildBlockLayout(q: Float32Array | Tensor, k: Float32Array
   }
   // k stands in for v: only its shape is checked.
   const inputs = classifyInputs(q, k, k);
-  const problem = resolveProblem(inputs, options);
-  if (!problem.sparse) throw new OptionError('options describe dense attention (no window, globalTokens or blocks): there is no layout to build', 'options');
-  const { backend } = chooseBackend(problem);
+  const resolved = resolveProblem(inputs, options);
+  if (!resolved.sparse) throw new OptionError('options describe dense attention (no window, globalTokens or blocks): there is no layout to build', 'options');
+  const { backend, problem } = chooseBackend(resolved, inputs);
   if (problem.checkFinite) checkFiniteInputs(inputs);
   return backend.buildLayout(problem, inputs);
 }

@@ -3,11 +3,13 @@
  * `auto` takes the first usable one in order of preference and, when that is not cuda, warns
  * once per process with the reason.
  */
-import { BackendUnavailableError, DtypeError } from './errors';
+import { deviceBackend } from './device-backend';
+import { BackendUnavailableError, DtypeError, OptionError } from './errors';
 import { loadAddon, loadEmuAddon } from './native';
 import { BlockLayout } from './layout';
 import type { Inputs, Problem } from './problem';
 import { layoutFor, ReferenceResult, runReference } from './reference';
+import { DeviceStorage, Tensor } from './tensor';
 import type { BackendName, Dtype } from './types';
 
 export interface BackendStatus {
@@ -18,9 +20,17 @@ export interface BackendStatus {
   dtypes: readonly Dtype[];
 }
 
+/** What a backend returns: the output as host data, or as a device tensor for device inputs. */
+export interface BackendResult extends Omit<ReferenceResult, 'output'> {
+  output: Float32Array | Tensor;
+}
+
 export interface Backend {
   status(): BackendStatus;
-  attention(p: Problem, inputs: Inputs): Promise<ReferenceResult>;
+  /** Why this backend cannot run this problem although it is available (null: it can). */
+  unsupported?(p: Problem): string | null;
+  /** Runs the problem; `p.dtype` is resolved (one of the backend's dtypes). */
+  attention(p: Problem, inputs: Inputs): Promise<BackendResult>;
   buildLayout(p: Problem, inputs: Inputs): Promise<BlockLayout>;
 }
 
@@ -56,40 +66,16 @@ export function cudaUnusableReason(): string | null {
   return null;
 }
 
-const cudaBackend: Backend = {
-  status() {
-    const why = cudaUnusableReason();
-    // Device tensors work wherever a device does; the attention kernels arrive in a later version.
-    const reason = why ?? 'a CUDA device is usable for tensors, but this version has no CUDA attention kernels yet';
-    return { name: 'cuda', available: false, reason, dtypes: [] };
-  },
-  attention: async () => {
-    throw new BackendUnavailableError('cuda', cudaBackend.status().reason);
-  },
-  buildLayout: async () => {
-    throw new BackendUnavailableError('cuda', cudaBackend.status().reason);
-  },
-};
-
-/** The emulated build: reachable by name for tests and diagnosis, never chosen by `auto`. */
-function emuBackend(): Backend {
-  const status = (): BackendStatus => {
-    const emu = loadEmuAddon();
-    const reason = emu.loaded
-      ? `emulated build at ${emu.path} (tensors and the model checks run; the CUDA attention kernels are not in this version yet)`
-      : emu.reason;
-    return { name: 'cuda-emu', available: false, reason, dtypes: [] };
-  };
-  const fail = async (): Promise<never> => {
-    throw new BackendUnavailableError('cuda-emu', status().reason);
-  };
-  return { status, attention: fail, buildLayout: fail };
+/** Why the emulated build cannot run here, or null. */
+function emuUnusableReason(): string | null {
+  const emu = loadEmuAddon();
+  return emu.loaded ? null : emu.reason;
 }
 
 const registry: Record<Exclude<BackendName, 'auto'>, Backend> = {
-  cuda: cudaBackend,
+  cuda: deviceBackend('cuda', loadAddon, cudaUnusableReason),
   cpu: unavailable('cpu', 'the native CPU backend is not part of this version'),
-  'cuda-emu': emuBackend(),
+  'cuda-emu': deviceBackend('cuda-emu', loadEmuAddon, emuUnusableReason),
   js: jsBackend,
 };
 
@@ -100,23 +86,43 @@ export function backendStatuses(): BackendStatus[] {
   return (Object.keys(registry) as (keyof typeof registry)[]).map((n) => registry[n].status());
 }
 
-/** Pick the backend for a problem, or throw ERR_BACKEND_UNAVAILABLE / ERR_DTYPE with the reason. */
-export function chooseBackend(p: Problem): { name: Exclude<BackendName, 'auto'>; backend: Backend } {
-  if (p.backend !== 'auto') {
-    const backend = registry[p.backend];
+/**
+ * Pick the backend for a problem and resolve its dtype (a dtype left out is the backend's
+ * first: float32 for js, float16 for the device backends), or throw ERR_BACKEND_UNAVAILABLE /
+ * ERR_DTYPE / ERR_OPTION with the reason. `auto` prefers the backend where device-tensor
+ * inputs live, then cuda, cpu, js, and warns once when it does not get CUDA.
+ */
+export function chooseBackend(p: Problem, inputs?: Inputs): { name: Exclude<BackendName, 'auto'>; backend: Backend; problem: Problem } {
+  const fits = (name: Exclude<BackendName, 'auto'>): { problem: Problem } | { why: string } => {
+    const backend = registry[name];
     const s = backend.status();
+    if (!s.available) return { why: s.reason };
+    const dtype = p.dtype ?? s.dtypes[0];
+    if (!s.dtypes.includes(dtype)) return { why: `computes in ${s.dtypes.join(', ')}, not ${dtype}` };
+    const unsupported = backend.unsupported?.(p);
+    if (unsupported) return { why: unsupported };
+    return { problem: { ...p, dtype } };
+  };
+  if (p.backend !== 'auto') {
+    const f = fits(p.backend);
+    if ('problem' in f) return { name: p.backend, backend: registry[p.backend], problem: f.problem };
+    const s = registry[p.backend].status();
     if (!s.available) throw new BackendUnavailableError(p.backend, s.reason);
-    if (!s.dtypes.includes(p.dtype)) throw new DtypeError(`backend '${p.backend}' computes in ${s.dtypes.join(', ')}, not ${p.dtype}`, 'dtype');
-    return { name: p.backend, backend };
+    if (f.why.startsWith('computes in')) throw new DtypeError(`backend '${p.backend}' ${f.why}`, 'dtype');
+    throw new OptionError(`backend '${p.backend}' cannot run this call: ${f.why}`, 'backend');
   }
-  for (const name of AUTO_ORDER) {
-    const s = registry[name].status();
-    if (s.available && s.dtypes.includes(p.dtype)) {
-      if (name !== 'cuda') warnFallbackOnce(name, registry.cuda.status().reason);
-      return { name, backend: registry[name] };
+  const home = inputs?.kind === 'tensor' && inputs.q.storage instanceof DeviceStorage ? inputs.q.storage.location : null;
+  const order = home === 'cuda-emu' ? (['cuda-emu', ...AUTO_ORDER] as const) : AUTO_ORDER;
+  const reasons: string[] = [];
+  for (const name of order) {
+    const f = fits(name);
+    if ('problem' in f) {
+      if (name !== 'cuda' && name !== home) warnFallbackOnce(name, reasons.find((r) => r.startsWith('cuda: '))?.slice(6) ?? registry.cuda.status().reason);
+      return { name, backend: registry[name], problem: f.problem };
     }
+    reasons.push(`${name}: ${f.why}`);
   }
-  throw new DtypeError(`no available backend computes in ${p.dtype}: ${backendStatuses().map((s) => `${s.name}: ${s.available ? s.dtypes.join('/') : s.reason}`).join('; ')}`, 'dtype');
+  throw new DtypeError(`no available backend runs this call in ${p.dtype ?? 'any precision'}: ${reasons.join('; ')}`, 'dtype');
 }
 
 async function hostData(inputs: Inputs): Promise<Float32Array[]> {

@@ -46,6 +46,47 @@ interface NativeAddon {
   info(): NativeRuntimeInfo;
   upload(data: Float32Array, type: string, device?: number): Promise<NativeDeviceTensor>;
   uploadRaw16(data: Uint16Array, type: string, device?: number): Promise<NativeDeviceTensor>;
+  attention(q: NativeDeviceTensor, k: NativeDeviceTensor, v: NativeDeviceTensor, request: NativeAttentionRequest): Promise<NativeAttentionResult>;
+  buildLayout(q: NativeDeviceTensor, k: NativeDeviceTensor, request: NativeAttentionRequest): Promise<NativeLayout>;
+}
+
+/** A block layout's CSR arrays as the addon passes them (lib/layout.ts). */
+export interface NativeLayout {
+  offsets: Int32Array;
+  indices: Int32Array;
+  flags: Uint8Array;
+}
+
+/** One attention call, every option resolved (binding/attention.cc reads exactly these keys). */
+export interface NativeAttentionRequest {
+  compute: 'float16' | 'bfloat16';
+  batch: number; heads: number; kvHeads: number; seqQ: number; seqK: number; headDim: number;
+  bnhd: boolean;
+  scale: number;
+  causal: boolean;
+  windowLeft: number; windowRight: number; globalTokens: number;
+  blockSize: number;
+  sparse: boolean;
+  /** A caller's layout; absent: selection (choice) on top of window and sinks. */
+  layout?: NativeLayout;
+  /** 0 none, 1 ratio, 2 topBlocks, 3 progressive. */
+  choice: number; choiceValue: number; minBlocks: number; maxBlocks: number;
+  boundEstimate: boolean; shareAcrossGroup: boolean;
+  /** topK > 0: count; topKRatio > 0: ratio; both 0: none. */
+  topK: number; topKRatio: number;
+  /** Polynomial exp2 coefficients, c0 first; absent: exact exp. */
+  polyCoefficients?: Float32Array;
+  returnLse: boolean; returnThresholds: boolean;
+}
+
+export interface NativeAttentionResult {
+  output: NativeDeviceTensor;
+  lse?: NativeDeviceTensor;
+  thresholds?: NativeDeviceTensor;
+  /** The layout selected on the device (sparse calls without a given layout). */
+  layout?: NativeLayout;
+  keptPairs: number;
+  emptyRows: number;
 }
 
 export type AddonState =

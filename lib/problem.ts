@@ -51,7 +51,8 @@ export interface Problem {
   returnLse: boolean;
   returnThresholds: boolean;
   backend: BackendName;
-  dtype: Dtype;
+  /** Compute precision; null until a backend is chosen when the caller left it out (chooseBackend resolves it). */
+  dtype: Dtype | null;
   checkFinite: boolean;
 }
 
@@ -96,7 +97,7 @@ export function resolveProblem(inputs: Inputs, options: AttentionOptions | undef
   const softmax = resolveSoftmax(options.softmax);
   const topK = resolveTopK(options);
   const backend = checkOneOf('backend', options.backend, BACKENDS, 'auto');
-  const dtype = checkOneOf<Dtype>('dtype', options.dtype, ['float32', 'float16', 'bfloat16'], inputs.kind === 'tensor' ? tensorDtype(inputs.q) : 'float32');
+  const dtype: Dtype | null = options.dtype === undefined ? (inputs.kind === 'tensor' ? tensorDtype(inputs.q) : null) : checkOneOf<Dtype>('dtype', options.dtype, ['float32', 'float16', 'bfloat16'], 'float32');
   const base = {
     batch, heads, kvHeads, seqQ, seqK, headDim, memoryLayout: shape.layout, causal, scale, softmax, topK, backend, dtype,
     returnLse: checkBoolean('returnLse', options.returnLse, false),
@@ -225,8 +226,9 @@ function fromLayout(options: AttentionOptions, base: { batch: number; heads: num
   return { causal: layout.causal, mask: layout.maskSpec, blockSize: layout.blockSize, selection: null, layout, sparse: true };
 }
 
-function tensorDtype(q: Tensor): Dtype {
-  return q.type;
+/** 16-bit tensors ask for their own precision; float32 ones leave it to the backend. */
+function tensorDtype(q: Tensor): Dtype | null {
+  return q.type === 'float32' ? null : q.type;
 }
 
 /** Reject NaN and infinities in host inputs (a NaN anywhere would silently poison every row that sees it). */

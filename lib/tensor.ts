@@ -38,10 +38,11 @@ class CpuStorage implements TensorStorage {
 }
 
 /** A buffer on a CUDA device (or in the emulated build's device memory), owned by the addon. */
-class DeviceStorage implements TensorStorage {
+export class DeviceStorage implements TensorStorage {
   constructor(
-    readonly location: TensorLocation,
-    private readonly native: NativeDeviceTensor,
+    readonly location: 'cuda' | 'cuda-emu',
+    /** The addon's handle (device backends pass it to their kernels). */
+    readonly native: NativeDeviceTensor,
   ) {}
   get type(): TensorType {
     return this.native.type;

@@ -62,7 +62,7 @@ export interface AttentionOptions {
   returnLse?: boolean;
   returnThresholds?: boolean;
   backend?: BackendName;
-  /** Compute precision. The js backend computes in float32 only. Default `float32` for Float32Array inputs. */
+  /** Compute precision: float32 on js; float16 (default there) or bfloat16 on the device backends. Left out: the chosen backend's own (a 16-bit tensor asks for its type). */
   dtype?: Dtype;
   /** Reject NaN or infinite values in Float32Array inputs (ERR_VALUE). Default true. */
   checkFinite?: boolean;

@@ -21,7 +21,13 @@ export function backendsUnderTest(): BackendUnderTest[] {
   return BACKENDS.map((name) => {
     const s = statuses.find((x) => x.name === name);
     const available = !!s && s.available && s.dtypes.includes('float32');
-    const reason = !s ? 'not listed by info().backends' : !s.available ? s.reason : !s.dtypes.includes('float32') ? `no float32 (has ${s.dtypes.join(', ')})` : s.reason;
+    const reason = !s
+      ? 'not listed by info().backends'
+      : !s.available
+        ? s.reason
+        : !s.dtypes.includes('float32')
+          ? `computes in ${s.dtypes.join(', ')}, not float32: its suites with 16-bit tolerances are test/device.test.ts`
+          : s.reason;
     return { name, available, reason, emulated: name === 'cuda-emu' };
   });
 }

@@ -88,7 +88,7 @@ describe('psa CLI', () => {
   });
 
   test('an unavailable backend exits 1 with ERR_BACKEND_UNAVAILABLE', async () => {
-    const { code, err } = await capture(['demo', '--heads', '1', '--seq', '64', '--backend', 'cuda-emu']);
+    const { code, err } = await capture(['demo', '--heads', '1', '--seq', '64', '--backend', 'cpu']);
     expect(code).toBe(1);
     expect(err).toMatch(/^ERR_BACKEND_UNAVAILABLE: /);
   });

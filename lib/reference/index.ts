@@ -51,19 +51,27 @@ export function causalPairs(p: Problem): number {
   return perHead * p.batch * p.heads;
 }
 
+/**
+ * The stats of a call from what any backend knows: the layout it visited (null when dense)
+ * and its kept-pair and empty-row counts.
+ */
+export function statsOf(p: Problem, layout: BlockLayout | null, keptPairs: number, emptyRows: number): AttentionStats {
+  const allowedPairs = causalPairs(p);
+  // Counted, not built: a dense layout of every (batch, head) only to read its size is wasted work.
+  const dense = causalBlocks(p).reduce((n, list) => n + list.length, 0) * p.batch * p.heads;
+  return {
+    density: allowedPairs > 0 ? keptPairs / allowedPairs : 0,
+    keptPairs,
+    allowedPairs,
+    blocksVisited: layout ? layout.size : dense,
+    blocksDense: dense,
+    emptyRows,
+  };
+}
+
 export function runReference(p: Problem, q: Float32Array, k: Float32Array, v: Float32Array): ReferenceResult {
   const layout = layoutFor(p, q, k);
   const f = forward(p, layout, q, k, v);
-  const allowedPairs = causalPairs(p);
-  // Counted, not built: a dense layout of every (batch, head) only to read its size is wasted work.
-  const dense = p.sparse ? causalBlocks(p).reduce((n, list) => n + list.length, 0) * p.batch * p.heads : layout.size;
-  const stats: AttentionStats = {
-    density: allowedPairs > 0 ? f.keptPairs / allowedPairs : 0,
-    keptPairs: f.keptPairs,
-    allowedPairs,
-    blocksVisited: layout.size,
-    blocksDense: dense,
-    emptyRows: f.emptyRows,
-  };
+  const stats = statsOf(p, p.sparse ? layout : null, f.keptPairs, f.emptyRows);
   return { output: f.output, lse: f.lse, thresholds: f.thresholds, stats, layout: p.sparse ? layout : null };
 }

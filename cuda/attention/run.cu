@@ -1,0 +1,301 @@
+// Host orchestration of one attention call on the device (attention_api.h): inputs converted
+// to the Tensor Core element type, the layout (uploaded, or selected here), top-k thresholds,
+// the fused forward and its row counts, all on the calling thread's stream. Every temporary is
+// freed on every path; on failure the outputs are freed too, so nothing is half-made.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+
+#include "../attention_api.h"
+#include "../convert.cuh"
+#include "../cuda_compat.h"
+#include "../runtime_status.h"
+#include "forward.h"
+#include "params.h"
+#include "select.h"
+#include "topk.h"
+
+namespace psa::gpu {
+namespace {
+
+constexpr int kThreads = 256;
+cudaStream_t stream() { return cudaStreamPerThread; }
+
+unsigned grid_for(std::size_t n) { return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>((n + kThreads - 1) / kThreads, 4096))); }
+
+// A device buffer freed when it goes out of scope, unless released to the caller.
+class Owned {
+ public:
+  Owned() = default;
+  Owned(const Owned&) = delete;
+  Owned& operator=(const Owned&) = delete;
+  ~Owned() { free_buffer(buf_); }
+  Status alloc(std::size_t bytes, int device) { return alloc_buffer(buf_, bytes, device); }
+  template <typename T> T* as() const { return static_cast<T*>(buf_.ptr); }
+  Buffer release() { return std::exchange(buf_, Buffer{}); }
+
+ private:
+  Buffer buf_;
+};
+
+// Sums the per-row kept counts: out[0] = kept pairs, out[1] = rows with none.
+__global__ void count_rows_kernel(const int* __restrict__ kept, std::size_t n, unsigned long long* out) {
+  unsigned long long sum = 0, empty = 0;
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    sum += static_cast<unsigned long long>(kept[i]);
+    empty += kept[i] == 0 ? 1ull : 0ull;
+  }
+  // One atomic per thread: the sums are exact (integers), so the order does not matter.
+  if (sum) atomicAdd(&out[0], sum);
+  if (empty) atomicAdd(&out[1], empty);
+}
+
+__global__ void fill_kernel(float* __restrict__ dst, std::size_t n, float value) {
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) dst[i] = value;
+}
+
+template <typename T>
+Status narrow(const float* src, void* dst, std::size_t n) {
+  PSA_LAUNCH(narrow_f32_kernel<T>, grid_for(n), kThreads, 0, stream())(src, static_cast<T*>(dst), n);
+  return status_of(cudaGetLastError(), "launching the input conversion");
+}
+
+template <typename T>
+Status widen(const void* src, float* dst, std::size_t n) {
+  PSA_LAUNCH(widen_to_f32_kernel<T>, grid_for(n), kThreads, 0, stream())(static_cast<const T*>(src), dst, n);
+  return status_of(cudaGetLastError(), "launching the input conversion");
+}
+
+// `buf` as 16-bit elements of `compute`: itself when it already is, else a converted copy in `tmp`.
+Status as_compute_type(const Buffer& buf, DType type, DType compute, std::size_t n, int device, Owned& tmp, const std::uint16_t*& out) {
+  if (type == compute) {
+    out = static_cast<const std::uint16_t*>(buf.ptr);
+    return Status::success();
+  }
+  Status s = tmp.alloc(n * 2, device);
+  if (!s.ok()) return s;
+  const float* src = static_cast<const float*>(buf.ptr);
+  Owned wide;  // 16-bit of the other kind: through float32 (exact), then rounded once
+  if (type != DType::F32) {
+    if (!(s = wide.alloc(n * 4, device)).ok()) return s;
+    s = type == DType::F16 ? widen<__half>(buf.ptr, wide.as<float>(), n) : widen<__nv_bfloat16>(buf.ptr, wide.as<float>(), n);
+    if (!s.ok()) return s;
+    src = wide.as<float>();
+  }
+  s = compute == DType::F16 ? narrow<__half>(src, tmp.as<void>(), n) : narrow<__nv_bfloat16>(src, tmp.as<void>(), n);
+  if (!s.ok()) return s;
+  // `wide` is freed on return: finish the conversion first.
+  if (type != DType::F32) PSA_TRY(cudaStreamSynchronize(stream()), "converting the inputs");
+  out = tmp.as<const std::uint16_t>();
+  return Status::success();
+}
+
+std::size_t elements(const AttentionRequest& r, bool keys) {
+  return static_cast<std::size_t>(r.batch) * (keys ? r.kvHeads : r.heads) * (keys ? r.seqK : r.seqQ) * r.headDim;
+}
+
+// Strides of [B, H, N, D] (bhnd) or [B, N, H, D] (bnhd), in elements.
+void strides(const AttentionRequest& r, int heads, int seq, long long& row, long long& head, long long& batch) {
+  const long long D = r.headDim;
+  row = r.bnhd ? heads * D : D;
+  head = r.bnhd ? D : seq * D;
+  batch = static_cast<long long>(heads) * seq * D;
+}
+
+// The inputs and the parts of the kernels' parameters every step shares.
+struct Prepared {
+  Owned q16, k16, v16;
+  ForwardParams fwd;
+  MmaType type = MmaType::F16;
+};
+
+Status prepare(const AttentionRequest& r, Prepared& p, bool withV) {
+  PSA_TRY(cudaSetDevice(r.q.device), "selecting the CUDA device");
+  const int dev = r.q.device;
+  ForwardParams& f = p.fwd;
+  Status s = as_compute_type(r.q, r.qType, r.compute, elements(r, false), dev, p.q16, f.q);
+  if (s.ok()) s = as_compute_type(r.k, r.kType, r.compute, elements(r, true), dev, p.k16, f.k);
+  if (s.ok() && withV) s = as_compute_type(r.v, r.vType, r.compute, elements(r, true), dev, p.v16, f.v);
+  if (!s.ok()) return s;
+  p.type = r.compute == DType::BF16 ? MmaType::BF16 : MmaType::F16;
+  strides(r, r.heads, r.seqQ, f.qRowStride, f.qHeadStride, f.qBatchStride);
+  strides(r, r.kvHeads, r.seqK, f.kRowStride, f.kHeadStride, f.kBatchStride);
+  strides(r, r.kvHeads, r.seqK, f.vRowStride, f.vHeadStride, f.vBatchStride);
+  strides(r, r.heads, r.seqQ, f.oRowStride, f.oHeadStride, f.oBatchStride);
+  f.batch = r.batch;
+  f.heads = r.heads;
+  f.kvHeads = r.kvHeads;
+  f.seqQ = r.seqQ;
+  f.seqK = r.seqK;
+  f.headDim = r.headDim;
+  f.scale = r.scale;
+  f.causal = r.causal;
+  f.windowLeft = r.windowLeft;
+  f.windowRight = r.windowRight;
+  f.globalTokens = r.globalTokens;
+  f.blockSize = r.blockSize;
+  f.polyDegree = r.polyDegree;
+  std::memcpy(f.polyCoefficients, r.polyCoefficients, sizeof f.polyCoefficients);
+  return Status::success();
+}
+
+SelectParams select_params(const AttentionRequest& r, const ForwardParams& f) {
+  SelectParams s;
+  s.q = f.q;
+  s.k = f.k;
+  s.qRowStride = f.qRowStride;
+  s.qHeadStride = f.qHeadStride;
+  s.qBatchStride = f.qBatchStride;
+  s.kRowStride = f.kRowStride;
+  s.kHeadStride = f.kHeadStride;
+  s.kBatchStride = f.kBatchStride;
+  s.batch = r.batch;
+  s.heads = r.heads;
+  s.kvHeads = r.kvHeads;
+  s.seqQ = r.seqQ;
+  s.seqK = r.seqK;
+  s.headDim = r.headDim;
+  s.scale = r.scale;
+  s.causal = r.causal;
+  s.windowLeft = r.windowLeft;
+  s.windowRight = r.windowRight;
+  s.globalTokens = r.globalTokens;
+  s.blockSize = r.blockSize;
+  s.mode = static_cast<SelectMode>(static_cast<int>(r.choice));
+  s.value = r.choiceValue;
+  s.minBlocks = r.minBlocks;
+  s.maxBlocks = r.maxBlocks;
+  s.boundEstimate = r.boundEstimate;
+  s.shareAcrossGroup = r.shareAcrossGroup;
+  return s;
+}
+
+long long layout_rows(const AttentionRequest& r) {
+  return static_cast<long long>(r.batch) * r.heads * ((r.seqQ + r.blockSize - 1) / r.blockSize);
+}
+
+// The CSR layout on the device: the caller's, or the selection's (also copied back to the host).
+struct DeviceLayout {
+  Owned offsets, indices, flags;
+};
+
+Status layout_on_device(const AttentionRequest& r, const Prepared& p, DeviceLayout& dl, std::vector<std::int32_t>& hostOffsets,
+                        std::vector<std::int32_t>& hostIndices, std::vector<std::uint8_t>& hostFlags) {
+  const int dev = r.q.device;
+  const long long rows = layout_rows(r);
+  Status s;
+  if (r.hasLayout) {
+    const std::size_t n = r.layoutIndices.size();
+    if (r.layoutOffsets.size() != static_cast<std::size_t>(rows + 1) || r.layoutFlags.size() != n) {
+      return Status{static_cast<int>(cudaErrorInvalidValue), "cudaErrorInvalidValue", "the layout does not fit the call's geometry"};
+    }
+    if (!(s = dl.offsets.alloc((rows + 1) * 4, dev)).ok() || !(s = dl.indices.alloc(n * 4, dev)).ok() || !(s = dl.flags.alloc(n, dev)).ok()) return s;
+    PSA_TRY(cudaMemcpyAsync(dl.offsets.as<void>(), r.layoutOffsets.data(), (rows + 1) * 4, cudaMemcpyHostToDevice, stream()), "copying the layout");
+    if (n) {
+      PSA_TRY(cudaMemcpyAsync(dl.indices.as<void>(), r.layoutIndices.data(), n * 4, cudaMemcpyHostToDevice, stream()), "copying the layout");
+      PSA_TRY(cudaMemcpyAsync(dl.flags.as<void>(), r.layoutFlags.data(), n, cudaMemcpyHostToDevice, stream()), "copying the layout");
+    }
+    // The host vectors belong to the request: finish reading them before returning.
+    PSA_TRY(cudaStreamSynchronize(stream()), "copying the layout");
+    return Status::success();
+  }
+  const SelectParams sp = select_params(r, p.fwd);
+  Owned workspace;
+  if (!(s = workspace.alloc(select_workspace_bytes(sp), dev)).ok() || !(s = dl.offsets.alloc((rows + 1) * 4, dev)).ok()) return s;
+  PSA_TRY(select_blocks_count(sp, p.type, workspace.as<void>(), dl.offsets.as<std::int32_t>(), stream()), "selecting key blocks");
+  std::vector<std::int32_t> offsets(rows + 1);
+  PSA_TRY(cudaMemcpyAsync(offsets.data(), dl.offsets.as<void>(), (rows + 1) * 4, cudaMemcpyDeviceToHost, stream()), "reading the layout size");
+  PSA_TRY(cudaStreamSynchronize(stream()), "selecting key blocks");
+  const std::size_t n = static_cast<std::size_t>(offsets[rows]);
+  if (!(s = dl.indices.alloc(n * 4, dev)).ok() || !(s = dl.flags.alloc(n, dev)).ok()) return s;
+  PSA_TRY(select_blocks_fill(sp, workspace.as<void>(), dl.offsets.as<std::int32_t>(), dl.indices.as<std::int32_t>(), dl.flags.as<std::uint8_t>(), stream()),
+          "building the block layout");
+  std::vector<std::int32_t> indices(n);
+  std::vector<std::uint8_t> flags(n);
+  if (n) {
+    PSA_TRY(cudaMemcpyAsync(indices.data(), dl.indices.as<void>(), n * 4, cudaMemcpyDeviceToHost, stream()), "reading the layout");
+    PSA_TRY(cudaMemcpyAsync(flags.data(), dl.flags.as<void>(), n, cudaMemcpyDeviceToHost, stream()), "reading the layout");
+  }
+  PSA_TRY(cudaStreamSynchronize(stream()), "building the block layout");
+  hostOffsets = std::move(offsets);
+  hostIndices = std::move(indices);
+  hostFlags = std::move(flags);
+  return Status::success();
+}
+
+Status check_request(const AttentionRequest& r) {
+  const bool ok = r.batch >= 1 && r.heads >= 1 && r.kvHeads >= 1 && r.heads % r.kvHeads == 0 && r.seqQ >= 1 && r.seqK >= 1 &&
+                  r.headDim >= 1 && (r.compute == DType::F16 || r.compute == DType::BF16) && r.q.ptr && r.k.ptr;
+  if (ok) return Status::success();
+  return Status{static_cast<int>(cudaErrorInvalidValue), "cudaErrorInvalidValue", "attention request has an invalid shape or element type"};
+}
+
+}  // namespace
+
+Status run_attention(const AttentionRequest& r, AttentionResult& out) {
+  Status s = check_request(r);
+  if (!s.ok() || !r.v.ptr) return s.ok() ? Status{static_cast<int>(cudaErrorInvalidValue), "cudaErrorInvalidValue", "v is missing"} : s;
+  Prepared p;
+  if (!(s = prepare(r, p, true)).ok()) return s;
+  const int dev = r.q.device;
+  const std::size_t rowsQ = static_cast<std::size_t>(r.batch) * r.heads * r.seqQ;
+
+  AttentionResult res;
+  DeviceLayout dl;
+  if (r.sparse) {
+    if (!(s = layout_on_device(r, p, dl, res.offsets, res.indices, res.flags)).ok()) return s;
+    p.fwd.layoutOffsets = dl.offsets.as<const std::int32_t>();
+    p.fwd.layoutIndices = dl.indices.as<const std::int32_t>();
+    p.fwd.layoutFlags = dl.flags.as<const std::uint8_t>();
+  }
+
+  Owned output, lse, thresholds, kept, counts;
+  if (!(s = output.alloc(elements(r, false) * 4, dev)).ok() || !(s = kept.alloc(rowsQ * 4, dev)).ok() || !(s = counts.alloc(16, dev)).ok()) return s;
+  if (r.returnLse && !(s = lse.alloc(rowsQ * 4, dev)).ok()) return s;
+  const bool topK = r.topK > 0 || r.topKRatio > 0;
+  if (topK || r.returnThresholds) {
+    if (!(s = thresholds.alloc(rowsQ * 4, dev)).ok()) return s;
+  }
+  if (topK) {
+    PSA_TRY(attention_topk_thresholds(p.fwd, p.type, r.topK, r.topKRatio, thresholds.as<float>(), stream()), "computing the top-k thresholds");
+    p.fwd.threshold = thresholds.as<const float>();
+  } else if (r.returnThresholds) {
+    // Without top-k every row keeps all its allowed keys: tau = -inf, as the contract says.
+    PSA_LAUNCH(fill_kernel, grid_for(rowsQ), kThreads, 0, stream())(thresholds.as<float>(), rowsQ, -INFINITY);
+    PSA_TRY(cudaGetLastError(), "filling the thresholds");
+  }
+  p.fwd.o = output.as<float>();
+  p.fwd.lse = r.returnLse ? lse.as<float>() : nullptr;
+  p.fwd.keptCounts = kept.as<int>();
+  PSA_TRY(attention_forward(p.fwd, p.type, stream()), "launching the attention kernel");
+  PSA_TRY(cudaMemsetAsync(counts.as<void>(), 0, 16, stream()), "counting kept keys");
+  PSA_LAUNCH(count_rows_kernel, grid_for(rowsQ), kThreads, 0, stream())(kept.as<const int>(), rowsQ, counts.as<unsigned long long>());
+  PSA_TRY(cudaGetLastError(), "counting kept keys");
+  unsigned long long totals[2] = {0, 0};
+  PSA_TRY(cudaMemcpyAsync(totals, counts.as<void>(), 16, cudaMemcpyDeviceToHost, stream()), "counting kept keys");
+  PSA_TRY(cudaStreamSynchronize(stream()), "running the attention kernels");
+  res.keptPairs = static_cast<double>(totals[0]);
+  res.emptyRows = static_cast<double>(totals[1]);
+
+  res.output = output.release();
+  if (r.returnLse) res.lse = lse.release();
+  if (r.returnThresholds) res.thresholds = thresholds.release();
+  out = std::move(res);
+  return Status::success();
+}
+
+Status build_layout(const AttentionRequest& r, std::vector<std::int32_t>& offsets, std::vector<std::int32_t>& indices, std::vector<std::uint8_t>& flags) {
+  Status s = check_request(r);
+  if (!s.ok()) return s;
+  if (!r.sparse || r.hasLayout) return Status{static_cast<int>(cudaErrorInvalidValue), "cudaErrorInvalidValue", "nothing to select"};
+  Prepared p;
+  if (!(s = prepare(r, p, false)).ok()) return s;
+  DeviceLayout dl;
+  return layout_on_device(r, p, dl, offsets, indices, flags);
+}
+
+}  // namespace psa::gpu
