@@ -5,23 +5,6 @@
  * rounding on float inputs; count and ratio modes, -inf rows, masks, layouts of block size 64,
  * 128 and 192, GQA, both memory layouts, head dims 1..256, fp16 and bf16. One jest test per check.
  */
-import { spawnSync } from 'node:child_process';
-import { existsSync } from 'node:fs';
-import { join } from 'node:path';
+import { checkProgramSuite } from './check-program';
 
-const program = join(__dirname, '..', '..', 'build-emu', 'psa_topk_check');
-
-if (!existsSync(program)) {
-  test.skip(`top-k threshold kernel checks: skipped because ${program} is absent (npm run build:emu builds it where cmake, g++ and the CUDA headers exist)`, () => {});
-} else {
-  const run = spawnSync(program, { encoding: 'utf8', timeout: 300_000 });
-  const lines = run.stdout.split('\n').filter((l) => /^(PASS|FAIL) /.test(l));
-  test('the check program ran to the end', () => {
-    expect(run.stderr).toBe('');
-    expect(run.stdout).toMatch(/^0 failed/m);
-    expect(lines.length).toBeGreaterThanOrEqual(60);
-  });
-  test.each(lines.map((l) => [l.replace(/^(PASS|FAIL) /, ''), l]))('%s', (_name, line) => {
-    expect(line).toMatch(/^PASS /);
-  });
-}
+checkProgramSuite('topk', 'top-k threshold kernel checks', 60);
