@@ -24,47 +24,12 @@
 #include "../../attention/select_kernel.cuh"
 #include "../../cuda_compat.h"
 #include "../../primitives.cuh"
+#include "check_util.h"
 
 using namespace psa::gpu;
+using namespace psa::check;
 
 namespace {
-
-int failures = 0;
-
-void report(const std::string& name, bool ok, const std::string& why = "") {
-  std::printf("%s %s%s%s\n", ok ? "PASS" : "FAIL", name.c_str(), ok ? "" : ": ", ok ? "" : why.c_str());
-  std::fflush(stdout);
-  if (!ok) failures++;
-}
-
-template <typename T>
-struct DeviceArray {
-  T* ptr = nullptr;
-  std::size_t n;
-  explicit DeviceArray(std::size_t count) : n(count) { cudaMalloc(reinterpret_cast<void**>(&ptr), std::max<std::size_t>(n, 1) * sizeof(T)); }
-  ~DeviceArray() { cudaFree(ptr); }
-  DeviceArray(const DeviceArray&) = delete;
-  DeviceArray& operator=(const DeviceArray&) = delete;
-  void put(const std::vector<T>& h) { if (n) cudaMemcpy(ptr, h.data(), n * sizeof(T), cudaMemcpyHostToDevice); }
-  void poison() { cudaMemset(ptr, 0xFF, std::max<std::size_t>(n, 1) * sizeof(T)); }
-  std::vector<T> get() const {
-    std::vector<T> h(n);
-    if (n) cudaMemcpy(h.data(), ptr, n * sizeof(T), cudaMemcpyDeviceToHost);
-    return h;
-  }
-};
-
-std::uint16_t encode(float x, MmaType type) {
-  std::uint16_t u;
-  if (type == MmaType::BF16) {
-    const __nv_bfloat16 b = __float2bfloat16_rn(x);
-    std::memcpy(&u, &b, 2);
-  } else {
-    const __half h = __float2half_rn(x);
-    std::memcpy(&u, &h, 2);
-  }
-  return u;
-}
 
 // ---- lib/mask.ts, row by row -------------------------------------------------------------------
 
