@@ -36,6 +36,7 @@ for (const backend of DEVICE_BACKENDS) {
       });
       const cases: [string, ShapeLike, OracleOptions][] = [
         ['N 1', S(1, 1), { causal: true }],
+        ['N 1025, one head, head dim 64', S(1025, 1025, { heads: 1, headDim: 64 }), { causal: true }],
         ['decode: Nq 1, Nk 300', S(1, 300), { causal: true }],
         ['Nq 97 < Nk 200, causal (bottom-right)', S(97, 200), { causal: true }],
         ['Nq 200 > Nk 97, causal (empty rows)', S(200, 97), { causal: true }],
