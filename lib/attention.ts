@@ -1,7 +1,8 @@
 /** The public entry points: `attention` and `buildBlockLayout`. */
-import { chooseBackend } from './backends';
+import { chooseBackend } from './backends/registry';
 import { OptionError } from './errors';
 import { BlockLayout } from './layout';
+import { ownInputs } from './ownership';
 import { checkFiniteInputs, classifyInputs, resolveProblem } from './problem';
 import { Tensor } from './tensor';
 import type { AttentionOptions, AttentionResult } from './types';
@@ -17,19 +18,21 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, options?: Atten
 export async function attention(q: Float32Array | Tensor, k: Float32Array | Tensor, v: Float32Array | Tensor, options: AttentionOptions = {}): Promise<AttentionResult> {
   const inputs = classifyInputs(q, k, v);
   const { name, backend, problem } = chooseBackend(resolveProblem(inputs, options), inputs);
-  if (problem.checkFinite) checkFiniteInputs(inputs);
-  const r = await backend.attention(problem, inputs);
+  const owned = ownInputs(inputs);
+  if (problem.checkFinite) checkFiniteInputs(owned, problem.dtype);
+  const r = await backend.attention(problem, owned);
   // The output lives where the inputs live: a host-computed result for device inputs goes back up.
   let output: Float32Array | Tensor = r.output;
   if (inputs.kind === 'tensor' && !(output instanceof Tensor)) {
     const { q: tq } = inputs;
     const host = output;
-    output = tq.location === 'cpu' ? Tensor.fromFloat32(host, tq.dims) : await Tensor.upload(host, tq.dims, { type: tq.type, location: tq.location });
+    output = tq.location === 'cpu' ? Tensor.fromFloat32(host, tq.dims) : await Tensor.upload(host, tq.dims, { type: 'float32', location: tq.location });
   }
   const result: AttentionResult = { output, stats: r.stats, backend: name };
   if (r.lse) result.lse = r.lse;
   if (r.thresholds) result.thresholds = r.thresholds;
-  if (r.layout) result.layout = r.layout;
+  // A passed layout comes back as the caller's object (the call computed from its own copy).
+  if (r.layout) result.layout = options.layout ?? r.layout;
   return result;
 }
 
@@ -47,6 +50,7 @@ export async function buildBlockLayout(q: Float32Array | Tensor, k: Float32Array
   const resolved = resolveProblem(inputs, options);
   if (!resolved.sparse) throw new OptionError('options describe dense attention (no window, globalTokens or blocks): there is no layout to build', 'options');
   const { backend, problem } = chooseBackend(resolved, inputs);
-  if (problem.checkFinite) checkFiniteInputs(inputs);
-  return backend.buildLayout(problem, inputs);
+  const owned = ownInputs(inputs);
+  if (problem.checkFinite) checkFiniteInputs(owned, problem.dtype);
+  return backend.buildLayout(problem, owned);
 }

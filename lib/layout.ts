@@ -5,7 +5,7 @@
  * `attention` through `options.layout`, like FlexAttention's BlockMask.
  */
 import { OptionError, ShapeError } from './errors';
-import { Coverage, MaskSpec, tileCoverage } from './mask';
+import { causalLimit, Coverage, MaskSpec, tileCoverage } from './mask';
 
 /** Bit flags per layout entry. */
 export const BLOCK_SELECTED = 1; // chosen by selection: every causally allowed key of the block is allowed
@@ -173,24 +173,46 @@ export class BlockLayout {
     return { ...this.geometry, offsets: Array.from(this.offsets), indices: Array.from(this.indices), flags: Array.from(this.flags) };
   }
 
+  /**
+   * Read back `toJSON()` output, which may come from anywhere: the structure and sizes are
+   * checked first (cheaply, before any work that grows with the claimed geometry), then the
+   * content, as for any layout passed to `attention`. Every failure is a PsaError.
+   */
   static fromJSON(json: { offsets: number[]; indices: number[]; flags: number[] } & LayoutGeometry): BlockLayout {
-    if (typeof json !== 'object' || json === null) throw new OptionError('layout JSON must be an object from BlockLayout.toJSON()', 'layout');
-    for (const key of ['offsets', 'indices', 'flags'] as const) {
-      if (!Array.isArray(json[key]) || !json[key].every((x) => Number.isInteger(x))) throw new OptionError(`layout JSON ${key} must be an array of integers`, `layout.${key}`);
-    }
+    if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new OptionError('layout JSON must be an object from BlockLayout.toJSON()', 'layout');
     validateGeometry(json);
     const rows = json.batch * json.heads * Math.ceil(json.seqQ / json.blockSize);
-    const layout = BlockLayout.fromSelection(json, (b, h, I) => {
-      const r = (b * json.heads + h) * Math.ceil(json.seqQ / json.blockSize) + I;
-      const out: number[] = [];
-      for (let e = json.offsets[r]; e < json.offsets[r + 1]; e++) if (json.flags[e] & BLOCK_SELECTED) out.push(json.indices[e]);
-      return out;
-    });
-    if (json.offsets.length !== rows + 1 || layout.indices.length !== json.indices.length || layout.indices.some((x, e) => x !== json.indices[e])) {
-      throw new OptionError('layout JSON is inconsistent with its own geometry', 'layout');
+    const arrays = { offsets: json.offsets, indices: json.indices, flags: json.flags };
+    for (const [key, a] of Object.entries(arrays)) {
+      if (!Array.isArray(a)) throw new OptionError(`layout JSON ${key} must be an array of integers`, `layout.${key}`);
     }
+    if (arrays.offsets.length !== rows + 1) {
+      throw new OptionError(`layout JSON offsets holds ${arrays.offsets.length} numbers; its geometry has ${rows} rows, so it needs ${rows + 1}`, 'layout.offsets');
+    }
+    if (arrays.flags.length !== arrays.indices.length) throw new OptionError(`layout JSON flags holds ${arrays.flags.length} numbers, indices ${arrays.indices.length}`, 'layout.flags');
+    const typed = (key: 'offsets' | 'indices' | 'flags', max: number) => {
+      const a = arrays[key];
+      const out = key === 'flags' ? new Uint8Array(a.length) : new Int32Array(a.length);
+      for (let e = 0; e < a.length; e++) {
+        const x = a[e];
+        if (!Number.isInteger(x) || x < 0 || x > max) throw new OptionError(`layout JSON ${key}[${e}] must be an integer in 0..${max}, got ${describeValue(x)}`, `layout.${key}`);
+        out[e] = x;
+      }
+      return out;
+    };
+    const layout = new BlockLayout(
+      json,
+      typed('offsets', arrays.indices.length) as Int32Array,
+      typed('indices', Math.ceil(json.seqK / json.blockSize) - 1) as Int32Array,
+      typed('flags', BLOCK_SELECTED | BLOCK_FULL) as Uint8Array,
+    );
+    verifyLayout(layout);
     return layout;
   }
+}
+
+function describeValue(x: unknown): string {
+  return typeof x === 'number' ? String(x) : typeof x === 'string' ? `'${x}'` : x === null ? 'null' : typeof x;
 }
 
 export function maskSpecOf(g: LayoutGeometry): MaskSpec {
@@ -201,16 +223,22 @@ export function maskSpecOf(g: LayoutGeometry): MaskSpec {
   };
 }
 
+/** Largest batch, heads or sequence length a layout can describe (the inputs' int32 limit). */
+const MAX_DIM = 2 ** 31 - 1;
+
 function validateGeometry(g: LayoutGeometry): void {
   if (typeof g !== 'object' || g === null) throw new OptionError('layout geometry must be an object', 'layout');
   for (const key of ['batch', 'heads', 'seqQ', 'seqK', 'blockSize'] as const) {
-    if (!Number.isSafeInteger(g[key]) || g[key] < 1) throw new ShapeError(`layout ${key} must be a positive integer, got ${g[key]}`, `layout.${key}`);
+    if (!Number.isSafeInteger(g[key]) || g[key] < 1 || g[key] > MAX_DIM) throw new ShapeError(`layout ${key} must be an integer in 1..${MAX_DIM}, got ${describeValue(g[key])}`, `layout.${key}`);
   }
   if (g.blockSize % 16 !== 0 || g.blockSize > 256) throw new OptionError(`layout blockSize must be a multiple of 16 in 16..256, got ${g.blockSize}`, 'layout.blockSize');
-  if (typeof g.causal !== 'boolean') throw new OptionError(`layout causal must be a boolean, got ${String(g.causal)}`, 'layout.causal');
-  if (!Number.isSafeInteger(g.globalTokens) || g.globalTokens < 0) throw new OptionError(`layout globalTokens must be a non-negative integer, got ${g.globalTokens}`, 'layout.globalTokens');
-  if (g.window !== null && !(Number.isSafeInteger(g.window[0]) && Number.isSafeInteger(g.window[1]) && g.window[0] >= 0 && g.window[1] >= 0)) {
-    throw new OptionError(`layout window must be [left, right] non-negative integers or null`, 'layout.window');
+  if (typeof g.causal !== 'boolean') throw new OptionError(`layout causal must be a boolean, got ${describeValue(g.causal)}`, 'layout.causal');
+  if (!Number.isSafeInteger(g.globalTokens) || g.globalTokens < 0 || g.globalTokens > MAX_DIM) {
+    throw new OptionError(`layout globalTokens must be an integer in 0..${MAX_DIM}, got ${describeValue(g.globalTokens)}`, 'layout.globalTokens');
+  }
+  const w = g.window;
+  if (w !== null && !(Array.isArray(w) && w.length === 2 && w.every((x) => Number.isSafeInteger(x) && x >= 0 && x <= MAX_DIM))) {
+    throw new OptionError(`layout window must be [left, right] (integers in 0..${MAX_DIM}) or null, got ${Array.isArray(w) ? `[${w.map(describeValue)}]` : describeValue(w)}`, 'layout.window');
   }
 }
 
@@ -220,15 +248,17 @@ function validateGeometry(g: LayoutGeometry): void {
  * O(entries x blockSize), small next to the attention itself.
  */
 export function verifyLayout(layout: BlockLayout): void {
+  validateGeometry(layout);
   const bad = (why: string) => new OptionError(`layout is inconsistent: ${why}`, 'layout');
   const { offsets, indices, flags, blockSize: bs, seqQ, seqK, numQueryBlocks: nQB, numKeyBlocks: nKB } = layout;
   const rows = layout.batch * layout.heads * nQB;
   if (offsets.length !== rows + 1 || offsets[0] !== 0 || offsets[rows] !== indices.length || flags.length !== indices.length) {
     throw bad('offsets, indices and flags do not fit its geometry');
   }
+  // Offsets first, all of them: the entry loops below trust them.
+  for (let r = 0; r < rows; r++) if (!(offsets[r + 1] >= offsets[r])) throw bad(`offsets decrease at row ${r}`);
   const spec = layout.maskSpec;
   for (let r = 0; r < rows; r++) {
-    if (offsets[r + 1] < offsets[r]) throw bad(`offsets decrease at row ${r}`);
     const I = r % nQB;
     const i0 = I * bs;
     const i1 = Math.min(seqQ, i0 + bs) - 1;
@@ -240,5 +270,45 @@ export function verifyLayout(layout: BlockLayout): void {
       if (cov === Coverage.None) throw bad(`entry ${e} (query block ${I}, key block ${J}) has no allowed pair`);
       if ((cov === Coverage.Full) !== ((flags[e] & BLOCK_FULL) !== 0)) throw bad(`entry ${e} (query block ${I}, key block ${J}) has a wrong FULL flag`);
     }
+    const missing = missingWindowSinkBlock(layout, r, i0, i1);
+    if (missing >= 0) throw bad(`query block ${I} of row ${r} does not visit key block ${missing}, which its window or sinks reach`);
   }
+}
+
+/**
+ * A key block the window or the sinks reach from rows [i0, i1] that layout row r does not
+ * list, or -1. Candidates come from the union of the rows' window and sink ranges, and the
+ * first unlisted one ends the search, so the work is bounded by the row's entries.
+ */
+function missingWindowSinkBlock(layout: BlockLayout, r: number, i0: number, i1: number): number {
+  const spec = layout.maskSpec;
+  const { blockSize: bs, seqK, offsets, indices } = layout;
+  const last = causalLimit(spec, i1); // rows further down see further keys
+  const ranges: [number, number][] = [];
+  if (spec.globalTokens > 0) ranges.push([0, Math.min(last, spec.globalTokens - 1)]);
+  if (spec.windowLeft >= 0) {
+    const shift = seqK - layout.seqQ;
+    ranges.push([Math.max(0, i0 + shift - spec.windowLeft), Math.min(last, i1 + shift + spec.windowRight)]);
+  }
+  const checked = new Set<number>(); // sink and window ranges may overlap
+  for (const [lo, hi] of ranges) {
+    for (let J = Math.floor(lo / bs); lo <= hi && J <= Math.floor(hi / bs); J++) {
+      if (checked.has(J)) continue;
+      checked.add(J);
+      if (tileCoverage(spec, i0, i1, J * bs, Math.min(seqK, J * bs + bs) - 1, false) === Coverage.None) continue;
+      if (!listed(indices, offsets[r], offsets[r + 1], J)) return J;
+    }
+  }
+  return -1;
+}
+
+/** Binary search of the sorted entries [lo, hi) for key block J. */
+function listed(indices: Int32Array, lo: number, hi: number, J: number): boolean {
+  const end = hi;
+  while (lo < hi) {
+    const mid = (lo + hi) >> 1;
+    if (indices[mid] < J) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo < end && indices[lo] === J;
 }

@@ -88,8 +88,3 @@ export function isCandidate(spec: MaskSpec, i0: number, i1: number, j0: number, 
   }
   return false;
 }
-
-/** True when the configuration is dense: no window, no sinks (selection is handled by the caller). */
-export function hasWindowOrSinks(spec: MaskSpec): boolean {
-  return spec.windowLeft >= 0 || spec.globalTokens > 0;
-}

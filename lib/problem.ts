@@ -4,8 +4,10 @@
  * is computed before this has passed, so a bad call never leaves anything half-done.
  */
 import { types } from 'node:util';
-import { DisposedError, DtypeError, OptionError, ShapeError, ValueError } from './errors';
+import { DisposedError, DtypeError, OptionError, ShapeError } from './errors';
+import { checkValues } from './finite';
 import { BlockLayout, verifyLayout } from './layout';
+import { ownLayout } from './ownership';
 import { MaskSpec, resolveWindow } from './mask';
 import { ResolvedSoftmax, resolveSoftmax } from './softmax';
 import { Tensor } from './tensor';
@@ -222,8 +224,10 @@ function fromLayout(options: AttentionOptions, base: { batch: number; heads: num
   if (options.causal !== undefined && options.causal !== layout.causal) {
     throw new OptionError(`causal is ${options.causal} but the layout was built with causal ${layout.causal}`, 'causal');
   }
-  verifyLayout(layout);
-  return { causal: layout.causal, mask: layout.maskSpec, blockSize: layout.blockSize, selection: null, layout, sparse: true };
+  // Verify a copy and compute from it: the caller's arrays may change once this returns.
+  const own = ownLayout(layout);
+  verifyLayout(own);
+  return { causal: own.causal, mask: own.maskSpec, blockSize: own.blockSize, selection: null, layout: own, sparse: true };
 }
 
 /** 16-bit tensors ask for their own precision; float32 ones leave it to the backend. */
@@ -231,14 +235,19 @@ function tensorDtype(q: Tensor): Dtype | null {
   return q.type === 'float32' ? null : q.type;
 }
 
-/** Reject NaN and infinities in host inputs (a NaN anywhere would silently poison every row that sees it). */
-export function checkFiniteInputs(inputs: Inputs): void {
-  if (inputs.kind !== 'host') return;
+/**
+ * `checkFinite`: reject NaN and infinities in host data (Float32Arrays and cpu Tensors), and
+ * values float16 cannot hold where the chosen backend rounds host data to float16. A NaN
+ * anywhere would silently poison every row that sees it.
+ */
+export function checkFiniteInputs(inputs: Inputs, dtype: Dtype | null): void {
+  const roundsTo = dtype ?? 'none';
   for (const name of ['q', 'k', 'v'] as const) {
-    const a = inputs[name];
-    for (let i = 0; i < a.length; i++) {
-      const x = a[i];
-      if (x - x !== 0) throw new ValueError(`${name}[${i}] is ${x}; inputs must be finite (pass checkFinite: false to skip this check)`, name);
+    const x = inputs[name];
+    if (x instanceof Tensor) {
+      if (x.location === 'cpu') checkValues(name, x.data, roundsTo);
+    } else {
+      checkValues(name, x, roundsTo);
     }
   }
 }

@@ -52,5 +52,56 @@ export function resolveSoftmax(option: unknown): ResolvedSoftmax {
 }
 
 function poly(degree: number, coefficients: readonly number[]): ResolvedSoftmax {
-  return { kind: 'poly', degree, coefficients: Float32Array.from(coefficients) };
+  const c = Float32Array.from(coefficients);
+  checkPolynomial(c);
+  return { kind: 'poly', degree, coefficients: c };
+}
+
+/** The range a polynomial's values on [0, 1) must stay in: it must approximate 2^f within a factor 256. */
+export const POLY_RANGE = [2 ** -8, 2 ** 8] as const;
+
+/**
+ * Coefficients are used in float32, so they are checked in float32: finite, and p(f) inside
+ * POLY_RANGE for every f in [0, 1) as float32 Horner evaluates it. That keeps every weight
+ * positive (no NaN LSE), every row sum finite (at most 2^8 per key), and every product
+ * p * 2^n at the -127 clamp a positive subnormal rather than zero.
+ *
+ * The float64 extremes of p on [0, 1] are found on a grid of 1025 points and at the roots of
+ * p' (bracketed on that grid, then bisected); float32 Horner differs from them by at most
+ * 2 * degree * 2^-24 * Σ|c_i| (the classic Horner bound), which the check adds as a margin.
+ */
+function checkPolynomial(c: Float32Array): void {
+  const bad = (why: string) => new OptionError(`softmax.coefficients ${why}`, 'softmax.coefficients');
+  if (!c.every((x) => Number.isFinite(x))) throw bad(`overflow float32 (they are used in float32): [${Array.from(c)}]`);
+  const n = c.length - 1;
+  const p = (f: number) => {
+    let r = c[n];
+    for (let d = n - 1; d >= 0; d--) r = r * f + c[d];
+    return r;
+  };
+  const dp = (f: number) => {
+    let r = n * c[n];
+    for (let d = n - 1; d >= 1; d--) r = r * f + d * c[d];
+    return r;
+  };
+  const GRID = 1024;
+  const points = Array.from({ length: GRID + 1 }, (_, g) => g / GRID);
+  for (let g = 0; g < GRID; g++) {
+    let a = g / GRID;
+    let b = (g + 1) / GRID;
+    if (Math.sign(dp(a)) === Math.sign(dp(b))) continue;
+    for (let it = 0; it < 60; it++) {
+      const mid = (a + b) / 2;
+      if (Math.sign(dp(mid)) === Math.sign(dp(a))) a = mid;
+      else b = mid;
+    }
+    points.push((a + b) / 2);
+  }
+  const values = points.map(p);
+  const margin = 2 * n * 2 ** -24 * c.reduce((s, x) => s + Math.abs(x), 0);
+  const lo = Math.min(...values) - margin;
+  const hi = Math.max(...values) + margin;
+  if (!(lo >= POLY_RANGE[0] && hi <= POLY_RANGE[1])) {
+    throw bad(`must approximate 2^f on [0, 1): p(f) must stay within [2^-8, 2^8], but it reaches [${lo.toPrecision(4)}, ${hi.toPrecision(4)}]`);
+  }
 }

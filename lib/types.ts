@@ -1,4 +1,4 @@
-/** Public option and result types. Semantics: README "Options" and docs/semantics.md. */
+/** Public option and result types. Semantics: README "Options" and docs/contract.md. */
 import type { BlockLayout } from './layout';
 import type { Tensor } from './tensor';
 

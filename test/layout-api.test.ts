@@ -181,7 +181,7 @@ describe('toJSON / fromJSON', () => {
     bad.indices[0] = 4;
     expectThrow(() => BlockLayout.fromJSON(bad), OptionError, 'ERR_OPTION', 'layout');
     // Too few rows.
-    expectThrow(() => BlockLayout.fromJSON({ ...j, offsets: j.offsets.slice(0, -1) }), PsaError, 'ERR_OPTION', 'layout');
+    expectThrow(() => BlockLayout.fromJSON({ ...j, offsets: j.offsets.slice(0, -1) }), PsaError, 'ERR_OPTION', 'layout.offsets');
     // Bad geometry.
     expectThrow(() => BlockLayout.fromJSON({ ...j, batch: 0 }), ShapeError, 'ERR_SHAPE', 'layout.batch');
     expectThrow(() => BlockLayout.fromJSON({ ...j, globalTokens: -1 }), OptionError, 'ERR_OPTION', 'layout.globalTokens');

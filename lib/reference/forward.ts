@@ -105,7 +105,9 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
               for (let c = 0; c < width; c++) {
                 const s = scores[row + c];
                 let pr = 0;
-                if (s !== -Infinity && s >= tau) {
+                // Only the mask (-inf) and the threshold drop a key: a NaN score (inputs not
+                // checked) is kept and poisons the row, never turned into an empty row.
+                if (s !== -Infinity && !(s < tau)) {
                   pr = exact ? expNonPositive(s - m) : exp(s - m);
                   sum += pr;
                   kept++;

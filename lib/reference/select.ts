@@ -1,22 +1,14 @@
 /**
- * Block selection (DESIGN §2): for each (batch, head, query block I) estimate e(I, J) for the
+ * Block selection (docs/contract.md#block-selection): for each (batch, head, query block I) estimate e(I, J) for the
  * candidate key blocks J and keep them by ratio, by count, or progressively until the
  * estimated attention mass reaches the threshold. Estimates are computed in float64.
  */
-import { BlockLayout, LayoutGeometry } from '../layout';
+import { geometryOf } from '../geometry';
+import { BlockLayout } from '../layout';
 import { isCandidate } from '../mask';
 import type { Problem, Selection } from '../problem';
 import { ceilTolerant } from '../validate';
 import { rowAccess } from './rows';
-
-/** The geometry a problem's layout has. */
-export function geometryOf(p: Problem): LayoutGeometry {
-  const m = p.mask;
-  return {
-    batch: p.batch, heads: p.heads, seqQ: p.seqQ, seqK: p.seqK, blockSize: p.blockSize, causal: p.causal,
-    window: m.windowLeft >= 0 ? [m.windowLeft, m.windowRight] : null, globalTokens: m.globalTokens,
-  };
-}
 
 /** Per block: the mean of its valid rows, and for 'bound' the per-channel min and max. */
 interface BlockSummary {

@@ -8,15 +8,14 @@
  * results downloaded; every temporary is disposed on every path. Device tensors stay where
  * they are, and the output comes back as a float32 device tensor at the same location.
  */
-import type { Backend, BackendResult, BackendStatus } from './backends';
-import { BackendUnavailableError, OptionError } from './errors';
-import { BlockLayout } from './layout';
-import { AddonState, NativeAttentionRequest, NativeDeviceTensor, NativeLayout } from './native';
-import type { Inputs, Problem } from './problem';
-import { geometryOf } from './reference/select';
-import { statsOf } from './reference';
-import { DeviceStorage, Tensor } from './tensor';
-import type { Dtype } from './types';
+import { BackendUnavailableError, OptionError } from '../errors';
+import { geometryOf, statsOf } from '../geometry';
+import { BlockLayout } from '../layout';
+import { AddonState, loadAddon, loadEmuAddon, NativeAttentionRequest, NativeDeviceTensor, NativeLayout } from '../native';
+import type { Inputs, Problem } from '../problem';
+import { DeviceStorage, Tensor } from '../tensor';
+import type { Dtype } from '../types';
+import type { Backend, BackendResult, BackendStatus } from './backend';
 
 export type DeviceFlavor = 'cuda' | 'cuda-emu';
 
@@ -74,7 +73,7 @@ function requestFor(p: Problem, dtype: Dtype): NativeAttentionRequest {
 }
 
 /** A cuda or cuda-emu backend over the addon `load()` returns. */
-export function deviceBackend(flavor: DeviceFlavor, load: () => AddonState, unusable: () => string | null): Backend {
+function deviceBackend(flavor: DeviceFlavor, load: () => AddonState, unusable: () => string | null): Backend {
   const addonOrThrow = () => {
     const why = unusable();
     const a = load();
@@ -136,7 +135,7 @@ export function deviceBackend(flavor: DeviceFlavor, load: () => AddonState, unus
         r.lse?.dispose();
         r.thresholds?.dispose();
         const layout = p.layout ?? (r.layout ? new BlockLayout(geometryOf(p), r.layout.offsets, r.layout.indices, r.layout.flags) : null);
-        const stats = statsOf(p, p.sparse ? layout : null, r.keptPairs, r.emptyRows);
+        const stats = statsOf(p, p.sparse && layout ? layout.size : null, r.keptPairs, r.emptyRows);
         // Device inputs keep their output on the device; host inputs get host data.
         const onDevice = inputs.kind === 'tensor' && inputs.q.storage instanceof DeviceStorage;
         const output = onDevice ? new Tensor(new DeviceStorage(flavor, r.output), inputs.q.dims) : await r.output.download();
@@ -162,3 +161,24 @@ export function deviceBackend(flavor: DeviceFlavor, load: () => AddonState, unus
     },
   };
 }
+
+/** Why the CUDA backend cannot run here, or null when a device could run its kernels. */
+export function cudaUnusableReason(): string | null {
+  const addon = loadAddon();
+  if (!addon.loaded) return addon.reason;
+  const rt = addon.runtime;
+  if (rt.error) return `${rt.error.message} (${rt.error.name}, ${rt.error.code})`;
+  if (rt.flavor !== 'cuda') return `the loaded addon is the ${rt.flavor} build, not a device build`;
+  const usable = rt.devices.filter((d) => Number(d.computeCapability.split('.')[0]) >= 8);
+  if (!usable.length) return `no device of compute capability 8.0 or newer (found ${rt.devices.map((d) => `${d.name} ${d.computeCapability}`).join(', ')})`;
+  return null;
+}
+
+/** Why the emulated build cannot run here, or null. */
+function emuUnusableReason(): string | null {
+  const emu = loadEmuAddon();
+  return emu.loaded ? null : emu.reason;
+}
+
+export const cudaBackend = deviceBackend('cuda', loadAddon, cudaUnusableReason);
+export const cudaEmuBackend = deviceBackend('cuda-emu', loadEmuAddon, emuUnusableReason);

@@ -1,0 +1,36 @@
+/**
+ * A call computes from what it checked. Host data (Float32Arrays, cpu Tensors' data, a passed
+ * layout's arrays) is copied synchronously, before the call returns its promise, so that what
+ * the caller does afterwards (fill, transfer, reuse the buffer) cannot reach the work. The
+ * copy is O(inputs), small next to attention's O(Nq x Nk x D). Device tensors are not
+ * copied: the addon keeps their memory alive while a call uses them.
+ */
+import { types } from 'node:util';
+import { OptionError } from './errors';
+import { BlockLayout } from './layout';
+import type { Inputs } from './problem';
+import { Tensor } from './tensor';
+
+export function ownInputs(inputs: Inputs): Inputs {
+  if (inputs.kind === 'host') return { kind: 'host', q: inputs.q.slice(), k: inputs.k.slice(), v: inputs.v.slice() };
+  const own = (t: Tensor) => (t.location === 'cpu' ? Tensor.fromFloat32(t.data.slice(), t.dims) : t);
+  // k stands in for v in buildBlockLayout: keep one copy for both.
+  const k = own(inputs.k);
+  return { kind: 'tensor', q: own(inputs.q), k, v: inputs.v === inputs.k ? k : own(inputs.v) };
+}
+
+/**
+ * A layout's own copy, with its arrays' types checked (the BlockLayout constructor trusts its
+ * arguments, so plain arrays, Float64Arrays or fractional values could reach it).
+ */
+export function ownLayout(layout: BlockLayout): BlockLayout {
+  const want = [
+    ['offsets', layout.offsets, types.isInt32Array, 'an Int32Array'],
+    ['indices', layout.indices, types.isInt32Array, 'an Int32Array'],
+    ['flags', layout.flags, types.isUint8Array, 'a Uint8Array'],
+  ] as const;
+  for (const [key, value, is, what] of want) {
+    if (!is(value)) throw new OptionError(`layout.${key} must be ${what}, got ${value === null ? 'null' : typeof value === 'object' ? (value as object).constructor?.name : typeof value}`, `layout.${key}`);
+  }
+  return new BlockLayout(layout.geometry, layout.offsets.slice(), layout.indices.slice(), layout.flags.slice());
+}
