@@ -8,7 +8,7 @@ import { formatDemo, runDemo, DEMO_DEFAULTS } from './demo';
 import { PsaError } from './errors';
 import { info } from './info';
 import { join } from 'node:path';
-import { resetAddon } from './native';
+import { reloadAddons } from './backends/device';
 import { packageRoot } from './package-root';
 import type { BackendName } from './types';
 
@@ -90,7 +90,7 @@ function program(): Command {
       if (missing.length) throw new PsaError('ERR_BACKEND_UNAVAILABLE', `cannot build the native addon: ${missing.join(', ')} not found`);
       const file = build.compile({ cuda: opts.cpuOnly ? false : undefined });
       if (!build.loads(file)) throw new PsaError('ERR_INTERNAL', `${file} was built but does not load`);
-      resetAddon();
+      reloadAddons();
       process.stdout.write(`built ${file}\n${formatInfo()}\n`);
     });
   return cmd;

@@ -1,7 +1,7 @@
 /** What this installation can do: version and each backend's availability with its reason. */
 import { backendStatuses, BackendStatus, pickBackend } from './backends/registry';
 import { classifyInputs, resolveProblem } from './problem';
-import { loadAddon, NativeRuntimeInfo } from './native';
+import { addonReport, AddonReport } from './backends/device';
 import { packageVersion } from './package-root';
 
 export interface Info {
@@ -12,18 +12,15 @@ export interface Info {
   /** The backend `auto` picks for a call on Float32Arrays with no dtype (what `attention` would run). */
   autoBackend: string;
   /** The native addon: where it was loaded from and what the CUDA runtime reported, or why there is none. */
-  native: { loaded: true; path: string; runtime: NativeRuntimeInfo } | { loaded: false; reason: string };
+  native: AddonReport;
 }
 
 export function info(): Info {
   const version = packageVersion();
   const backends = backendStatuses();
-  const addon = loadAddon();
-  // Probe again rather than reuse the load-time answer: free memory and devices can change.
-  const native: Info['native'] = addon.loaded ? { loaded: true, path: addon.path, runtime: addon.addon.info() } : { loaded: false, reason: addon.reason };
+  const native = addonReport();
   return { version, node: process.version, platform: `${process.platform}-${process.arch}`, backends, autoBackend: autoBackend(), native };
 }
-
 
 /** Ask the same choice `attention` makes, for a one-element Float32Array call. */
 function autoBackend(): string {

@@ -11,7 +11,7 @@
 import { BackendUnavailableError, OptionError } from '../errors';
 import { geometryOf, statsOf } from '../geometry';
 import { BlockLayout } from '../layout';
-import { AddonState, loadAddon, loadEmuAddon, NativeAttentionRequest, NativeDeviceTensor, NativeLayout } from '../native';
+import { AddonState, loadAddon, loadEmuAddon, NativeAttentionRequest, NativeDeviceTensor, NativeLayout, NativeRuntimeInfo, resetAddon } from '../native';
 import type { Inputs, Problem } from '../problem';
 import { DeviceStorage, Tensor } from '../tensor';
 import type { Dtype } from '../types';
@@ -182,3 +182,15 @@ function emuUnusableReason(): string | null {
 
 export const cudaBackend = deviceBackend('cuda', loadAddon, cudaUnusableReason);
 export const cudaEmuBackend = deviceBackend('cuda-emu', loadEmuAddon, emuUnusableReason);
+
+/** The native addon as `psa info` reports it: where it loaded from and what the runtime says now, or why there is none. */
+export type AddonReport = { loaded: true; path: string; runtime: NativeRuntimeInfo } | { loaded: false; reason: string };
+
+export function addonReport(): AddonReport {
+  const addon = loadAddon();
+  // Probe again rather than reuse the load-time answer: free memory and devices can change.
+  return addon.loaded ? { loaded: true, path: addon.path, runtime: addon.addon.info() } : { loaded: false, reason: addon.reason };
+}
+
+/** Forget the loaded addons (after `psa build`), so the next call loads the new build. */
+export const reloadAddons = resetAddon;
