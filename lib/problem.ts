@@ -23,9 +23,12 @@ export interface Selection {
   value: number;
   minBlocks: number;
   maxBlocks: number;
-  estimate: 'mean' | 'bound';
+  estimate: Estimate;
   shareAcrossGroup: boolean;
 }
+
+/** Block (or page) estimates: attention offers mean and bound, decode also moment. */
+export type Estimate = 'mean' | 'bound' | 'moment';
 
 export type TopK = { kind: 'count'; k: number } | { kind: 'ratio'; ratio: number } | null;
 
@@ -175,7 +178,7 @@ function resolveShape(inputs: Inputs, options: AttentionOptions) {
   return { ...dims, layout };
 }
 
-function resolveWindowOption(window: unknown, causal: boolean): [number, number] {
+export function resolveWindowOption(window: unknown, causal: boolean): [number, number] {
   if (window === undefined) return [-1, -1];
   const limit = MAX_ELEMENTS;
   if (typeof window === 'number') {
@@ -186,7 +189,7 @@ function resolveWindowOption(window: unknown, causal: boolean): [number, number]
   return resolveWindow([checkInt('window[0]', window[0], 0, limit), checkInt('window[1]', window[1], 0, limit)], causal);
 }
 
-function resolveSelection(options: AttentionOptions): Selection | null {
+export function resolveSelection(options: { blocks?: unknown; estimate?: unknown; shareAcrossGroup?: unknown }, estimates: readonly Estimate[] = ['mean', 'bound'], defaultEstimate: Estimate = 'mean'): Selection | null {
   const b = options.blocks as Record<string, unknown> | undefined;
   if (b === undefined) return null;
   if (typeof b !== 'object' || b === null) throw new OptionError('blocks must be { ratio }, { topBlocks } or { progressive }', 'blocks');
@@ -200,12 +203,12 @@ function resolveSelection(options: AttentionOptions): Selection | null {
   if (minBlocks > maxBlocks) throw new OptionError(`blocks.minBlocks (${minBlocks}) exceeds blocks.maxBlocks (${maxBlocks})`, 'blocks.minBlocks');
   return {
     mode, value, minBlocks, maxBlocks,
-    estimate: checkOneOf('estimate', options.estimate, ['mean', 'bound'], 'mean'),
+    estimate: checkOneOf('estimate', options.estimate, estimates, defaultEstimate),
     shareAcrossGroup: checkBoolean('shareAcrossGroup', options.shareAcrossGroup, false),
   };
 }
 
-function resolveTopK(options: AttentionOptions): TopK {
+export function resolveTopK(options: { topK?: unknown; topKRatio?: unknown }): TopK {
   if (options.topK !== undefined && options.topKRatio !== undefined) throw new OptionError('give topK or topKRatio, not both', 'topK');
   if (options.topK !== undefined) return { kind: 'count', k: checkInt('topK', options.topK, 1, MAX_ELEMENTS) };
   if (options.topKRatio !== undefined) return { kind: 'ratio', ratio: checkNumber('topKRatio', options.topKRatio, 0, 1, { minOpen: true }) };

@@ -44,7 +44,11 @@ export function describe(value: unknown): string {
   return typeof value;
 }
 
-/** `ceil(x)` that forgives float64 noise just above an integer (0.1 * 30 = 3.0000000000000004 -> 3). */
+/**
+ * `ceil(x)` that forgives float64 noise just above an integer (0.1 * 30 = 3.0000000000000004 -> 3).
+ * The tolerance is relative: a tiny positive product (ratio 1e-12 of 100 blocks) still rounds
+ * up to 1, as ceil does.
+ */
 export function ceilTolerant(x: number): number {
-  return Math.ceil(x - 1e-9 * Math.max(1, Math.abs(x)));
+  return Math.ceil(x - 1e-9 * Math.abs(x));
 }

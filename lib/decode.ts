@@ -1,0 +1,128 @@
+/**
+ * `decode(q, cache, options)`: attention from the newest tokens of each cached sequence, with
+ * PSA's per-token page selection (docs/decode.md). The result is `attention` on that sequence's
+ * keys with `causal: true`, blocks of `cache.pageSize` and selection per query token, except
+ * that `progressive` is PSA's rule on the exact visited mass.
+ */
+import { types } from 'node:util';
+import { BackendUnavailableError, DtypeError, OptionError, ShapeError } from './errors';
+import { checkValues } from './finite';
+import { KvCache } from './kv-cache';
+import { resolveSelection, resolveTopK, resolveWindowOption } from './problem';
+import { decodeReference, DecodeProblem, DecodeStats } from './reference/decode';
+import { resolveSoftmax } from './softmax';
+import { Tensor } from './tensor';
+import type { BlocksOption, SoftmaxOption } from './types';
+import { checkBoolean, checkInt, checkKeys, checkNumber, describe } from './validate';
+
+export type { DecodeStats } from './reference/decode';
+
+export interface DecodeOptions {
+  /** Query heads; required for a Float32Array q (a Tensor carries its dims). */
+  heads?: number;
+  /** The cache sequences q's batch rows belong to, in order; default every sequence. */
+  sequences?: readonly number[];
+  scale?: number;
+  softmax?: SoftmaxOption;
+  /** `w`: the w most recent keys up to each query; `[left, right]`: p - left <= j <= p + right (right is cut by causality). */
+  window?: number | readonly [number, number];
+  /** Keys j < globalTokens are always attended to (sinks). */
+  globalTokens?: number;
+  /** Pages kept per query token: `{ ratio }`, `{ topBlocks }` or `{ progressive: τ }` (PSA's rule). */
+  blocks?: BlocksOption;
+  /** Page estimate from the page metadata: 'moment' (default), 'mean' or 'bound' (a certified bound). */
+  estimate?: 'mean' | 'bound' | 'moment';
+  /** One page selection per kv group instead of one per query head. */
+  shareAcrossGroup?: boolean;
+  topK?: number;
+  topKRatio?: number;
+  returnLse?: boolean;
+  /** 'auto' or 'js' in this version. */
+  backend?: 'auto' | 'js' | 'cpu' | 'cuda' | 'cuda-emu';
+  /** Reject NaN or infinite values in q (ERR_VALUE). Default true. */
+  checkFinite?: boolean;
+}
+
+export interface DecodeResult {
+  /** [batch, heads, m, headDim], as q. */
+  output: Float32Array;
+  /** [batch, heads, m]: natural-log sum of exponentials; -inf for rows with no kept key. */
+  lse?: Float32Array;
+  stats: DecodeStats;
+  backend: 'js';
+}
+
+const OPTION_KEYS = [
+  'heads', 'sequences', 'scale', 'softmax', 'window', 'globalTokens', 'blocks', 'estimate', 'shareAcrossGroup',
+  'topK', 'topKRatio', 'returnLse', 'backend', 'checkFinite',
+] as const;
+
+export async function decode(q: Float32Array | Tensor, cache: KvCache, options: DecodeOptions = {}): Promise<DecodeResult> {
+  if (!(cache instanceof KvCache)) throw new OptionError(`cache must be a KvCache, got ${describe(cache)}`, 'cache');
+  const store = cache.storage; // ERR_DISPOSED when disposed
+  if (typeof options !== 'object' || options === null) throw new OptionError('options must be an object', 'options');
+  checkKeys('options', options, OPTION_KEYS);
+  const backend = options.backend ?? 'auto';
+  if (backend !== 'auto' && backend !== 'js') {
+    if (!['cpu', 'cuda', 'cuda-emu'].includes(backend)) throw new OptionError(`backend must be 'auto' or 'js', got ${describe(backend)}`, 'backend');
+    throw new BackendUnavailableError(backend, 'decode runs on the js backend in this version');
+  }
+
+  const sequences = options.sequences === undefined ? Array.from({ length: cache.batch }, (_, i) => i) : [...options.sequences];
+  if (!Array.isArray(options.sequences ?? sequences) || sequences.length === 0) throw new OptionError('sequences must be a non-empty array of sequence indices', 'sequences');
+  const seen = new Set<number>();
+  for (const s of sequences) {
+    checkInt('sequences', s, 0, cache.batch - 1);
+    if (seen.has(s)) throw new OptionError(`sequences names sequence ${s} twice`, 'sequences');
+    seen.add(s);
+  }
+
+  const D = cache.headDim;
+  let data: Float32Array;
+  let heads: number;
+  if (q instanceof Tensor) {
+    if (q.location !== 'cpu') throw new OptionError(`decode takes a cpu Tensor or a Float32Array in this version, got a tensor on '${q.location}'`, 'q');
+    const [b, h, , d] = q.dims;
+    if (b !== sequences.length || d !== D) throw new ShapeError(`q dims [${q.dims}] must be [${sequences.length}, heads, m, ${D}]`, 'q');
+    if (options.heads !== undefined && options.heads !== h) throw new ShapeError(`heads is ${options.heads} but q has ${h}`, 'heads');
+    heads = h;
+    data = q.data;
+  } else {
+    if (!types.isFloat32Array(q)) throw new DtypeError(`q must be a Float32Array or a Tensor, got ${describe(q)}`, 'q');
+    if (options.heads === undefined) throw new OptionError('heads is required with a Float32Array q ([batch, heads, m, headDim])', 'heads');
+    heads = checkInt('heads', options.heads, 1, 2 ** 31 - 1, (m, a) => new ShapeError(m, a));
+    data = q;
+  }
+  if (heads % cache.kvHeads !== 0) throw new ShapeError(`heads (${heads}) must be a multiple of the cache's kvHeads (${cache.kvHeads})`, 'heads');
+  const m = data.length / (sequences.length * heads * D);
+  if (!Number.isInteger(m) || m < 1) {
+    throw new ShapeError(`q holds ${data.length} floats: it must be [${sequences.length}, ${heads}, m, ${D}] with m >= 1${data.length === 0 ? ' (was its buffer transferred?)' : ''}`, 'q');
+  }
+  for (const s of sequences) {
+    if (store.lengths[s] < m) throw new ShapeError(`sequence ${s} holds ${store.lengths[s]} tokens, fewer than the ${m} queries: append the queries' keys first`, 'q');
+  }
+
+  const window = resolveWindowOption(options.window, true);
+  const selection = resolveSelection(options, ['mean', 'bound', 'moment'], 'moment');
+  if (selection === null && (options.estimate !== undefined || options.shareAcrossGroup !== undefined)) {
+    const key = options.estimate !== undefined ? 'estimate' : 'shareAcrossGroup';
+    throw new OptionError(`${key} needs blocks (a page selection) to act on`, key);
+  }
+  const p: DecodeProblem = {
+    sequences, heads, kvHeads: cache.kvHeads, m, headDim: D,
+    scale: options.scale === undefined ? 1 / Math.sqrt(D) : checkNumber('scale', options.scale, -1e30, 1e30),
+    softmax: resolveSoftmax(options.softmax),
+    windowLeft: window[0], windowRight: window[1],
+    globalTokens: options.globalTokens === undefined ? 0 : checkInt('globalTokens', options.globalTokens, 0, 2 ** 31 - 1),
+    selection,
+    topK: resolveTopK(options),
+    returnLse: checkBoolean('returnLse', options.returnLse, false),
+  };
+  // Computed now, before the promise is returned: nothing the caller does later can reach it.
+  const own = data.slice();
+  if (checkBoolean('checkFinite', options.checkFinite, true)) checkValues('q', own, 'none');
+  const r = decodeReference(p, own, cache);
+  const result: DecodeResult = { output: r.output, stats: r.stats, backend: 'js' };
+  if (r.lse) result.lse = r.lse;
+  return result;
+}

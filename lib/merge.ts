@@ -1,0 +1,61 @@
+/**
+ * `mergeAttention(parts)`: attention over disjoint key sets, combined by their LSE:
+ * `lse = ln Σ_p e^{lse_p}`, `O = Σ_p e^{lse_p - lse} O_p`. A part with `lse = -inf` (no key)
+ * adds nothing; rows empty in every part give 0 and -inf. This is how split-KV combines its
+ * partial results, and how a user combines shards of one sequence held in several places.
+ */
+import { types } from 'node:util';
+import { OptionError, ShapeError, ValueError } from './errors';
+import { describe } from './validate';
+
+export interface AttentionPart {
+  /** [rows, headDim] in any row order both parts share (e.g. [batch, heads, m, headDim]). */
+  output: Float32Array;
+  /** [rows]: natural-log sum of exponentials of the part. */
+  lse: Float32Array;
+}
+
+export function mergeAttention(parts: readonly AttentionPart[]): { output: Float32Array; lse: Float32Array } {
+  if (!Array.isArray(parts) || parts.length === 0) throw new OptionError('mergeAttention needs a non-empty array of { output, lse } parts', 'parts');
+  parts.forEach((part, i) => {
+    if (typeof part !== 'object' || part === null) throw new OptionError(`parts[${i}] must be { output, lse }, got ${describe(part)}`, `parts[${i}]`);
+    if (!types.isFloat32Array(part.output)) throw new ShapeError(`parts[${i}].output must be a Float32Array, got ${describe(part.output)}`, `parts[${i}].output`);
+    if (!types.isFloat32Array(part.lse)) throw new ShapeError(`parts[${i}].lse must be a Float32Array, got ${describe(part.lse)}`, `parts[${i}].lse`);
+  });
+  const rows = parts[0].lse.length;
+  const size = parts[0].output.length;
+  if (rows === 0 || size % rows !== 0) throw new ShapeError(`parts[0]: output holds ${size} floats, not a whole number of rows for ${rows} LSE values`, 'parts[0].output');
+  const D = size / rows;
+  parts.forEach((part, i) => {
+    if (part.lse.length !== rows || part.output.length !== size) {
+      throw new ShapeError(`parts[${i}] has ${part.lse.length} rows of ${part.output.length / Math.max(1, part.lse.length)}; parts[0] has ${rows} of ${D}`, `parts[${i}]`);
+    }
+    for (let r = 0; r < rows; r++) {
+      const l = part.lse[r];
+      if (Number.isNaN(l) || l === Infinity) throw new ValueError(`parts[${i}].lse[${r}] is ${l}; an LSE is finite or -Infinity (an empty part)`, `parts[${i}].lse`);
+    }
+  });
+  const output = new Float32Array(size);
+  const lse = new Float32Array(rows);
+  const acc = new Float64Array(D);
+  for (let r = 0; r < rows; r++) {
+    let mx = -Infinity;
+    for (const part of parts) mx = Math.max(mx, part.lse[r]);
+    if (mx === -Infinity) {
+      lse[r] = -Infinity;
+      continue;
+    }
+    let sum = 0;
+    for (const part of parts) sum += Math.exp(part.lse[r] - mx);
+    const total = mx + Math.log(sum);
+    lse[r] = total;
+    acc.fill(0);
+    for (const part of parts) {
+      const w = Math.exp(part.lse[r] - total);
+      if (w === 0) continue;
+      for (let d = 0; d < D; d++) acc[d] += w * part.output[r * D + d];
+    }
+    output.set(acc, r * D);
+  }
+  return { output, lse };
+}
