@@ -2,7 +2,7 @@
 import { chooseBackend } from './backends/registry';
 import { OptionError } from './errors';
 import { BlockLayout } from './layout';
-import { ownInputs } from './ownership';
+import { ownInputs, ownLayout } from './ownership';
 import { checkFiniteInputs, classifyInputs, resolveProblem } from './problem';
 import { Tensor } from './tensor';
 import type { AttentionOptions, AttentionResult } from './types';
@@ -20,7 +20,9 @@ export async function attention(q: Float32Array | Tensor, k: Float32Array | Tens
   const { name, backend, problem } = chooseBackend(resolveProblem(inputs, options), inputs);
   const owned = ownInputs(inputs);
   if (problem.checkFinite) checkFiniteInputs(owned, problem.dtype);
-  const r = await backend.attention(problem, owned);
+  // The backward pass needs the LSE and, with top-k, the thresholds: compute them when saving.
+  const run = problem.saveForBackward ? { ...problem, returnLse: true, returnThresholds: problem.returnThresholds || problem.topK !== null } : problem;
+  const r = await backend.attention(run, owned);
   // The output lives where the inputs live: a host-computed result for device inputs goes back up.
   let output: Float32Array | Tensor = r.output;
   if (inputs.kind === 'tensor' && !(output instanceof Tensor)) {
@@ -29,8 +31,18 @@ export async function attention(q: Float32Array | Tensor, k: Float32Array | Tens
     output = tq.location === 'cpu' ? Tensor.fromFloat32(host, tq.dims) : await Tensor.upload(host, tq.dims, { type: 'float32', location: tq.location });
   }
   const result: AttentionResult = { output, stats: r.stats, backend: name };
-  if (r.lse) result.lse = r.lse;
-  if (r.thresholds) result.thresholds = r.thresholds;
+  if (r.lse && problem.returnLse) result.lse = r.lse;
+  if (r.thresholds && problem.returnThresholds) result.thresholds = r.thresholds;
+  if (problem.saveForBackward) {
+    // Copies: the result's own layout and arrays are the caller's to change.
+    const layout = r.layout ? ownLayout(r.layout) : null;
+    result.saved = Object.freeze({
+      problem: Object.freeze({ ...problem, layout, selection: null }),
+      layout,
+      thresholds: problem.topK ? r.thresholds!.slice() : null,
+      lse: r.lse!.slice(),
+    });
+  }
   // A passed layout comes back as the caller's object (the call computed from its own copy).
   if (r.layout) result.layout = options.layout ?? r.layout;
   return result;

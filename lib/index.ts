@@ -7,6 +7,8 @@ export type { KvCacheOptions, AppendOptions } from './kv-cache';
 export { decode } from './decode';
 export type { DecodeOptions, DecodeResult, DecodeStats } from './decode';
 export { mergeAttention } from './merge';
+export { attentionBackward } from './backward';
+export type { BackwardOptions, BackwardResult } from './backward';
 export type { AttentionPart } from './merge';
 export type { TensorLocation, TensorType } from './tensor';
 export { info } from './info';

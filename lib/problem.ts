@@ -59,11 +59,13 @@ export interface Problem {
   /** Compute precision; null until a backend is chosen when the caller left it out (chooseBackend resolves it). */
   dtype: Dtype | null;
   checkFinite: boolean;
+  /** Keep what `attentionBackward` needs (the layout, thresholds and LSE) on the result. */
+  saveForBackward: boolean;
 }
 
 const OPTION_KEYS = [
   'shape', 'causal', 'scale', 'softmax', 'window', 'globalTokens', 'blockSize', 'blocks', 'estimate', 'shareAcrossGroup',
-  'topK', 'topKRatio', 'layout', 'returnLse', 'returnThresholds', 'backend', 'dtype', 'checkFinite',
+  'topK', 'topKRatio', 'layout', 'returnLse', 'returnThresholds', 'backend', 'dtype', 'checkFinite', 'saveForBackward',
 ] as const;
 const SHAPE_KEYS = ['batch', 'heads', 'kvHeads', 'seqQ', 'seqK', 'headDim', 'layout'] as const;
 const BACKENDS: readonly BackendName[] = ['auto', 'js', 'cpu', 'cuda', 'cuda-emu'];
@@ -108,6 +110,7 @@ export function resolveProblem(inputs: Inputs, options: AttentionOptions | undef
     returnLse: checkBoolean('returnLse', options.returnLse, false),
     returnThresholds: checkBoolean('returnThresholds', options.returnThresholds, false),
     checkFinite: checkBoolean('checkFinite', options.checkFinite, true),
+    saveForBackward: checkBoolean('saveForBackward', options.saveForBackward, false),
   };
 
   if (options.layout !== undefined) return { ...base, ...fromLayout(options, base) };

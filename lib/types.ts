@@ -66,6 +66,8 @@ export interface AttentionOptions {
   dtype?: Dtype;
   /** Reject NaN or infinite values in Float32Array inputs (ERR_VALUE). Default true. */
   checkFinite?: boolean;
+  /** Keep on the result (`result.saved`) what `attentionBackward` needs: the kept sets (layout, thresholds) and the LSE. Default false. */
+  saveForBackward?: boolean;
 }
 
 export interface AttentionStats {
@@ -92,4 +94,17 @@ export interface AttentionResult<T = Float32Array | Tensor> {
   /** The block layout used (absent for dense attention). */
   layout?: BlockLayout;
   backend: Exclude<BackendName, 'auto'>;
+  /** With `saveForBackward`: what the backward pass reuses. Opaque; pass the result to `attentionBackward`. */
+  saved?: SavedForward;
+}
+
+/** The forward's kept sets and statistics, frozen, as `attentionBackward` needs them. */
+export interface SavedForward {
+  /** The resolved options of the forward, with the layout it used in place of its block selection. */
+  readonly problem: unknown;
+  /** The layout the forward visited (null: dense). */
+  readonly layout: BlockLayout | null;
+  /** Top-k thresholds per row (null without top-k). */
+  readonly thresholds: Float32Array | null;
+  readonly lse: Float32Array;
 }

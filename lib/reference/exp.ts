@@ -47,3 +47,23 @@ export function expNonPositive(x: number): number {
   pow2Bits[HIGH_WORD] = (k + 1023) << 20;
   return p * pow2[0];
 }
+
+/**
+ * E'(x), the derivative the backward pass needs, in float64: exp for the exact softmax; for the
+ * polynomial E(x) = p(f) 2^n (t = x log2 e, n = floor(t), f = t - n), E'(x) = log2(e) p'(f) 2^n,
+ * and 0 below the clamp t < -127 where E is constant.
+ */
+export function makeExpDerivative(softmax: ResolvedSoftmax): (x: number) => number {
+  if (softmax.kind === 'exact') return Math.exp;
+  const c = Array.from(softmax.coefficients);
+  const degree = c.length - 1;
+  return (x) => {
+    const t = x * LOG2E_F32;
+    if (t < -127) return 0;
+    const n = Math.floor(t);
+    const f = t - n;
+    let dp = degree * c[degree];
+    for (let d = degree - 1; d >= 1; d--) dp = dp * f + d * c[d];
+    return LOG2E_F32 * dp * 2 ** n;
+  };
+}

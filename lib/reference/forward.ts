@@ -5,12 +5,12 @@
  * outside the layout is never done, so time follows density.
  */
 import { BLOCK_FULL, BLOCK_SELECTED, BlockLayout } from '../layout';
-import { causalLimit, MaskSpec, windowSinkRanges } from '../mask';
 import type { Problem } from '../problem';
 import { ceilTolerant } from '../validate';
 import { expNonPositive, makeExp } from './exp';
 import { gemmABt, gemmABtAdd } from './gemm';
-import { kthLargest } from './kth-largest';
+import { floorToFloat32, kthLargest } from './kth-largest';
+import { maskTile } from './mask-tile';
 import { rowAccess } from './rows';
 
 /**
@@ -88,7 +88,7 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
                 let n = 0;
                 for (let c = 0; c < width; c++) if (scores[row + c] !== -Infinity) scratch[n++] = scores[row + c];
                 const kk = p.topK.kind === 'count' ? p.topK.k : Math.max(1, ceilTolerant(p.topK.ratio * n));
-                if (n > kk) tau = kthLargest(scratch, n, kk);
+                if (n > kk) tau = floorToFloat32(kthLargest(scratch, n, kk));
               }
               // Row maximum over the kept scores (masked ones are -inf, so they never win).
               let m = -Infinity;
@@ -151,23 +151,5 @@ function transposeBlocks(x: Float32Array, base: number, stride: number, n: numbe
     const J = Math.floor(j / bs);
     const dst = J * bs * D + (j - J * bs);
     for (let d = 0; d < D; d++) vt[dst + d * bs] = x[src + d];
-  }
-}
-
-/** Set the disallowed scores of a partial tile to -inf, row by row, from the interval form of the mask. */
-function maskTile(spec: MaskSpec, scores: Float64Array, pitch: number, col: number, i0: number, rows: number, j0: number, cols: number, selected: boolean): void {
-  const j1 = j0 + cols - 1;
-  for (let ii = 0; ii < rows; ii++) {
-    const i = i0 + ii;
-    const row = ii * pitch + col - j0; // scores[row + j] is key j
-    if (selected) {
-      const last = Math.min(j1, causalLimit(spec, i));
-      for (let j = Math.max(j0, last + 1); j <= j1; j++) scores[row + j] = -Infinity;
-    } else {
-      const [wLo, wHi, sLo, sHi] = windowSinkRanges(spec, i, j0, j1);
-      for (let j = j0; j <= j1; j++) {
-        if (!((j >= wLo && j <= wHi) || (j >= sLo && j <= sHi))) scores[row + j] = -Infinity;
-      }
-    }
   }
 }

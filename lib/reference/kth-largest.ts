@@ -31,3 +31,20 @@ export function kthLargest(values: Float64Array, n: number, k: number): number {
   }
   return values[target];
 }
+
+const f32 = new Float32Array(1);
+const i32 = new Int32Array(f32.buffer);
+
+/**
+ * The largest float32 at or below x. Thresholds are returned as float32; rounding them down
+ * (never up) keeps the k-th largest score itself, and the forward and backward passes compare
+ * scores against exactly the value the caller sees.
+ */
+export function floorToFloat32(x: number): number {
+  f32[0] = x;
+  if (f32[0] <= x || Number.isNaN(x)) return f32[0];
+  // f32[0] is the float32 just above x: step one unit in the last place towards -inf.
+  if (f32[0] === 0) return -(2 ** -149);
+  i32[0] += f32[0] > 0 ? -1 : 1;
+  return f32[0];
+}
