@@ -7,6 +7,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { formatDemo, runDemo, DEMO_DEFAULTS } from './demo';
 import { PsaError } from './errors';
 import { info } from './info';
+import { DECODE_DEMO_DEFAULTS, formatDecodeDemo, runDecodeDemo } from './demo-decode';
 import { join } from 'node:path';
 import { reloadAddons } from './backends/device';
 import { packageRoot } from './package-root';
@@ -68,15 +69,26 @@ function program(): Command {
     });
   cmd
     .command('demo')
-    .description('a synthetic long-context case with a planted needle: dense against sparse attention')
+    .description('a synthetic long-context case with a planted needle: dense against sparse attention (--decode: token generation against a paged cache)')
     .option('--heads <n>', 'attention heads', positiveInt, DEMO_DEFAULTS.heads)
-    .option('--seq <n>', 'sequence length (tokens)', positiveInt, DEMO_DEFAULTS.seq)
+    .option('--seq <n>', `sequence length (tokens; default ${DEMO_DEFAULTS.seq}, ${DECODE_DEMO_DEFAULTS.seq} with --decode)`, positiveInt)
     .option('--dim <n>', 'head dimension (1..256)', positiveInt, DEMO_DEFAULTS.dim)
     .option('--seed <n>', 'PRNG seed', positiveInt, DEMO_DEFAULTS.seed)
+    .option('--decode', 'the decode scenario: generate tokens one at a time against the context in a KvCache')
+    .option('--steps <n>', 'tokens to generate with --decode', positiveInt, DECODE_DEMO_DEFAULTS.steps)
     .addOption(new Option('--backend <name>', 'backend').choices(['auto', ...BACKEND_ORDER]).default('auto'))
     .option('--json', 'print the report as JSON')
-    .action(async (opts: { heads: number; seq: number; dim: number; seed: number; backend: BackendName; json?: boolean }) => {
-      const report = await runDemo({ heads: opts.heads, seq: opts.seq, dim: opts.dim, seed: opts.seed, backend: opts.backend });
+    .action(async (opts: { heads: number; seq?: number; dim: number; seed: number; decode?: boolean; steps: number; backend: BackendName; json?: boolean }) => {
+      if (opts.decode) {
+        const progress = process.stderr.isTTY && !opts.json;
+        const report = await runDecodeDemo({
+          heads: opts.heads, seq: opts.seq ?? DECODE_DEMO_DEFAULTS.seq, dim: opts.dim, steps: opts.steps, seed: opts.seed,
+          onStep: progress ? (t, n) => process.stderr.write(`\r  generating: token ${t} of ${n}${t === n ? '\n' : ''}`) : undefined,
+        });
+        process.stdout.write((opts.json ? JSON.stringify(report, null, 2) : formatDecodeDemo(report)) + '\n');
+        return;
+      }
+      const report = await runDemo({ heads: opts.heads, seq: opts.seq ?? DEMO_DEFAULTS.seq, dim: opts.dim, seed: opts.seed, backend: opts.backend });
       process.stdout.write((opts.json ? JSON.stringify(report, null, 2) : formatDemo(report)) + '\n');
     });
   cmd

@@ -37,6 +37,8 @@ export interface DecodeOptions {
   topK?: number;
   topKRatio?: number;
   returnLse?: boolean;
+  /** Also return `pages`: per query row, the cache pages it attended to. */
+  returnPages?: boolean;
   /** 'auto' or 'js' in this version. */
   backend?: 'auto' | 'js' | 'cpu' | 'cuda' | 'cuda-emu';
   /** Reject NaN or infinite values in q (ERR_VALUE). Default true. */
@@ -48,13 +50,15 @@ export interface DecodeResult {
   output: Float32Array;
   /** [batch, heads, m]: natural-log sum of exponentials; -inf for rows with no kept key. */
   lse?: Float32Array;
+  /** With returnPages, per row (b, h, i) in q's order: the pages (by index within the sequence) it attended to, ascending. */
+  pages?: Int32Array[];
   stats: DecodeStats;
   backend: 'js';
 }
 
 const OPTION_KEYS = [
   'heads', 'sequences', 'scale', 'softmax', 'window', 'globalTokens', 'blocks', 'estimate', 'shareAcrossGroup',
-  'topK', 'topKRatio', 'returnLse', 'backend', 'checkFinite',
+  'topK', 'topKRatio', 'returnLse', 'returnPages', 'backend', 'checkFinite',
 ] as const;
 
 export async function decode(q: Float32Array | Tensor, cache: KvCache, options: DecodeOptions = {}): Promise<DecodeResult> {
@@ -117,6 +121,7 @@ export async function decode(q: Float32Array | Tensor, cache: KvCache, options: 
     selection,
     topK: resolveTopK(options),
     returnLse: checkBoolean('returnLse', options.returnLse, false),
+    returnPages: checkBoolean('returnPages', options.returnPages, false),
   };
   // Computed now, before the promise is returned: nothing the caller does later can reach it.
   const own = data.slice();
@@ -124,5 +129,6 @@ export async function decode(q: Float32Array | Tensor, cache: KvCache, options: 
   const r = decodeReference(p, own, cache);
   const result: DecodeResult = { output: r.output, stats: r.stats, backend: 'js' };
   if (r.lse) result.lse = r.lse;
+  if (r.pages) result.pages = r.pages;
   return result;
 }

@@ -95,7 +95,7 @@ function gaussian(rand: () => number): () => number {
  * at about 15% of the sequence (inside one key block) carry a strong direction u (4 channels),
  * and the queries of the last `needleRows` rows contain u, so those rows attend to the needle.
  */
-export function syntheticCase(heads: number, seq: number, dim: number, seed = 1, needle = true): SyntheticCase {
+export function syntheticCase(heads: number, seq: number, dim: number, seed = 1, needle = true, needleQueryRows = Math.min(BLOCK, seq)): SyntheticCase {
   const rand = prng(seed);
   const gauss = gaussian(rand);
   const n = heads * seq * dim;
@@ -106,7 +106,7 @@ export function syntheticCase(heads: number, seq: number, dim: number, seed = 1,
   const topicScale = 6; // norm of the topic part of q and k: same-topic pairs score about 36 * scale higher (4.5 at D = 64)
   const uChannels = Math.min(4, dim);
   const needleKeys = Math.min(4, seq);
-  const needleRows = Math.min(BLOCK, seq);
+  const needleRows = Math.min(needleQueryRows, seq);
   // Needle keys: 24 tokens into the key block at about 15% of the sequence (past the sinks).
   const needleBlock = Math.max(1, Math.floor((0.15 * seq) / BLOCK));
   const needleStart = Math.min(needleBlock * BLOCK + 24, Math.max(0, seq - needleRows - needleKeys));

@@ -29,6 +29,8 @@ export interface DecodeProblem {
   selection: Selection | null;
   topK: TopK;
   returnLse: boolean;
+  /** Also return, per row, the pages it attended to. */
+  returnPages: boolean;
 }
 
 export interface DecodeStats {
@@ -56,6 +58,8 @@ export interface DecodeStats {
 export interface DecodeOutput {
   output: Float32Array;
   lse: Float32Array | null;
+  /** Per row (b, h, i): the pages holding a key it attended to, ascending (with returnPages). */
+  pages: Int32Array[] | null;
   stats: DecodeStats;
 }
 
@@ -81,6 +85,15 @@ function pageEstimate(kind: Estimate, q: Float64Array, qOff: number, c: KvCache,
   return scale * e + (kind === 'moment' ? ((scale * scale) / 2) * varTerm : 0);
 }
 
+function logSumExp(xs: number[]): number {
+  let m = -Infinity;
+  for (const x of xs) if (x > m) m = x;
+  if (m === -Infinity) return -Infinity;
+  let sum = 0;
+  for (const x of xs) sum += Math.exp(x - m);
+  return m + Math.log(sum);
+}
+
 function logAddExp(a: number, b: number): number {
   if (a === -Infinity) return b;
   if (b === -Infinity) return a;
@@ -88,10 +101,26 @@ function logAddExp(a: number, b: number): number {
   return m + Math.log(Math.exp(a - m) + Math.exp(b - m));
 }
 
-/** The keys of one query row, split into those the window or sinks reach and, per page, the candidates. */
+/** One query row's position and the key ranges its window and sinks reach (empty ranges have hi < lo). */
 interface RowKeys {
   pos: number;
+  wLo: number;
+  wHi: number;
+  /** Sinks are keys 0 .. sinkHi. */
+  sinkHi: number;
   inWindowOrSink: (j: number) => boolean;
+}
+
+function span(lo: number, hi: number): number {
+  return hi >= lo ? hi - lo + 1 : 0;
+}
+
+/** Keys of [lo, hi] the window or the sinks reach. */
+function windowSinkCount(k: RowKeys, lo: number, hi: number): number {
+  const w = span(Math.max(lo, k.wLo), Math.min(hi, k.wHi));
+  const s = span(lo, Math.min(hi, k.sinkHi));
+  const both = span(Math.max(lo, k.wLo), Math.min(hi, k.wHi, k.sinkHi));
+  return w + s - both;
 }
 
 export function decodeReference(p: DecodeProblem, q: Float32Array, cache: KvCache): DecodeOutput {
@@ -102,6 +131,7 @@ export function decodeReference(p: DecodeProblem, q: Float32Array, cache: KvCach
   const B = p.sequences.length;
   const output = new Float32Array(B * H * m * D);
   const lse = p.returnLse ? new Float32Array(B * H * m) : null;
+  const rowPagesOut: Int32Array[] | null = p.returnPages ? new Array(B * H * m) : null;
   const q64 = Float64Array.from(q);
   const E = makeExp(p.softmax);
   const exact = p.softmax.kind === 'exact';
@@ -117,6 +147,9 @@ export function decodeReference(p: DecodeProblem, q: Float32Array, cache: KvCach
   let droppedSum = 0;
   const rowsTotal = B * H * m;
 
+  const longest = Math.max(...p.sequences.map((q) => st.lengths[q]));
+  const idxBuf = new Int32Array(longest); // storage offset of each attended key of a row
+  const scBuf = new Float64Array(longest); // its score
   for (let b = 0; b < B; b++) {
     const seq = p.sequences[b];
     const L = st.lengths[seq];
@@ -130,17 +163,19 @@ export function decodeReference(p: DecodeProblem, q: Float32Array, cache: KvCach
       const rows: { h: number; i: number; keys: RowKeys; kept: Uint8Array; dropped: number }[] = [];
       for (let i = 0; i < m; i++) {
         const pos = L - m + i;
-        const wLo = p.windowLeft >= 0 ? pos - p.windowLeft : 1;
-        const wHi = p.windowLeft >= 0 ? pos + p.windowRight : 0;
-        const keys: RowKeys = { pos, inWindowOrSink: (j) => j < p.globalTokens || (j >= wLo && j <= wHi) };
+        const wLo = p.windowLeft >= 0 ? Math.max(0, pos - p.windowLeft) : 1;
+        const wHi = p.windowLeft >= 0 ? Math.min(pos, pos + p.windowRight) : 0;
+        const sinkHi = Math.min(pos, p.globalTokens - 1);
+        const keys: RowKeys = { pos, wLo, wHi, sinkHi, inWindowOrSink: (j) => j <= sinkHi || (j >= wLo && j <= wHi) };
         const rowPages = Math.floor(pos / ps) + 1;
         // Candidates: pages with a causally allowed key outside the window and the sinks.
         const cand: number[] = [];
         const nCand: number[] = [];
         if (p.selection) {
           for (let J = 0; J < rowPages; J++) {
-            let n = 0;
-            for (let j = J * ps; j <= Math.min(pos, J * ps + ps - 1); j++) if (!keys.inWindowOrSink(j)) n++;
+            const lo = J * ps;
+            const hi = Math.min(pos, lo + ps - 1);
+            const n = span(lo, hi) - windowSinkCount(keys, lo, hi);
             if (n > 0) {
               cand.push(J);
               nCand.push(n);
@@ -166,26 +201,34 @@ export function decodeReference(p: DecodeProblem, q: Float32Array, cache: KvCach
         pagesDense += Math.floor(pos / ps) + 1;
         droppedMax = Math.max(droppedMax, row.dropped);
         droppedSum += row.dropped;
-        // Allowed keys: causal, and (dense, or in the window, a sink, or a kept page).
-        const idx: number[] = [];
-        const sc: number[] = [];
-        const visited = new Set<number>();
-        for (let j = 0; j <= pos; j++) {
-          const J = Math.floor(j / ps);
-          if (!(kept[J] || keys.inWindowOrSink(j))) continue;
-          const off = cache.keyOffset(pages[J], hk, j - J * ps);
-          let s = 0;
-          for (let d = 0; d < D; d++) s += q64[qOff + d] * st.keys[off + d];
-          idx.push(j);
-          sc.push(scale * s);
-          visited.add(J);
+        // Allowed keys: causal, and (dense, or in the window, a sink, or a kept page). Page by
+        // page, skipping in O(1) a page neither kept nor reached by the window or the sinks.
+        let count = 0;
+        const visited: number[] = [];
+        for (let J = 0; J * ps <= pos; J++) {
+          const lo = J * ps;
+          const hi = Math.min(pos, lo + ps - 1);
+          const whole = kept[J] === 1;
+          if (!whole && windowSinkCount(keys, lo, hi) === 0) continue;
+          const page = cache.keyOffset(pages[J], hk, 0);
+          for (let j = lo; j <= hi; j++) {
+            if (!whole && !keys.inWindowOrSink(j)) continue;
+            const off = page + (j - lo) * D;
+            let s = 0;
+            for (let d = 0; d < D; d++) s += q64[qOff + d] * st.keys[off + d];
+            idxBuf[count] = off;
+            scBuf[count++] = scale * s;
+          }
+          visited.push(J);
         }
-        pagesVisited += visited.size;
+        const sc = scBuf.subarray(0, count);
+        pagesVisited += visited.length;
+        if (rowPagesOut) rowPagesOut[o] = Int32Array.from(visited);
         for (const J of visited) readHere[J] = 1;
         let tau = -Infinity;
         if (p.topK) {
           const k = p.topK.kind === 'count' ? p.topK.k : Math.max(1, ceilTolerant(p.topK.ratio * sc.length));
-          if (sc.length > k) tau = kthLargest(Float64Array.from(sc), sc.length, k);
+          if (sc.length > k) tau = kthLargest(sc.slice(), sc.length, k);
         }
         let mx = -Infinity;
         for (const s of sc) if (!(s < tau) && s > mx) mx = s;
@@ -198,9 +241,7 @@ export function decodeReference(p: DecodeProblem, q: Float32Array, cache: KvCach
           const w = exact ? expNonPositive(s - mx) : E(s - mx);
           n++;
           sum += w;
-          const j = idx[c];
-          const J = Math.floor(j / ps);
-          const off = cache.keyOffset(pages[J], hk, j - J * ps);
+          const off = idxBuf[c]; // keys and values share offsets
           for (let d = 0; d < D; d++) acc[d] += w * st.values[off + d];
         }
         keptPairs += n;
@@ -215,6 +256,7 @@ export function decodeReference(p: DecodeProblem, q: Float32Array, cache: KvCach
   return {
     output,
     lse,
+    pages: rowPagesOut,
     stats: {
       density: allowedPairs > 0 ? keptPairs / allowedPairs : 0,
       keptPairs, allowedPairs, pagesVisited, pagesDense, pagesRead, pagesReadDense, emptyRows,
@@ -251,13 +293,21 @@ function choosePages(
       for (let d = 0; d < D; d++) s += q[qOff + d] * st.keys[off + d];
       return p.scale * s;
     };
-    let base = -Infinity;
-    for (let j = 0; j <= keys.pos; j++) if (keys.inWindowOrSink(j)) base = logAddExp(base, score(j));
-    const perPage = cand.map((J) => {
-      let l = -Infinity;
-      for (let j = J * ps; j <= Math.min(keys.pos, J * ps + ps - 1); j++) if (!keys.inWindowOrSink(j)) l = logAddExp(l, score(j));
-      return l;
-    });
+    const xs: number[] = [];
+    for (let j = 0; j <= keys.sinkHi; j++) xs.push(score(j));
+    for (let j = Math.max(keys.wLo, keys.sinkHi + 1); j <= keys.wHi; j++) xs.push(score(j));
+    const base = logSumExp(xs);
+    // Scored only when the rule reaches the page: progressive never reads the pages after its stop.
+    const memo = new Float64Array(cand.length).fill(NaN);
+    const perPage = (c: number) => {
+      if (Number.isNaN(memo[c])) {
+        const J = cand[c];
+        const page: number[] = [];
+        for (let j = J * ps; j <= Math.min(keys.pos, J * ps + ps - 1); j++) if (!keys.inWindowOrSink(j)) page.push(score(j));
+        memo[c] = logSumExp(page);
+      }
+      return memo[c];
+    };
     return { base, perPage };
   });
   const logWeight = (g: number, c: number) => Math.log(nCand[c]) + est[g][c];
@@ -277,7 +327,7 @@ function choosePages(
     let lZ = logMass[g].base;
     let lR = -Infinity;
     for (let c = 0; c < nc; c++) {
-      if (kept[c]) lZ = logAddExp(lZ, logMass[g].perPage[c]);
+      if (kept[c]) lZ = logAddExp(lZ, logMass[g].perPage(c));
       else lR = logAddExp(lR, logWeight(g, c));
     }
     const dropped = lR === -Infinity ? 0 : 1 / (1 + Math.exp(lZ - lR));
@@ -290,7 +340,7 @@ function choosePages(
  * window, sinks and P, R the estimated mass of the rest; in logs, as
  * ln(1 - τ) + ln Z >= ln τ + ln R.
  */
-function progressiveCount(mass: { base: number; perPage: number[] }, order: number[], logWeight: (c: number) => number, tau: number): number {
+function progressiveCount(mass: { base: number; perPage: (c: number) => number }, order: number[], logWeight: (c: number) => number, tau: number): number {
   const n = order.length;
   const suffix = new Float64Array(n + 1).fill(-Infinity); // ln R after keeping the first r
   for (let r = n - 1; r >= 0; r--) suffix[r] = logAddExp(suffix[r + 1], logWeight(order[r]));
@@ -299,7 +349,7 @@ function progressiveCount(mass: { base: number; perPage: number[] }, order: numb
   let lZ = mass.base;
   for (let r = 0; r <= n; r++) {
     if (a + lZ >= t + suffix[r]) return r;
-    if (r < n) lZ = logAddExp(lZ, mass.perPage[order[r]]);
+    if (r < n) lZ = logAddExp(lZ, mass.perPage(order[r]));
   }
   return n;
 }
