@@ -37,6 +37,8 @@ export interface DecodeOracleResult {
   emptyRows: number;
   /** Per row (b, h, i): kept pages, ascending. */
   pages: number[][];
+  /** Per row: every page holding a key the row attends to, ascending. */
+  visited: number[][];
   /** Per row: R/(Z+R) of the kept set. */
   estimatedDropped: number[];
   /** Per row: the exact share of the dense attention mass (exp) outside the attended keys. */
@@ -58,7 +60,7 @@ export function decodeOracle(q: Float32Array, seqs: SequenceKV[], kvHeads: numbe
   const group = H / kvHeads;
   const res: DecodeOracleResult = {
     output: new Float64Array(B * H * m * D), lse: new Float64Array(B * H * m), keptPairs: 0, allowedPairs: 0, pagesVisited: 0, emptyRows: 0,
-    pages: [], estimatedDropped: [], exactDropped: [],
+    pages: [], visited: [], estimatedDropped: [], exactDropped: [],
   };
   for (let b = 0; b < B; b++) {
     const { k, v, length: L } = seqs[b];
@@ -144,7 +146,9 @@ export function decodeOracle(q: Float32Array, seqs: SequenceKV[], kvHeads: numbe
         const A: number[] = [];
         for (let j = 0; j <= pos; j++) if (!sparse || ws(j) || kept.has(Math.floor(j / ps))) A.push(j);
         res.allowedPairs += pos + 1;
-        res.pagesVisited += new Set(A.map((j) => Math.floor(j / ps))).size;
+        const visited = [...new Set(A.map((j) => Math.floor(j / ps)))].sort((x, y) => x - y);
+        res.pagesVisited += visited.length;
+        res.visited.push(visited);
         const s = A.map((j) => score(h, j));
         let tau = -Infinity;
         const kk = o.topK ?? (o.topKRatio !== undefined ? Math.max(1, ceilTol(o.topKRatio * A.length)) : undefined);

@@ -42,7 +42,7 @@ type Case = { lengths: number[]; kvHeads: number; heads: number; D: number; m: n
 
 async function check(c: Case, seed: number, amp = 1): Promise<{ r: DecodeResult; want: ReturnType<typeof decodeOracle> }> {
   const { cache, seqs, q } = await setup(c.lengths, c.kvHeads, c.heads, c.D, c.m, c.pageSize, seed, amp);
-  const r = await decode(q, cache, { ...(c.options as DecodeOptions), heads: c.heads, returnLse: true });
+  const r = await decode(q, cache, { ...(c.options as DecodeOptions), heads: c.heads, returnLse: true, returnPages: true });
   const want = decodeOracle(q, seqs, c.kvHeads, c.D, { ...c.options, heads: c.heads, pageSize: c.pageSize });
   expectOutput(r.output, { output: want.output } as never);
   for (let i = 0; i < want.lse.length; i++) {
@@ -53,6 +53,7 @@ async function check(c: Case, seed: number, amp = 1): Promise<{ r: DecodeResult;
   expect(r.stats.keptPairs).toBe(want.keptPairs);
   expect(r.stats.allowedPairs).toBe(want.allowedPairs);
   expect(r.stats.pagesVisited).toBe(want.pagesVisited);
+  expect(r.pages!.map((x) => Array.from(x))).toEqual(want.visited);
   expect(r.stats.emptyRows).toBe(want.emptyRows);
   const rows = want.estimatedDropped.length;
   expect(r.stats.droppedMass.max).toBeCloseTo(Math.max(0, ...want.estimatedDropped), 9);
