@@ -12,7 +12,7 @@ import type { AttentionStats } from './types';
 export function geometryOf(p: Problem): LayoutGeometry {
   const m = p.mask;
   return {
-    batch: p.batch, heads: p.heads, seqQ: p.seqQ, seqK: p.seqK, blockSize: p.blockSize, causal: p.causal,
+    batch: p.batch, heads: p.heads, seqQ: p.seqQ, seqK: p.seqK, blockSize: p.blockSize, queryBlockSize: p.queryBlockSize, causal: p.causal,
     window: m.windowLeft >= 0 ? [m.windowLeft, m.windowRight] : null, globalTokens: m.globalTokens,
   };
 }
@@ -20,13 +20,14 @@ export function geometryOf(p: Problem): LayoutGeometry {
 /** Per query block, the key blocks holding some causally allowed pair (every block when not causal). */
 export function causalBlocks(p: Problem): number[][] {
   const bs = p.blockSize;
+  const qbs = p.queryBlockSize;
   const nKB = Math.ceil(p.seqK / bs);
   const perBlock: number[][] = [];
-  for (let I = 0; I * bs < p.seqQ; I++) {
-    const i1 = Math.min(p.seqQ, I * bs + bs) - 1;
+  for (let I = 0; I * qbs < p.seqQ; I++) {
+    const i1 = Math.min(p.seqQ, I * qbs + qbs) - 1;
     const list: number[] = [];
     for (let J = 0; J < nKB; J++) {
-      if (tileCoverage(p.mask, I * bs, i1, J * bs, Math.min(p.seqK, J * bs + bs) - 1, true) !== Coverage.None) list.push(J);
+      if (tileCoverage(p.mask, I * qbs, i1, J * bs, Math.min(p.seqK, J * bs + bs) - 1, true) !== Coverage.None) list.push(J);
     }
     perBlock.push(list);
   }

@@ -16,7 +16,10 @@ export interface LayoutGeometry {
   heads: number;
   seqQ: number;
   seqK: number;
+  /** Keys per key block (and, unless queryBlockSize says otherwise, queries per query block). */
   blockSize: number;
+  /** Queries per query block (a layout row): default blockSize; 1 selects per query row. */
+  queryBlockSize?: number;
   causal: boolean;
   /** [left, right] or null for no window. */
   window: readonly [number, number] | null;
@@ -38,6 +41,7 @@ export class BlockLayout {
   readonly seqQ: number;
   readonly seqK: number;
   readonly blockSize: number;
+  readonly queryBlockSize: number;
   readonly causal: boolean;
   readonly window: readonly [number, number] | null;
   readonly globalTokens: number;
@@ -57,10 +61,11 @@ export class BlockLayout {
     this.seqQ = geometry.seqQ;
     this.seqK = geometry.seqK;
     this.blockSize = geometry.blockSize;
+    this.queryBlockSize = geometry.queryBlockSize ?? geometry.blockSize;
     this.causal = geometry.causal;
     this.window = geometry.window ? [geometry.window[0], geometry.window[1]] : null;
     this.globalTokens = geometry.globalTokens;
-    this.numQueryBlocks = Math.ceil(geometry.seqQ / geometry.blockSize);
+    this.numQueryBlocks = Math.ceil(geometry.seqQ / this.queryBlockSize);
     this.numKeyBlocks = Math.ceil(geometry.seqK / geometry.blockSize);
     this.offsets = offsets;
     this.indices = indices;
@@ -70,7 +75,7 @@ export class BlockLayout {
 
   get geometry(): LayoutGeometry {
     return {
-      batch: this.batch, heads: this.heads, seqQ: this.seqQ, seqK: this.seqK, blockSize: this.blockSize,
+      batch: this.batch, heads: this.heads, seqQ: this.seqQ, seqK: this.seqK, blockSize: this.blockSize, queryBlockSize: this.queryBlockSize,
       causal: this.causal, window: this.window, globalTokens: this.globalTokens,
     };
   }
@@ -123,14 +128,15 @@ export class BlockLayout {
     validateGeometry(geometry);
     const spec = maskSpecOf(geometry);
     const { batch, heads, seqQ, seqK, blockSize } = geometry;
-    const nQB = Math.ceil(seqQ / blockSize);
+    const qbs = geometry.queryBlockSize ?? blockSize;
+    const nQB = Math.ceil(seqQ / qbs);
     const nKB = Math.ceil(seqK / blockSize);
     // Window/sink coverage and causal coverage depend only on (I, J): compute once per I.
     const wsCov = new Uint8Array(nQB * nKB);
     const causalCov = new Uint8Array(nQB * nKB);
     for (let I = 0; I < nQB; I++) {
-      const i0 = I * blockSize;
-      const i1 = Math.min(seqQ, i0 + blockSize) - 1;
+      const i0 = I * qbs;
+      const i1 = Math.min(seqQ, i0 + qbs) - 1;
       for (let J = 0; J < nKB; J++) {
         const j0 = J * blockSize;
         const j1 = Math.min(seqK, j0 + blockSize) - 1;
@@ -181,7 +187,7 @@ export class BlockLayout {
   static fromJSON(json: { offsets: number[]; indices: number[]; flags: number[] } & LayoutGeometry): BlockLayout {
     if (typeof json !== 'object' || json === null || Array.isArray(json)) throw new OptionError('layout JSON must be an object from BlockLayout.toJSON()', 'layout');
     validateGeometry(json);
-    const rows = json.batch * json.heads * Math.ceil(json.seqQ / json.blockSize);
+    const rows = json.batch * json.heads * Math.ceil(json.seqQ / (json.queryBlockSize ?? json.blockSize));
     const arrays = { offsets: json.offsets, indices: json.indices, flags: json.flags };
     for (const [key, a] of Object.entries(arrays)) {
       if (!Array.isArray(a)) throw new OptionError(`layout JSON ${key} must be an array of integers`, `layout.${key}`);
@@ -232,6 +238,9 @@ function validateGeometry(g: LayoutGeometry): void {
     if (!Number.isSafeInteger(g[key]) || g[key] < 1 || g[key] > MAX_DIM) throw new ShapeError(`layout ${key} must be an integer in 1..${MAX_DIM}, got ${describeValue(g[key])}`, `layout.${key}`);
   }
   if (g.blockSize % 16 !== 0 || g.blockSize > 256) throw new OptionError(`layout blockSize must be a multiple of 16 in 16..256, got ${g.blockSize}`, 'layout.blockSize');
+  if (g.queryBlockSize !== undefined && !(Number.isInteger(g.queryBlockSize) && g.queryBlockSize >= 1 && g.queryBlockSize <= 256)) {
+    throw new OptionError(`layout queryBlockSize must be an integer in 1..256, got ${describeValue(g.queryBlockSize)}`, 'layout.queryBlockSize');
+  }
   if (typeof g.causal !== 'boolean') throw new OptionError(`layout causal must be a boolean, got ${describeValue(g.causal)}`, 'layout.causal');
   if (!Number.isSafeInteger(g.globalTokens) || g.globalTokens < 0 || g.globalTokens > MAX_DIM) {
     throw new OptionError(`layout globalTokens must be an integer in 0..${MAX_DIM}, got ${describeValue(g.globalTokens)}`, 'layout.globalTokens');
@@ -250,7 +259,7 @@ function validateGeometry(g: LayoutGeometry): void {
 export function verifyLayout(layout: BlockLayout): void {
   validateGeometry(layout);
   const bad = (why: string) => new OptionError(`layout is inconsistent: ${why}`, 'layout');
-  const { offsets, indices, flags, blockSize: bs, seqQ, seqK, numQueryBlocks: nQB, numKeyBlocks: nKB } = layout;
+  const { offsets, indices, flags, blockSize: bs, queryBlockSize: qbs, seqQ, seqK, numQueryBlocks: nQB, numKeyBlocks: nKB } = layout;
   const rows = layout.batch * layout.heads * nQB;
   if (offsets.length !== rows + 1 || offsets[0] !== 0 || offsets[rows] !== indices.length || flags.length !== indices.length) {
     throw bad('offsets, indices and flags do not fit its geometry');
@@ -260,8 +269,8 @@ export function verifyLayout(layout: BlockLayout): void {
   const spec = layout.maskSpec;
   for (let r = 0; r < rows; r++) {
     const I = r % nQB;
-    const i0 = I * bs;
-    const i1 = Math.min(seqQ, i0 + bs) - 1;
+    const i0 = I * qbs;
+    const i1 = Math.min(seqQ, i0 + qbs) - 1;
     for (let e = offsets[r]; e < offsets[r + 1]; e++) {
       const J = indices[e];
       if (!(J >= 0 && J < nKB) || (e > offsets[r] && J <= indices[e - 1])) throw bad(`entry ${e} (key block ${J}) is out of range or out of order`);

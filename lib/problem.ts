@@ -46,6 +46,8 @@ export interface Problem {
   /** Window and sinks (from the options or from a passed layout). */
   mask: MaskSpec;
   blockSize: number;
+  /** Queries per query block (selection and layout rows); blockSize unless set. */
+  queryBlockSize: number;
   /** Block selection to run, or null. */
   selection: Selection | null;
   /** A layout passed in by the caller, or null. */
@@ -64,7 +66,7 @@ export interface Problem {
 }
 
 const OPTION_KEYS = [
-  'shape', 'causal', 'scale', 'softmax', 'window', 'globalTokens', 'blockSize', 'blocks', 'estimate', 'shareAcrossGroup',
+  'shape', 'causal', 'scale', 'softmax', 'window', 'globalTokens', 'blockSize', 'queryBlockSize', 'blocks', 'estimate', 'shareAcrossGroup',
   'topK', 'topKRatio', 'layout', 'returnLse', 'returnThresholds', 'backend', 'dtype', 'checkFinite', 'saveForBackward',
 ] as const;
 const SHAPE_KEYS = ['batch', 'heads', 'kvHeads', 'seqQ', 'seqK', 'headDim', 'layout'] as const;
@@ -117,15 +119,16 @@ export function resolveProblem(inputs: Inputs, options: AttentionOptions | undef
 
   const blockSize = options.blockSize === undefined ? 64 : checkInt('blockSize', options.blockSize, 16, 256);
   if (blockSize % 16 !== 0) throw new OptionError(`blockSize must be a multiple of 16 in 16..256, got ${blockSize}`, 'blockSize');
+  const queryBlockSize = options.queryBlockSize === undefined ? blockSize : checkInt('queryBlockSize', options.queryBlockSize, 1, 256);
   const window = resolveWindowOption(options.window, causal);
   const globalTokens = options.globalTokens === undefined ? 0 : checkInt('globalTokens', options.globalTokens, 0, MAX_ELEMENTS);
-  const selection = resolveSelection(options);
+  const selection = resolveSelection(options, ['mean', 'bound', 'moment']);
   if (selection === null && (options.estimate !== undefined || options.shareAcrossGroup !== undefined)) {
     throw new OptionError(`${options.estimate !== undefined ? 'estimate' : 'shareAcrossGroup'} needs blocks (a block selection) to act on`, options.estimate !== undefined ? 'estimate' : 'shareAcrossGroup');
   }
   const mask: MaskSpec = { seqQ, seqK, causal, windowLeft: window[0], windowRight: window[1], globalTokens };
   const sparse = window[0] >= 0 || globalTokens > 0 || selection !== null;
-  return { ...base, mask, blockSize, selection, layout: null, sparse };
+  return { ...base, mask, blockSize, queryBlockSize, selection, layout: null, sparse };
 }
 
 function resolveShape(inputs: Inputs, options: AttentionOptions) {
@@ -221,7 +224,7 @@ export function resolveTopK(options: { topK?: unknown; topKRatio?: unknown }): T
 function fromLayout(options: AttentionOptions, base: { batch: number; heads: number; seqQ: number; seqK: number; causal: boolean }) {
   const layout = options.layout;
   if (!(layout instanceof BlockLayout)) throw new OptionError(`layout must be a BlockLayout, got ${describe(layout)}`, 'layout');
-  for (const key of ['window', 'globalTokens', 'blockSize', 'blocks', 'estimate', 'shareAcrossGroup'] as const) {
+  for (const key of ['window', 'globalTokens', 'blockSize', 'queryBlockSize', 'blocks', 'estimate', 'shareAcrossGroup'] as const) {
     if (options[key] !== undefined) throw new OptionError(`${key} cannot be combined with layout: the layout already fixes it`, key);
   }
   for (const key of ['batch', 'heads', 'seqQ', 'seqK'] as const) {
@@ -233,7 +236,7 @@ function fromLayout(options: AttentionOptions, base: { batch: number; heads: num
   // Verify a copy and compute from it: the caller's arrays may change once this returns.
   const own = ownLayout(layout);
   verifyLayout(own);
-  return { causal: own.causal, mask: own.maskSpec, blockSize: own.blockSize, selection: null, layout: own, sparse: true };
+  return { causal: own.causal, mask: own.maskSpec, blockSize: own.blockSize, queryBlockSize: own.queryBlockSize, selection: null, layout: own, sparse: true };
 }
 
 /** 16-bit tensors ask for their own precision; float32 ones leave it to the backend. */

@@ -48,9 +48,11 @@ export interface AttentionOptions {
   globalTokens?: number;
   /** Query and key block size for selection and layouts: a multiple of 16 in 16..256. Default 64. */
   blockSize?: number;
+  /** Queries per query block for selection and layouts, 1..256 (default blockSize; 1 selects per query row, as decode does). */
+  queryBlockSize?: number;
   blocks?: BlocksOption;
-  /** Block estimate: `mean` (dot of mean q and mean k) or `bound` (per-channel upper bound). Default `mean`. */
-  estimate?: 'mean' | 'bound';
+  /** Block estimate: `mean` (dot of mean q and mean k), `bound` (per-channel upper bound) or `moment` (mean plus a variance term). Default `mean`. */
+  estimate?: 'mean' | 'bound' | 'moment';
   /** One block selection per kv group (mean of the group's estimates) instead of one per query head. */
   shareAcrossGroup?: boolean;
   /** Keep the keys scoring at least the topK-th largest allowed score of each row (ties kept). */

@@ -141,6 +141,21 @@ describe("decode with m = 1 is attention with blockSize = pageSize on the sequen
   });
 });
 
+test('decode with m = 5 is attention with queryBlockSize 1 (selection per query row)', async () => {
+  const L = 260;
+  const m = 5;
+  const { cache, seqs, q } = await setup([L], 2, 4, 16, m, 32, 8);
+  for (const options of [{ blocks: { ratio: 0.3 }, estimate: 'moment' }, { blocks: { topBlocks: 2 }, estimate: 'bound', window: 30, globalTokens: 3, topK: 12 }] as const) {
+    const r = await decode(q, cache, { ...(options as DecodeOptions), heads: 4 });
+    const a = await attention(q, seqs[0].k, seqs[0].v, {
+      ...(options as object), shape: { batch: 1, heads: 4, kvHeads: 2, seqQ: m, seqK: L, headDim: 16 }, causal: true, blockSize: 32, queryBlockSize: 1, backend: 'js',
+    });
+    expect(relFrob(r.output, a.output)).toBeLessThan(1e-6);
+    expect(r.stats.keptPairs).toBe(a.stats.keptPairs);
+    expect(a.layout!.numQueryBlocks).toBe(m);
+  }
+});
+
 describe("the 'bound' certificate: the exact dropped share is at most 1 - τ, and at most what stats report", () => {
   const adversarial: [string, (k: Float32Array, L: number, D: number) => void][] = [
     ['a needle: one key aligned with the query, far back', (k, _L, D) => { for (let d = 0; d < D; d++) k[40 * D + d] = 3; }],

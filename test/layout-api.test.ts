@@ -61,7 +61,8 @@ describe('buildBlockLayout', () => {
     expect(L.window === null ? null : [...L.window]).toEqual(want);
     expect(L.numQueryBlocks).toBe(Math.ceil(shapeA.seqQ / bs));
     expect(L.numKeyBlocks).toBe(Math.ceil(shapeA.seqK! / bs));
-    expect(L.geometry).toEqual({ batch: L.batch, heads: L.heads, seqQ: L.seqQ, seqK: L.seqK, blockSize: L.blockSize, causal: L.causal, window: L.window, globalTokens: L.globalTokens });
+    expect(L.queryBlockSize).toBe(bs);
+    expect(L.geometry).toEqual({ batch: L.batch, heads: L.heads, seqQ: L.seqQ, seqK: L.seqK, blockSize: L.blockSize, queryBlockSize: bs, causal: L.causal, window: L.window, globalTokens: L.globalTokens });
     // CSR well-formed
     const rows = L.batch * L.heads * L.numQueryBlocks;
     expect(L.offsets).toHaveLength(rows + 1);

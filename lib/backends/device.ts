@@ -31,6 +31,8 @@ const CHOICE = { ratio: 1, topBlocks: 2, progressive: 3 } as const;
 
 /** Why this backend cannot run the problem (null: it can). Checked before any work. */
 export function deviceUnsupported(p: Problem): string | null {
+  if (p.queryBlockSize !== p.blockSize) return `queryBlockSize ${p.queryBlockSize} differs from blockSize ${p.blockSize}: the device kernels select per query block of blockSize rows`;
+  if (p.selection?.estimate === 'moment') return "estimate 'moment' is not computed by the device selection kernel in this version";
   if (p.blockSize % KERNEL_TILE !== 0) return `blockSize ${p.blockSize} is not a multiple of ${KERNEL_TILE} (the device kernels' tile)`;
   if (p.heads > MAX_GRID_YZ || p.batch > MAX_GRID_YZ) return `heads and batch must be at most ${MAX_GRID_YZ} (the launch grid's y and z limits)`;
   const nKB = Math.ceil(p.seqK / p.blockSize);

@@ -22,7 +22,7 @@ export interface Gradients {
 export function backward(
   p: Problem, layout: BlockLayout, thresholds: Float32Array | null, q: Float32Array, k: Float32Array, v: Float32Array, dO: Float32Array,
 ): Gradients {
-  const { batch, heads, kvHeads, seqQ, seqK, headDim: D, blockSize: bs, scale } = p;
+  const { batch, heads, kvHeads, seqQ, seqK, headDim: D, blockSize: bs, queryBlockSize: qbs, scale } = p;
   const group = heads / kvHeads;
   const nQB = layout.numQueryBlocks;
   const E = makeExp(p.softmax);
@@ -30,7 +30,7 @@ export function backward(
   const dq = new Float64Array(q.length);
   const dk = new Float64Array(k.length);
   const dv = new Float64Array(v.length);
-  const scores = new Float64Array(bs * seqK);
+  const scores = new Float64Array(qbs * seqK);
   const o = new Float64Array(D);
 
   for (let b = 0; b < batch; b++) {
@@ -42,8 +42,8 @@ export function backward(
         const r = (b * heads + h) * nQB + I;
         const e0 = layout.offsets[r];
         const e1 = layout.offsets[r + 1];
-        const i0 = I * bs;
-        const rows = Math.min(seqQ, i0 + bs) - i0;
+        const i0 = I * qbs;
+        const rows = Math.min(seqQ, i0 + qbs) - i0;
         // Columns of the visited keys, and their scores with the element mask.
         const cols: number[] = [];
         for (let e = e0; e < e1; e++) {

@@ -29,7 +29,7 @@ export interface ForwardOutput {
 }
 
 export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Float32Array, v: Float32Array): ForwardOutput {
-  const { batch, heads, kvHeads, seqQ, seqK, headDim: D, blockSize: bs, scale } = p;
+  const { batch, heads, kvHeads, seqQ, seqK, headDim: D, blockSize: bs, queryBlockSize: qbs, scale } = p;
   const group = heads / kvHeads;
   const nQB = layout.numQueryBlocks;
   const exp = makeExp(p.softmax);
@@ -59,8 +59,8 @@ export function forward(p: Problem, layout: BlockLayout, q: Float32Array, k: Flo
           const r = (b * heads + h) * nQB + I;
           const e0 = layout.offsets[r];
           const e1 = layout.offsets[r + 1];
-          const blockEnd = Math.min(seqQ, I * bs + bs);
-          for (let i0 = I * bs; i0 < blockEnd; i0 += ROWS_PER_PASS) {
+          const blockEnd = Math.min(seqQ, I * qbs + qbs);
+          for (let i0 = I * qbs; i0 < blockEnd; i0 += ROWS_PER_PASS) {
             const rows = Math.min(blockEnd - i0, ROWS_PER_PASS);
             // Column position of each visited key block in the score scratch.
             let width = 0;

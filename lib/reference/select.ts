@@ -15,16 +15,21 @@ interface BlockSummary {
   mean: Float64Array; // [blocks][D]
   min: Float64Array | null;
   max: Float64Array | null;
+  /** Population variance per channel ('moment'). */
+  variance: Float64Array | null;
   count: Int32Array; // valid rows per block
 }
 
-function summarize(x: Float32Array, p: Problem, b: number, h: number, heads: number, seq: number, withBounds: boolean): BlockSummary {
-  const { headDim: D, blockSize: bs } = p;
+/** Blocks of `bs` rows of one (batch, head): their means, and the bounds or variances an estimate needs. */
+function summarize(x: Float32Array, p: Problem, b: number, h: number, heads: number, seq: number, bs: number, need: 'mean' | 'bound' | 'moment'): BlockSummary {
+  const D = p.headDim;
+  const withBounds = need === 'bound';
   const nb = Math.ceil(seq / bs);
   const { base, stride } = rowAccess(p.memoryLayout, b, h, heads, seq, D);
   const mean = new Float64Array(nb * D);
   const min = withBounds ? new Float64Array(nb * D).fill(Infinity) : null;
   const max = withBounds ? new Float64Array(nb * D).fill(-Infinity) : null;
+  const variance = need === 'moment' ? new Float64Array(nb * D) : null;
   const count = new Int32Array(nb);
   for (let B = 0; B < nb; B++) {
     const n0 = B * bs;
@@ -42,8 +47,16 @@ function summarize(x: Float32Array, p: Problem, b: number, h: number, heads: num
       }
     }
     for (let d = 0; d < D; d++) mean[B * D + d] /= count[B];
+    if (variance) {
+      // Two passes (mean, then squared deviations): no cancellation for keys far from zero.
+      for (let n = n0; n < n1; n++) {
+        const r = base + n * stride;
+        for (let d = 0; d < D; d++) variance[B * D + d] += (x[r + d] - mean[B * D + d]) ** 2;
+      }
+      for (let d = 0; d < D; d++) variance[B * D + d] /= count[B];
+    }
   }
-  return { mean, min, max, count };
+  return { mean, min, max, variance, count };
 }
 
 /** How many of `c` ranked candidates to keep. `weights` are in ranked order (progressive only). */
@@ -65,12 +78,13 @@ export function keepCount(sel: Selection, c: number, weights: Float64Array | nul
 /** Candidate key blocks of every query block (they depend on geometry only). */
 function candidatesOf(p: Problem): number[][] {
   const bs = p.blockSize;
-  const nQB = Math.ceil(p.seqQ / bs);
+  const qbs = p.queryBlockSize;
+  const nQB = Math.ceil(p.seqQ / qbs);
   const nKB = Math.ceil(p.seqK / bs);
   const out: number[][] = [];
   for (let I = 0; I < nQB; I++) {
-    const i0 = I * bs;
-    const i1 = Math.min(p.seqQ, i0 + bs) - 1;
+    const i0 = I * qbs;
+    const i1 = Math.min(p.seqQ, i0 + qbs) - 1;
     const list: number[] = [];
     for (let J = 0; J < nKB; J++) {
       if (isCandidate(p.mask, i0, i1, J * bs, Math.min(p.seqK, J * bs + bs) - 1)) list.push(J);
@@ -85,19 +99,18 @@ export function selectBlocks(p: Problem, q: Float32Array, k: Float32Array): Bloc
   const sel = p.selection!;
   const D = p.headDim;
   const group = p.heads / p.kvHeads;
-  const nQB = Math.ceil(p.seqQ / p.blockSize);
+  const nQB = Math.ceil(p.seqQ / p.queryBlockSize);
   const candidates = candidatesOf(p);
-  const bound = sel.estimate === 'bound';
   const chosen: number[][] = new Array(p.batch * p.heads * nQB);
 
   for (let b = 0; b < p.batch; b++) {
     for (let hk = 0; hk < p.kvHeads; hk++) {
-      const ks = summarize(k, p, b, hk, p.kvHeads, p.seqK, bound);
+      const ks = summarize(k, p, b, hk, p.kvHeads, p.seqK, p.blockSize, sel.estimate);
       const qs: BlockSummary[] = [];
-      for (let g = 0; g < group; g++) qs.push(summarize(q, p, b, hk * group + g, p.heads, p.seqQ, false));
+      for (let g = 0; g < group; g++) qs.push(summarize(q, p, b, hk * group + g, p.heads, p.seqQ, p.queryBlockSize, 'mean'));
       for (let I = 0; I < nQB; I++) {
         const cand = candidates[I];
-        const est = qs.map((qsum) => cand.map((J) => p.scale * estimate(qsum.mean, I, ks, J, D, bound)));
+        const est = qs.map((qsum) => cand.map((J) => estimate(qsum.mean, I, ks, J, D, sel.estimate, p.scale)));
         if (sel.shareAcrossGroup) {
           const shared = cand.map((_, c) => est.reduce((acc, e) => acc + e[c], 0) / group);
           const pick = rankAndKeep(sel, cand, shared, ks.count);
@@ -111,20 +124,28 @@ export function selectBlocks(p: Problem, q: Float32Array, k: Float32Array): Bloc
   return BlockLayout.fromSelection(geometryOf(p), (b, h, I) => chosen[(b * p.heads + h) * nQB + I]);
 }
 
-function estimate(qMean: Float64Array, I: number, ks: BlockSummary, J: number, D: number, bound: boolean): number {
+/**
+ * e(I, J): 'mean' scale · q̄ · k̄; 'bound' scale · Σ_d max(q̄_d min_d, q̄_d max_d); 'moment'
+ * scale · q̄ · k̄ + scale²/2 · Σ_d q̄_d² var_d (the log of the mean of exp(s) over J were its
+ * scores normal).
+ */
+function estimate(qMean: Float64Array, I: number, ks: BlockSummary, J: number, D: number, kind: Selection['estimate'], scale: number): number {
   let e = 0;
   const qo = I * D;
   const ko = J * D;
-  if (!bound) {
-    for (let d = 0; d < D; d++) e += qMean[qo + d] * ks.mean[ko + d];
-  } else {
+  if (kind === 'bound') {
     for (let d = 0; d < D; d++) {
       const a = qMean[qo + d] * ks.min![ko + d];
       const c = qMean[qo + d] * ks.max![ko + d];
       e += a > c ? a : c;
     }
+    return scale * e;
   }
-  return e;
+  for (let d = 0; d < D; d++) e += qMean[qo + d] * ks.mean[ko + d];
+  if (kind === 'mean') return scale * e;
+  let v = 0;
+  for (let d = 0; d < D; d++) v += qMean[qo + d] * qMean[qo + d] * ks.variance![ko + d];
+  return scale * e + ((scale * scale) / 2) * v;
 }
 
 /** Rank candidates by estimate (ties to the lower block index) and keep a prefix, returned ascending. */
