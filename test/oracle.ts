@@ -31,8 +31,10 @@ export interface OracleOptions {
   window?: number | readonly [number, number];
   globalTokens?: number;
   blockSize?: number;
+  /** Query rows per query block (default blockSize). */
+  queryBlockSize?: number;
   blocks?: OracleBlocks;
-  estimate?: 'mean' | 'bound';
+  estimate?: 'mean' | 'bound' | 'moment';
   shareAcrossGroup?: boolean;
   topK?: number;
   topKRatio?: number;
@@ -113,6 +115,7 @@ interface Resolved {
   win: [number, number] | null;
   G: number;
   bs: number;
+  qbs: number;
   nQB: number;
   nKB: number;
   sparse: boolean;
@@ -131,10 +134,11 @@ export function resolve(shape: OracleShape, o: OracleOptions): Resolved {
   else if (o.window) win = [o.window[0], o.window[1]];
   const G = o.globalTokens ?? 0;
   const bs = o.blockSize ?? 64;
+  const qbs = o.queryBlockSize ?? bs;
   const sparse = win !== null || G > 0 || o.blocks !== undefined || o.selected !== undefined;
   return {
-    B, Hq, Hkv, Nq, Nk, D, layout: shape.layout ?? 'bhnd', scale: o.scale ?? 1 / Math.sqrt(D), causal, win, G, bs,
-    nQB: Math.ceil(Nq / bs), nKB: Math.ceil(Nk / bs), sparse,
+    B, Hq, Hkv, Nq, Nk, D, layout: shape.layout ?? 'bhnd', scale: o.scale ?? 1 / Math.sqrt(D), causal, win, G, bs, qbs,
+    nQB: Math.ceil(Nq / qbs), nKB: Math.ceil(Nk / bs), sparse,
   };
 }
 
@@ -192,14 +196,14 @@ export interface OracleSelection {
 /** The block selection of DESIGN.md §2 (candidates, estimates, ratio / topBlocks / progressive, min/max clamp, GQA sharing). */
 export function oracleSelection(q: Float32Array, k: Float32Array, shape: OracleShape, o: OracleOptions): OracleSelection {
   const r = resolve(shape, o);
-  const { B, Hq, Hkv, Nq, Nk, D, bs, nQB, nKB, layout, scale } = r;
+  const { B, Hq, Hkv, Nq, Nk, D, bs, qbs, nQB, nKB, layout, scale } = r;
   // Candidates depend on positions only.
   const candidates: number[][] = [];
   for (let I = 0; I < nQB; I++) {
     const list: number[] = [];
     for (let J = 0; J < nKB; J++) {
       let found = false;
-      for (let i = I * bs; i < Math.min(Nq, (I + 1) * bs) && !found; i++) {
+      for (let i = I * qbs; i < Math.min(Nq, (I + 1) * qbs) && !found; i++) {
         for (let j = J * bs; j < Math.min(Nk, (J + 1) * bs); j++) {
           if (causalOk(r, i, j) && !inWindow(r, i, j) && !(j < r.G)) {
             found = true;
@@ -225,6 +229,7 @@ export function oracleSelection(q: Float32Array, k: Float32Array, shape: OracleS
   const kMean = new Float64Array(B * Hkv * nKB * D);
   const kMin = new Float64Array(B * Hkv * nKB * D).fill(Infinity);
   const kMax = new Float64Array(B * Hkv * nKB * D).fill(-Infinity);
+  const kVar = new Float64Array(B * Hkv * nKB * D); // population variance ('moment')
   for (let b = 0; b < B; b++) {
     for (let g = 0; g < Hkv; g++) {
       for (let J = 0; J < nKB; J++) {
@@ -241,6 +246,10 @@ export function oracleSelection(q: Float32Array, k: Float32Array, shape: OracleS
           }
         }
         for (let d = 0; d < D; d++) kMean[base + d] /= j1 - j0;
+        for (let j = j0; j < j1; j++) {
+          const off = offsetOf(layout, Hkv, Nk, D, b, g, j);
+          for (let d = 0; d < D; d++) kVar[base + d] += (k[off + d] - kMean[base + d]) ** 2 / (j1 - j0);
+        }
       }
     }
   }
@@ -252,8 +261,8 @@ export function oracleSelection(q: Float32Array, k: Float32Array, shape: OracleS
       const g = Math.floor(h / group);
       for (let I = 0; I < nQB; I++) {
         qbar.fill(0);
-        const i0 = I * bs;
-        const i1 = Math.min(Nq, i0 + bs);
+        const i0 = I * qbs;
+        const i1 = Math.min(Nq, i0 + qbs);
         for (let i = i0; i < i1; i++) {
           const off = offsetOf(layout, Hq, Nq, D, b, h, i);
           for (let d = 0; d < D; d++) qbar[d] += q[off + d];
@@ -263,11 +272,13 @@ export function oracleSelection(q: Float32Array, k: Float32Array, shape: OracleS
         for (const J of candidates[I]) {
           const base = ((b * Hkv + g) * nKB + J) * D;
           let s = 0;
+          let v = 0;
           for (let d = 0; d < D; d++) {
             if (o.estimate === 'bound') s += Math.max(qbar[d] * kMin[base + d], qbar[d] * kMax[base + d]);
             else s += qbar[d] * kMean[base + d];
+            v += qbar[d] * qbar[d] * kVar[base + d];
           }
-          e[J] = scale * s;
+          e[J] = scale * s + (o.estimate === 'moment' ? ((scale * scale) / 2) * v : 0);
         }
         perHead.push(e);
       }
@@ -328,7 +339,7 @@ export function selectBlocks(cands: number[], e: Float64Array, blocks: OracleBlo
 /** The full float64 oracle: allowed sets, selection, top-k, softmax, output, LSE, thresholds, stats, layout entries. */
 export function oracle(q: Float32Array, k: Float32Array, v: Float32Array, shape: OracleShape, o: OracleOptions = {}): OracleResult {
   const r = resolve(shape, o);
-  const { B, Hq, Hkv, Nq, Nk, D, bs, nQB, nKB, layout, scale, sparse } = r;
+  const { B, Hq, Hkv, Nq, Nk, D, bs, qbs, nQB, nKB, layout, scale, sparse } = r;
   const group = Hq / Hkv;
   let selection: number[][] | undefined;
   if (sparse) selection = o.selected ? o.selected.map((s) => Array.from(s).sort((a, b) => a - b)) : oracleSelection(q, k, shape, o).selection;
@@ -354,7 +365,7 @@ export function oracle(q: Float32Array, k: Float32Array, v: Float32Array, shape:
       const g = Math.floor(h / group);
       // Element-wise allowed set A for this (b, h).
       for (let i = 0; i < Nq; i++) {
-        const I = Math.floor(i / bs);
+        const I = Math.floor(i / qbs);
         const sel = sparse ? new Set(selection![(b * Hq + h) * nQB + I]) : null;
         for (let j = 0; j < Nk; j++) {
           let ok = causalOk(r, i, j);
@@ -371,7 +382,7 @@ export function oracle(q: Float32Array, k: Float32Array, v: Float32Array, shape:
           let anyCausal = false;
           let any = false;
           let all = true;
-          for (let i = I * bs; i < Math.min(Nq, (I + 1) * bs); i++) {
+          for (let i = I * qbs; i < Math.min(Nq, (I + 1) * qbs); i++) {
             for (let j = J * bs; j < Math.min(Nk, (J + 1) * bs); j++) {
               if (causalOk(r, i, j)) anyCausal = true;
               if (inA[i * Nk + j]) any = true;
@@ -452,6 +463,7 @@ export interface LayoutLike {
   seqQ: number;
   seqK: number;
   blockSize: number;
+  queryBlockSize?: number;
   causal: boolean;
   window: readonly [number, number] | null;
   globalTokens: number;
@@ -477,6 +489,7 @@ export function optionsFromLayout(layout: LayoutLike): OracleOptions {
     window: layout.window ? [layout.window[0], layout.window[1]] : undefined,
     globalTokens: layout.globalTokens,
     blockSize: layout.blockSize,
+    queryBlockSize: layout.queryBlockSize,
     selected: selectionOf(layout),
   };
 }
