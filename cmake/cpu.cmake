@@ -1,5 +1,6 @@
 # The native CPU backend (cpu/): the kernels as a static library the addon links, and their
-# check program. Included from CMakeLists.txt and from cpu/CMakeLists.txt (the check alone).
+# check program. Included from CMakeLists.txt and cmake/emulated.cmake once the addon target
+# exists, and from cpu/CMakeLists.txt, which builds the check program alone.
 # The AVX2+FMA kernel set is one source file compiled with those flags on x86-64 only; the
 # rest is baseline code, so the library loads on any CPU and picks its kernels at run time.
 set(PSA_CPU_DIR ${CMAKE_CURRENT_LIST_DIR}/../cpu)
@@ -22,5 +23,13 @@ if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   target_compile_definitions(psa_cpu PRIVATE PSA_CPU_HAVE_AVX2)
 endif()
 
-add_executable(psa_cpu_forward_check ${PSA_CPU_DIR}/tests/forward_check.cc)
-target_link_libraries(psa_cpu_forward_check PRIVATE psa_cpu)
+if(PROJECT_NAME STREQUAL "psa_cpu_check")
+  add_executable(psa_cpu_forward_check ${PSA_CPU_DIR}/tests/forward_check.cc)
+  target_link_libraries(psa_cpu_forward_check PRIVATE psa_cpu)
+endif()
+
+# In the addon build (included after the addon target exists): the cpu entry points join it.
+if(TARGET ${PROJECT_NAME})
+  target_sources(${PROJECT_NAME} PRIVATE ${PSA_CPU_DIR}/../binding/cpu_attention.cc)
+  target_link_libraries(${PROJECT_NAME} PRIVATE psa_cpu)
+endif()

@@ -19,7 +19,7 @@ inline vf load(const float* p) {
   return v;
 }
 inline void store(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
-inline vf splat(float x) { return vf{} + x; }
+inline vf splat(float x) { return vf{x, x, x, x, x, x, x, x}; }
 inline vf select(vi mask, vf a, vf b) { return mask ? a : b; }
 inline vf vmax(vf a, vf b) { return a > b ? a : b; }
 // floor of values within int32 range.
