@@ -3,6 +3,7 @@
  * `auto` takes the first usable one in order of preference and, when that is not cuda, warns
  * once per process with the reason.
  */
+import { cpuBackend } from './backends/cpu';
 import { deviceBackend } from './device-backend';
 import { BackendUnavailableError, DtypeError, OptionError } from './errors';
 import { loadAddon, loadEmuAddon } from './native';
@@ -74,7 +75,7 @@ function emuUnusableReason(): string | null {
 
 const registry: Record<Exclude<BackendName, 'auto'>, Backend> = {
   cuda: deviceBackend('cuda', loadAddon, cudaUnusableReason),
-  cpu: unavailable('cpu', 'the native CPU backend is not part of this version'),
+  cpu: cpuBackend(),
   'cuda-emu': deviceBackend('cuda-emu', loadEmuAddon, emuUnusableReason),
   js: jsBackend,
 };

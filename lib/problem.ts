@@ -54,11 +54,13 @@ export interface Problem {
   /** Compute precision; null until a backend is chosen when the caller left it out (chooseBackend resolves it). */
   dtype: Dtype | null;
   checkFinite: boolean;
+  /** Threads of the cpu backend; null: the machine's. */
+  threads: number | null;
 }
 
 const OPTION_KEYS = [
   'shape', 'causal', 'scale', 'softmax', 'window', 'globalTokens', 'blockSize', 'blocks', 'estimate', 'shareAcrossGroup',
-  'topK', 'topKRatio', 'layout', 'returnLse', 'returnThresholds', 'backend', 'dtype', 'checkFinite',
+  'topK', 'topKRatio', 'layout', 'returnLse', 'returnThresholds', 'backend', 'dtype', 'checkFinite', 'threads',
 ] as const;
 const SHAPE_KEYS = ['batch', 'heads', 'kvHeads', 'seqQ', 'seqK', 'headDim', 'layout'] as const;
 const BACKENDS: readonly BackendName[] = ['auto', 'js', 'cpu', 'cuda', 'cuda-emu'];
@@ -103,6 +105,7 @@ export function resolveProblem(inputs: Inputs, options: AttentionOptions | undef
     returnLse: checkBoolean('returnLse', options.returnLse, false),
     returnThresholds: checkBoolean('returnThresholds', options.returnThresholds, false),
     checkFinite: checkBoolean('checkFinite', options.checkFinite, true),
+    threads: options.threads === undefined ? null : checkInt('threads', options.threads, 1, 1024),
   };
 
   if (options.layout !== undefined) return { ...base, ...fromLayout(options, base) };

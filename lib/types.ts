@@ -66,6 +66,8 @@ export interface AttentionOptions {
   dtype?: Dtype;
   /** Reject NaN or infinite values in Float32Array inputs (ERR_VALUE). Default true. */
   checkFinite?: boolean;
+  /** Threads the cpu backend computes on, 1..1024. Default: the machine's hardware threads. */
+  threads?: number;
 }
 
 export interface AttentionStats {
