@@ -5,6 +5,7 @@
 #include <cstring>
 #include <functional>
 #include <limits>
+#include <tuple>
 #include <vector>
 
 #include "mask.h"
@@ -86,6 +87,11 @@ struct Scratch {
   std::int64_t emptyRows = 0;
 };
 
+// Rows [i0, i0 + rows) of one layout row: query block I of head h in batch b.
+struct RowPass {
+  int b, h, bhk, e0, e1, width, pitch, i0, rows, paddedRows;
+};
+
 struct Pass {
   const Problem& p;
   const BlockLayout& layout;
@@ -94,65 +100,147 @@ struct Pass {
   ForwardResult& out;
   const Kernels& kernels;
 
-  // One layout row: query block I of head h in batch b, 16 rows at a time.
-  void run(std::int64_t r, Scratch& w) const {
+  RowPass passOf(std::int64_t r, int i0) const {
     const int bs = layout.blockSize;
     const int nQB = p.numQueryBlocks(bs);
     const int I = static_cast<int>(r % nQB);
     const int h = static_cast<int>(r / nQB) % p.heads;
     const int b = static_cast<int>(r / nQB) / p.heads;
-    const int bhk = b * p.kvHeads + h / (p.heads / p.kvHeads);
     const int e0 = layout.offsets[r];
     const int e1 = layout.offsets[r + 1];
     const int width = (e1 - e0) * bs;
-    const int pitch = width + kColStep;  // not a power of two: rows must not share L1 sets
+    const int rows = std::min({p.seqQ, I * bs + bs, i0 + kRowsPerPass}) - i0;
+    // The pitch is not a power of two: rows must not share L1 sets.
+    return {b, h, b * p.kvHeads + h / (p.heads / p.kvHeads), e0, e1, width, width + kColStep, i0, rows, roundUp(rows, kRowStep)};
+  }
+
+  // Scores of entries [eBegin, eEnd) of the pass into its tile row `s`, masked; padded rows hold junk.
+  void score(const RowPass& t, int eBegin, int eEnd, float* qs, float* s) const {
+    const int bs = layout.blockSize;
     const int D = p.headDim;
-    const int Dp = keys.paddedDims;
+    for (int ii = 0; ii < t.paddedRows; ii++) {
+      float* dst = qs + static_cast<std::size_t>(ii) * D;
+      if (ii < t.rows) std::memcpy(dst, q + p.rowBase(t.b, t.h, p.heads, p.seqQ, t.i0 + ii), sizeof(float) * D);
+      else std::fill(dst, dst + D, 0.0f);
+    }
+    for (int e = eBegin; e < eEnd; e++) {
+      const int j0 = layout.indices[e] * bs;
+      const int cols = std::min(p.seqK, j0 + bs) - j0;
+      float* tile = s + (e - t.e0) * bs;
+      kernels.scores(qs, D, keys.kt.data() + keys.ktOffset(t.bhk, layout.indices[e]), bs, D, t.paddedRows, bs, static_cast<float>(p.scale), tile, t.pitch);
+      if (cols < bs) {
+        for (int ii = 0; ii < t.rows; ii++) std::fill(tile + ii * t.pitch + cols, tile + ii * t.pitch + bs, -kInf);
+      }
+      if (!(layout.flags[e] & kBlockFull)) maskTile(p.mask, tile, t.pitch, t.i0, t.rows, j0, j0 + cols - 1, (layout.flags[e] & kBlockSelected) != 0);
+    }
+  }
+
+  // Thresholds, softmax numerators in place, row sums; LSE, thresholds and counts written out.
+  void softmax(const RowPass& t, float* s, float* sums, Scratch& w) const {
     const float* coefficients = p.polyCoefficients.empty() ? nullptr : p.polyCoefficients.data();
     const int degree = static_cast<int>(p.polyCoefficients.size()) - 1;
-    const int blockEnd = std::min(p.seqQ, I * bs + bs);
-    for (int i0 = I * bs; i0 < blockEnd; i0 += kRowsPerPass) {
-      const int rows = std::min(blockEnd - i0, kRowsPerPass);
-      const int paddedRows = roundUp(rows, kRowStep);
-      for (int ii = 0; ii < paddedRows; ii++) {
-        float* dst = w.q.data() + static_cast<std::size_t>(ii) * D;
-        if (ii < rows) std::memcpy(dst, q + p.rowBase(b, h, p.heads, p.seqQ, i0 + ii), sizeof(float) * D);
-        else std::fill(dst, dst + D, 0.0f);
-      }
-      for (int e = e0; e < e1; e++) {
-        const int j0 = layout.indices[e] * bs;
-        const int cols = std::min(p.seqK, j0 + bs) - j0;
-        float* tile = w.s.data() + (e - e0) * bs;
-        kernels.scores(w.q.data(), D, keys.kt.data() + keys.ktOffset(bhk, layout.indices[e]), bs, D, paddedRows, bs, static_cast<float>(p.scale), tile, pitch);
-        if (cols < bs) {
-          for (int ii = 0; ii < rows; ii++) std::fill(tile + ii * pitch + cols, tile + ii * pitch + bs, -kInf);
-        }
-        if (!(layout.flags[e] & kBlockFull)) maskTile(p.mask, tile, pitch, i0, rows, j0, j0 + cols - 1, (layout.flags[e] & kBlockSelected) != 0);
-      }
-      for (int ii = rows; ii < paddedRows; ii++) std::fill(w.s.begin() + ii * pitch, w.s.begin() + ii * pitch + width, 0.0f);
-      for (int ii = 0; ii < rows; ii++) {
-        float* row = w.s.data() + ii * pitch;
-        const float tau = p.topK == TopKKind::None ? -kInf : threshold(p, row, width, w.selection);
-        const RowSoftmax sm = kernels.softmax(row, width, tau, coefficients, degree);
-        const std::size_t o = (static_cast<std::size_t>(b) * p.heads + h) * p.seqQ + i0 + ii;
-        w.sums[ii] = sm.sum;
-        w.keptPairs += sm.kept;
-        if (sm.kept == 0) w.emptyRows++;
-        if (out.thresholds) out.thresholds[o] = tau;
-        if (out.lse) out.lse[o] = sm.kept == 0 ? -kInf : static_cast<float>(sm.max + std::log(static_cast<double>(sm.sum)));
-      }
-      std::fill(w.o.begin(), w.o.begin() + paddedRows * Dp, 0.0f);
-      for (int e = e0; e < e1; e++) {
-        kernels.accumulate(w.s.data() + (e - e0) * bs, pitch, keys.v.data() + keys.vOffset(bhk, layout.indices[e]), Dp, paddedRows, bs, Dp, w.o.data(), Dp);
-      }
-      for (int ii = 0; ii < rows; ii++) {
-        const float inv = w.sums[ii] > 0 ? 1.0f / w.sums[ii] : 0.0f;
-        float* dst = out.output + p.rowBase(b, h, p.heads, p.seqQ, i0 + ii);
-        for (int d = 0; d < D; d++) dst[d] = w.o[static_cast<std::size_t>(ii) * Dp + d] * inv;
-      }
+    for (int ii = t.rows; ii < t.paddedRows; ii++) std::fill(s + ii * t.pitch, s + ii * t.pitch + t.width, 0.0f);
+    for (int ii = 0; ii < t.rows; ii++) {
+      float* row = s + ii * t.pitch;
+      const float tau = p.topK == TopKKind::None ? -kInf : threshold(p, row, t.width, w.selection);
+      const RowSoftmax sm = kernels.softmax(row, t.width, tau, coefficients, degree);
+      const std::size_t o = (static_cast<std::size_t>(t.b) * p.heads + t.h) * p.seqQ + t.i0 + ii;
+      sums[ii] = sm.sum;
+      w.keptPairs += sm.kept;
+      if (sm.kept == 0) w.emptyRows++;
+      if (out.thresholds) out.thresholds[o] = tau;
+      if (out.lse) out.lse[o] = sm.kept == 0 ? -kInf : static_cast<float>(sm.max + std::log(static_cast<double>(sm.sum)));
+    }
+  }
+
+  // o (paddedRows x paddedDims) += P · V over entries [eBegin, eEnd).
+  void accumulate(const RowPass& t, int eBegin, int eEnd, const float* s, float* o) const {
+    const int bs = layout.blockSize;
+    const int Dp = keys.paddedDims;
+    for (int e = eBegin; e < eEnd; e++) {
+      kernels.accumulate(s + (e - t.e0) * bs, t.pitch, keys.v.data() + keys.vOffset(t.bhk, layout.indices[e]), Dp, t.paddedRows, bs, Dp, o, Dp);
+    }
+  }
+
+  void write(const RowPass& t, const float* o, const float* sums) const {
+    for (int ii = 0; ii < t.rows; ii++) {
+      const float inv = sums[ii] > 0 ? 1.0f / sums[ii] : 0.0f;
+      float* dst = out.output + p.rowBase(t.b, t.h, p.heads, p.seqQ, t.i0 + ii);
+      for (int d = 0; d < p.headDim; d++) dst[d] = o[static_cast<std::size_t>(ii) * keys.paddedDims + d] * inv;
+    }
+  }
+
+  // One layout row, kRowsPerPass rows at a time, on one thread.
+  void run(std::int64_t r, Scratch& w) const {
+    const int bs = layout.blockSize;
+    const int I = static_cast<int>(r % p.numQueryBlocks(bs));
+    for (int i0 = I * bs; i0 < std::min(p.seqQ, I * bs + bs); i0 += kRowsPerPass) {
+      const RowPass t = passOf(r, i0);
+      score(t, t.e0, t.e1, w.q.data(), w.s.data());
+      softmax(t, w.s.data(), w.sums.data(), w);
+      std::fill(w.o.begin(), w.o.begin() + t.paddedRows * keys.paddedDims, 0.0f);
+      accumulate(t, t.e0, t.e1, w.s.data(), w.o.data());
+      write(t, w.o.data(), w.sums.data());
     }
   }
 };
+
+// Few query rows in all (decode-like shapes): the key blocks of each row are also split, in
+// chunks of kChunkEntries, so that threads share a long row. Scores of every row are kept
+// (at most kSplitRows rows), the softmax takes each row's true maximum and threshold, and the
+// chunks' P·V are summed in chunk order. The split depends on the problem alone, never on the
+// thread count.
+constexpr int kSplitRows = 64;
+constexpr int kChunkEntries = 16;
+
+bool splitsKeys(const Problem& p) {
+  return p.seqQ <= kRowsPerPass && static_cast<std::int64_t>(p.batch) * p.heads * p.seqQ <= kSplitRows;
+}
+
+void forwardSplit(const Pass& pass, std::int64_t rows, std::vector<Scratch>& scratch, int workers) {
+  // With seqQ <= kRowsPerPass <= blockSize every layout row is a single pass.
+  std::vector<RowPass> passes;
+  std::vector<std::size_t> sOffset{0}, oOffset{0};
+  std::vector<std::int64_t> chunkStart{0};
+  const int Dp = pass.keys.paddedDims;
+  for (std::int64_t r = 0; r < rows; r++) {
+    const RowPass t = pass.passOf(r, 0);
+    passes.push_back(t);
+    const int chunks = std::max(1, (t.e1 - t.e0 + kChunkEntries - 1) / kChunkEntries);
+    chunkStart.push_back(chunkStart.back() + chunks);
+    sOffset.push_back(sOffset.back() + static_cast<std::size_t>(t.paddedRows) * t.pitch);
+    oOffset.push_back(oOffset.back() + static_cast<std::size_t>(chunks) * t.paddedRows * Dp);
+  }
+  std::vector<float> s(sOffset.back()), o(oOffset.back(), 0.0f), sums(rows * kRowsPerPass);
+  const std::int64_t items = chunkStart.back();
+  // (row, chunk) of a flat chunk index.
+  auto chunkOf = [&](std::int64_t item) {
+    const std::int64_t r = std::upper_bound(chunkStart.begin(), chunkStart.end(), item) - chunkStart.begin() - 1;
+    const int c = static_cast<int>(item - chunkStart[r]);
+    const RowPass& t = passes[r];
+    return std::tuple{r, c, t.e0 + c * kChunkEntries, std::min(t.e1, t.e0 + (c + 1) * kChunkEntries)};
+  };
+  ThreadPool& pool = ThreadPool::shared();
+  pool.run(workers, items, [&](std::int64_t item, int worker) {
+    const auto [r, c, eBegin, eEnd] = chunkOf(item);
+    pass.score(passes[r], eBegin, eEnd, scratch[worker].q.data(), s.data() + sOffset[r]);
+  });
+  pool.run(workers, rows, [&](std::int64_t r, int worker) { pass.softmax(passes[r], s.data() + sOffset[r], sums.data() + r * kRowsPerPass, scratch[worker]); });
+  pool.run(workers, items, [&](std::int64_t item, int) {
+    const auto [r, c, eBegin, eEnd] = chunkOf(item);
+    const RowPass& t = passes[r];
+    pass.accumulate(t, eBegin, eEnd, s.data() + sOffset[r], o.data() + oOffset[r] + static_cast<std::size_t>(c) * t.paddedRows * Dp);
+  });
+  pool.run(workers, rows, [&](std::int64_t r, int) {
+    const RowPass& t = passes[r];
+    float* total = o.data() + oOffset[r];
+    const std::size_t n = static_cast<std::size_t>(t.paddedRows) * Dp;
+    for (std::int64_t c = 1; c < chunkStart[r + 1] - chunkStart[r]; c++) {
+      for (std::size_t i = 0; i < n; i++) total[i] += total[c * n + i];
+    }
+    pass.write(t, total, sums.data() + r * kRowsPerPass);
+  });
+}
 
 }  // namespace
 
@@ -163,17 +251,20 @@ void forward(const Problem& p, const BlockLayout& layout, const float* q, const 
   int widest = 0;
   for (std::int64_t r = 0; r < rows; r++) widest = std::max(widest, (layout.offsets[r + 1] - layout.offsets[r]) * bs);
   const PackedKeys keys = pack(p, bs, k, v, threads);
-  const int workers = static_cast<int>(std::min<std::int64_t>(std::max(threads, 1), std::max<std::int64_t>(rows, 1)));
+  const bool split = splitsKeys(p);
+  const int workers = std::max(1, split ? threads : static_cast<int>(std::min<std::int64_t>(threads, rows)));
   std::vector<Scratch> scratch(workers);
   for (Scratch& w : scratch) {
     w.q.resize(static_cast<std::size_t>(kRowsPerPass) * p.headDim);
+    w.selection.resize(widest);
+    if (split) continue;  // the split keeps its tile rows and sums per layout row
     w.s.resize(static_cast<std::size_t>(kRowsPerPass) * (widest + kColStep));
     w.o.resize(static_cast<std::size_t>(kRowsPerPass) * keys.paddedDims);
     w.sums.resize(kRowsPerPass);
-    w.selection.resize(widest);
   }
   const Pass pass{p, layout, keys, q, out, kernels};
-  ThreadPool::shared().run(workers, rows, [&](std::int64_t r, int worker) { pass.run(r, scratch[worker]); });
+  if (split) forwardSplit(pass, rows, scratch, workers);
+  else ThreadPool::shared().run(workers, rows, [&](std::int64_t r, int worker) { pass.run(r, scratch[worker]); });
   out.keptPairs = 0;
   out.emptyRows = 0;
   for (const Scratch& w : scratch) {

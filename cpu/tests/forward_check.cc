@@ -275,6 +275,16 @@ std::vector<Case> cases() {
   add("topKRatio 0.1 tied integer scores, random layout", shape(1, 2, 1, 140, 140, 8, false), [](Case& c) {
     c.p.topK = TopKKind::Ratio, c.p.topKRatio = 0.1, c.integers = true, c.p.scale = 0.25, c.kind = LayoutKind::Random, c.blockSize = 32;
   });
+  // Decode-like shapes: few query rows, whose key blocks are split over threads.
+  add("decode Nq 1 Nk 5000 GQA 4", shape(1, 8, 2, 1, 5000, 64, true));
+  add("decode Nq 3 Nk 3000 bnhd window + sinks + topK 50", shape(2, 2, 2, 3, 3000, 128, true), [](Case& c) {
+    c.p.bnhd = true, c.p.mask.windowLeft = 1500, c.p.mask.windowRight = 0, c.p.mask.globalTokens = 4, c.kind = LayoutKind::WindowSinks;
+    c.p.topK = TopKKind::Count, c.p.topKCount = 50;
+  });
+  add("decode Nq 16 Nk 2100 selection + poly degree 4", shape(1, 4, 4, 16, 2100, 64, true), [](Case& c) {
+    c.kind = LayoutKind::Select, c.selection.value = 0.5, c.p.mask.globalTokens = 2;
+    c.p.polyCoefficients = {1, 0.693042695522308349609375f, 0.2412912547588348388671875f, 5.2225358784198760986328125e-2f, 1.3434938155114650726318359375e-2f};
+  });
   const std::vector<std::vector<float>> polys = {
       {1, 0.6657850742340087890625f, 0.330107033252716064453125f},
       {1, 0.695146143436431884765625f, 0.227564394474029541015625f, 0.077119089663028717041015625f},
