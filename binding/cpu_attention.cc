@@ -6,6 +6,7 @@
 
 #include <cstring>
 #include <new>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -157,19 +158,26 @@ class CpuWorker : public Napi::AsyncWorker {
     try {
       Run();
     } catch (const std::bad_alloc&) {
-      outOfMemory_ = true;
+      failure_ = Failure::OutOfMemory;
+    } catch (const std::exception& e) {
+      failure_ = Failure::Internal;
+      message_ = e.what();
     }
   }
   void OnOK() override {
     Napi::Env env = Env();
     Napi::HandleScope scope(env);
-    if (outOfMemory_) deferred_.Reject(AddonState::of(env).make_error(env, "oom", "std::bad_alloc", "the cpu backend could not allocate its working memory"));
+    const AddonState& state = AddonState::of(env);
+    if (failure_ == Failure::OutOfMemory) deferred_.Reject(state.make_error(env, "oom", "std::bad_alloc", "the cpu backend could not allocate its working memory"));
+    else if (failure_ == Failure::Internal) deferred_.Reject(state.make_error(env, "internal", "", "the cpu backend failed: " + message_));
     else deferred_.Resolve(Result(env));
   }
   void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
 
+  enum class Failure { None, OutOfMemory, Internal };
   Napi::Promise::Deferred deferred_;
-  bool outOfMemory_ = false;
+  Failure failure_ = Failure::None;
+  std::string message_;
 };
 
 class AttentionWorker : public CpuWorker {

@@ -1,6 +1,7 @@
 #include "thread_pool.h"
 
 #include <algorithm>
+#include <utility>
 
 namespace psa::cpu {
 
@@ -36,7 +37,13 @@ void ThreadPool::drain(int worker) {
       if (next_ >= items_) return;
       item = next_++;
     }
-    (*body_)(item, worker);
+    try {
+      (*body_)(item, worker);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!failure_) failure_ = std::current_exception();
+      next_ = items_;
+    }
   }
 }
 
@@ -78,6 +85,7 @@ void ThreadPool::run(int threads, std::int64_t items, const std::function<void(s
   std::unique_lock<std::mutex> lock(mutex_);
   done_.wait(lock, [&] { return running_ == 0; });
   body_ = nullptr;
+  if (failure_) std::rethrow_exception(std::exchange(failure_, nullptr));
 }
 
 }  // namespace psa::cpu

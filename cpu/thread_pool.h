@@ -5,6 +5,7 @@
 
 #include <condition_variable>
 #include <cstdint>
+#include <exception>
 #include <functional>
 #include <mutex>
 #include <thread>
@@ -16,7 +17,8 @@ class ThreadPool {
  public:
   // Runs body(item, worker) for every item in [0, items) on up to `threads` threads (the
   // caller is worker 0), worker < threads; returns when all items are done. Jobs from
-  // several callers run one after another.
+  // several callers run one after another. The first exception an item throws is rethrown
+  // here once the job has stopped (items not yet started are skipped).
   void run(int threads, std::int64_t items, const std::function<void(std::int64_t item, int worker)>& body);
 
   // The process-wide pool (its threads are started on first use and grow on demand).
@@ -42,6 +44,7 @@ class ThreadPool {
   int participants_ = 0;  // pool workers taking part in the current job (ids 1..participants_)
   int running_ = 0;       // pool workers still inside the current job
   std::uint64_t generation_ = 0;
+  std::exception_ptr failure_;
   bool stopping_ = false;
 };
 

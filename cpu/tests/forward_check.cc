@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <cstring>
 #include <functional>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,7 @@
 #include "kernels.h"
 #include "layout.h"
 #include "select.h"
+#include "thread_pool.h"
 
 namespace {
 
@@ -323,6 +325,22 @@ std::string checkExponentials(const Kernels& kernels, bool poly) {
   return "";
 }
 
+// An item's exception reaches the caller, and the pool runs every item of the next job.
+std::string checkPoolFailure() {
+  ThreadPool& pool = ThreadPool::shared();
+  try {
+    pool.run(3, 1000, [](std::int64_t item, int) {
+      if (item == 500) throw std::runtime_error("item 500");
+    });
+    return "the exception was lost";
+  } catch (const std::runtime_error& e) {
+    if (std::string(e.what()) != "item 500") return std::string("wrong exception: ") + e.what();
+  }
+  std::vector<int> seen(1000, 0);
+  pool.run(3, 1000, [&](std::int64_t item, int) { seen[item]++; });
+  return std::all_of(seen.begin(), seen.end(), [](int n) { return n == 1; }) ? "" : "the next job did not run every item once";
+}
+
 }  // namespace
 
 int main() {
@@ -338,6 +356,7 @@ int main() {
       std::printf("FAIL %s: %s\n", name.c_str(), why.c_str());
     }
   };
+  report("thread pool: an item's exception reaches the caller", checkPoolFailure());
   for (const Kernels* kernels : sets) {
     report(std::string("exp within 2 ulp [") + kernels->name + "]", checkExponentials(*kernels, false));
     report(std::string("poly exp2 bit-exact [") + kernels->name + "]", checkExponentials(*kernels, true));
