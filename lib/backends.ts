@@ -47,14 +47,6 @@ const jsBackend: Backend = {
   },
 };
 
-function unavailable(name: 'cpu' | 'cuda' | 'cuda-emu', reason: string): Backend {
-  const status = (): BackendStatus => ({ name, available: false, reason, dtypes: [] });
-  const fail = async (): Promise<never> => {
-    throw new BackendUnavailableError(name, reason);
-  };
-  return { status, attention: fail, buildLayout: fail };
-}
-
 /** Why the CUDA backend cannot run here, or null when a device could run its kernels. */
 export function cudaUnusableReason(): string | null {
   const addon = loadAddon();
