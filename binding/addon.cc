@@ -6,6 +6,7 @@
 
 #include "addon_state.h"
 #include "attention.h"
+#include "cpu_attention.h"
 #include "device_tensor.h"
 #include "promise_worker.h"
 
@@ -133,6 +134,7 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("uploadRaw16", Napi::Function::New<UploadRaw16>(env, "uploadRaw16"));
   exports.Set("attention", Napi::Function::New<Attention>(env, "attention"));
   exports.Set("buildLayout", Napi::Function::New<BuildLayout>(env, "buildLayout"));
+  RegisterCpu(env, exports);
   return exports;
 }
 

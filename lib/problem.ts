@@ -63,11 +63,13 @@ export interface Problem {
   checkFinite: boolean;
   /** Keep what `attentionBackward` needs (the layout, thresholds and LSE) on the result. */
   saveForBackward: boolean;
+  /** Threads of the cpu backend; null: the machine's. */
+  threads: number | null;
 }
 
 const OPTION_KEYS = [
   'shape', 'causal', 'scale', 'softmax', 'window', 'globalTokens', 'blockSize', 'queryBlockSize', 'blocks', 'estimate', 'shareAcrossGroup',
-  'topK', 'topKRatio', 'layout', 'returnLse', 'returnThresholds', 'backend', 'dtype', 'checkFinite', 'saveForBackward',
+  'topK', 'topKRatio', 'layout', 'returnLse', 'returnThresholds', 'backend', 'dtype', 'checkFinite', 'saveForBackward', 'threads',
 ] as const;
 const SHAPE_KEYS = ['batch', 'heads', 'kvHeads', 'seqQ', 'seqK', 'headDim', 'layout'] as const;
 const BACKENDS: readonly BackendName[] = ['auto', 'js', 'cpu', 'cuda', 'cuda-emu'];
@@ -113,6 +115,7 @@ export function resolveProblem(inputs: Inputs, options: AttentionOptions | undef
     returnThresholds: checkBoolean('returnThresholds', options.returnThresholds, false),
     checkFinite: checkBoolean('checkFinite', options.checkFinite, true),
     saveForBackward: checkBoolean('saveForBackward', options.saveForBackward, false),
+    threads: options.threads === undefined ? null : checkInt('threads', options.threads, 1, 1024),
   };
 
   if (options.layout !== undefined) return { ...base, ...fromLayout(options, base) };

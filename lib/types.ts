@@ -70,6 +70,8 @@ export interface AttentionOptions {
   checkFinite?: boolean;
   /** Keep on the result (`result.saved`) what `attentionBackward` needs: the kept sets (layout, thresholds) and the LSE. Default false. */
   saveForBackward?: boolean;
+  /** Threads the cpu backend computes on, 1..1024. Default: the machine's hardware threads. */
+  threads?: number;
 }
 
 export interface AttentionStats {

@@ -23,14 +23,13 @@ describe('info()', () => {
     for (const b of i.backends.filter((x) => x.name !== 'js')) {
       expect(typeof b.reason).toBe('string');
       expect(b.reason.trim().length).toBeGreaterThan(0);
-      // The device backends compute in 16 bits; cpu is not in this version.
-      expect(b.dtypes).toEqual(b.available ? ['float16', 'bfloat16'] : []);
-      if (b.name === 'cpu') expect(b.available).toBe(false);
+      // The device backends compute in 16 bits, cpu in float32.
+      expect(b.dtypes).toEqual(!b.available ? [] : b.name === 'cpu' ? ['float32'] : ['float16', 'bfloat16']);
     }
   });
 
-  test("autoBackend is 'js'", () => {
-    expect(i.autoBackend).toBe('js');
+  test("autoBackend (for float32) is 'cpu' where the addon has it, else 'js'", () => {
+    expect(i.autoBackend).toBe(i.backends.find((b) => b.name === 'cpu')!.available ? 'cpu' : 'js');
   });
 
   test('native addon: loaded with a path, or not loaded with a reason', () => {

@@ -46,7 +46,7 @@ export function deviceUnsupported(p: Problem): string | null {
   return null;
 }
 
-function requestFor(p: Problem, dtype: Dtype): NativeAttentionRequest {
+export function requestFor(p: Problem, dtype: Dtype): NativeAttentionRequest {
   const sel = p.selection;
   const layout: NativeLayout | undefined = p.layout ? { offsets: p.layout.offsets, indices: p.layout.indices, flags: p.layout.flags } : undefined;
   return {

@@ -8,6 +8,7 @@ import type { Inputs, Problem } from '../problem';
 import { DeviceStorage } from '../tensor';
 import type { BackendName } from '../types';
 import type { Backend, BackendStatus } from './backend';
+import { cpuBackend } from './cpu';
 import { cudaBackend, cudaEmuBackend } from './device';
 import { jsBackend } from './js';
 
@@ -15,17 +16,9 @@ export type { Backend, BackendResult, BackendStatus } from './backend';
 
 type Name = Exclude<BackendName, 'auto'>;
 
-function unavailable(name: Name, reason: string): Backend {
-  const status = (): BackendStatus => ({ name, available: false, reason, dtypes: [] });
-  const fail = async (): Promise<never> => {
-    throw new BackendUnavailableError(name, reason);
-  };
-  return { status, attention: fail, buildLayout: fail };
-}
-
 const registry: Record<Name, Backend> = {
   cuda: cudaBackend,
-  cpu: unavailable('cpu', 'the native CPU backend comes in a later version'),
+  cpu: cpuBackend(),
   'cuda-emu': cudaEmuBackend,
   js: jsBackend,
 };

@@ -106,7 +106,7 @@ if (!built) {
     }
   });
 
-  test("'auto' falls back to js with exactly one coded warning per process", () => {
+  test("'auto' falls back to cpu with exactly one coded warning per process", () => {
     const script = `
       const { attention } = require(${JSON.stringify(join(root, 'dist', 'lib', 'index.js'))});
       const q = new Float32Array(16).fill(1);
@@ -117,6 +117,6 @@ if (!built) {
     const warnings = r.stdout.split('\n').filter((l) => l.startsWith('WARNING'));
     if (hasDevice) return; // with a device and kernels there is nothing to warn about
     expect(warnings).toHaveLength(1);
-    expect(warnings[0]).toMatch(/^WARNING PSA_BACKEND_FALLBACK backend 'auto' is using 'js': CUDA is unavailable: /);
+    expect(warnings[0]).toMatch(/^WARNING PSA_BACKEND_FALLBACK backend 'auto' is using 'cpu': CUDA is unavailable: /);
   });
 });

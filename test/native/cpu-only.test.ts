@@ -1,7 +1,7 @@
 /**
  * The CPU-only build (`PSA_CUDA=OFF`, what a machine without nvcc gets): it loads, says it has
  * no CUDA kernels and how to get them, device calls reject with ERR_BACKEND_UNAVAILABLE, and
- * the js backend computes with it loaded. Built here into build-cpu-only/ (about 15 s).
+ * `auto` computes on its cpu backend. Built here into build-cpu-only/ (about 15 s).
  */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
@@ -22,7 +22,7 @@ if (missing.length) {
     addonPath = compile({ outDir: 'build-cpu-only', cuda: false, quiet: true });
   }, 300_000);
 
-  test('loads without CUDA, reports why, and the js backend computes', () => {
+  test('loads without CUDA, reports why, and auto computes on the cpu backend', () => {
     expect(existsSync(addonPath)).toBe(true);
     const script = `
       const psa = require(${JSON.stringify(join(root, 'dist', 'lib', 'index.js'))});
@@ -44,7 +44,7 @@ if (missing.length) {
     expect(out.cuda.available).toBe(false);
     expect(out.cuda.reason).toMatch(/no CUDA kernels.*npx psa build/);
     expect(out.upload).toMatch(/^ERR_BACKEND_UNAVAILABLE /);
-    expect(out.backend).toBe('js');
+    expect(out.backend).toBe('cpu');
     expect(out.finite).toBe(true);
   });
 });

@@ -1,0 +1,272 @@
+// lib/backends/cpu.ts resolves and validates every option and hands over the request of
+// binding/attention.cc (without `compute`, with `threads`); this file copies the inputs (the
+// call computes from what was checked, whatever JS does with its arrays meanwhile), runs
+// cpu/ off the event loop, and wraps what comes back. No math here.
+#include "cpu_attention.h"
+
+#include <cstring>
+#include <new>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../cpu/forward.h"
+#include "../cpu/kernels.h"
+#include "../cpu/layout.h"
+#include "../cpu/select.h"
+#include "../cpu/thread_pool.h"
+#include "addon_state.h"
+
+namespace psa::binding {
+namespace {
+
+[[noreturn]] void bad(Napi::Env env, const std::string& what) { AddonState::of(env).raise(env, "shape", "cpu request: " + what); }
+
+double number(Napi::Env env, const Napi::Object& o, const char* key) {
+  const Napi::Value v = o.Get(key);
+  if (!v.IsNumber()) bad(env, std::string(key) + " must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+int integer(Napi::Env env, const Napi::Object& o, const char* key) {
+  const double d = number(env, o, key);
+  if (d != static_cast<double>(static_cast<int>(d))) bad(env, std::string(key) + " must be a 32-bit integer");
+  return static_cast<int>(d);
+}
+
+bool flag(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean().Value(); }
+
+template <typename T>
+std::vector<T> copy_typed(Napi::Env env, const Napi::Value& v, napi_typedarray_type type, const std::string& name) {
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) bad(env, name + " has the wrong type");
+  const Napi::TypedArray a = v.As<Napi::TypedArray>();
+  const T* data = reinterpret_cast<const T*>(static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
+  return std::vector<T>(data, data + a.ElementLength());
+}
+
+struct Request {
+  cpu::Problem problem;
+  int blockSize = 64;
+  bool sparse = false;
+  bool hasLayout = false;
+  cpu::BlockLayout layout;
+  bool hasSelection = false;
+  cpu::Selection selection;
+  bool returnLse = false;
+  bool returnThresholds = false;
+  int threads = 1;
+};
+
+Request parse_request(Napi::Env env, const Napi::Value& value) {
+  if (!value.IsObject()) bad(env, "the request must be an object");
+  const Napi::Object o = value.As<Napi::Object>();
+  Request r;
+  cpu::Problem& p = r.problem;
+  p.batch = integer(env, o, "batch");
+  p.heads = integer(env, o, "heads");
+  p.kvHeads = integer(env, o, "kvHeads");
+  p.seqQ = integer(env, o, "seqQ");
+  p.seqK = integer(env, o, "seqK");
+  p.headDim = integer(env, o, "headDim");
+  if (p.batch < 1 || p.heads < 1 || p.kvHeads < 1 || p.heads % p.kvHeads || p.seqQ < 1 || p.seqK < 1 || p.headDim < 1) bad(env, "bad shape");
+  p.bnhd = flag(o, "bnhd");
+  p.scale = number(env, o, "scale");
+  p.mask = cpu::MaskSpec{p.seqQ, p.seqK, flag(o, "causal"), integer(env, o, "windowLeft"), integer(env, o, "windowRight"), integer(env, o, "globalTokens")};
+  r.blockSize = integer(env, o, "blockSize");
+  if (r.blockSize < 16 || r.blockSize > 256 || r.blockSize % 16) bad(env, "blockSize must be a multiple of 16 in 16..256");
+  r.sparse = flag(o, "sparse");
+  const Napi::Value layout = o.Get("layout");
+  if (layout.IsObject()) {
+    const Napi::Object l = layout.As<Napi::Object>();
+    r.hasLayout = true;
+    r.layout.blockSize = r.blockSize;
+    r.layout.offsets = copy_typed<std::int32_t>(env, l.Get("offsets"), napi_int32_array, "layout.offsets");
+    r.layout.indices = copy_typed<std::int32_t>(env, l.Get("indices"), napi_int32_array, "layout.indices");
+    r.layout.flags = copy_typed<std::uint8_t>(env, l.Get("flags"), napi_uint8_array, "layout.flags");
+    const std::size_t rows = static_cast<std::size_t>(p.batch) * p.heads * p.numQueryBlocks(r.blockSize);
+    if (r.layout.offsets.size() != rows + 1 || r.layout.flags.size() != r.layout.indices.size()) bad(env, "the layout does not fit the shape");
+  }
+  const int choice = integer(env, o, "choice");
+  if (choice < 0 || choice > 3) bad(env, "choice must be 0..3");
+  r.hasSelection = choice != 0;
+  r.selection.mode = choice == 1 ? cpu::SelectionMode::Ratio : choice == 2 ? cpu::SelectionMode::TopBlocks : cpu::SelectionMode::Progressive;
+  r.selection.value = number(env, o, "choiceValue");
+  r.selection.minBlocks = integer(env, o, "minBlocks");
+  r.selection.maxBlocks = integer(env, o, "maxBlocks");
+  r.selection.estimate = flag(o, "boundEstimate") ? cpu::Estimate::Bound : cpu::Estimate::Mean;
+  r.selection.shareAcrossGroup = flag(o, "shareAcrossGroup");
+  const int topK = integer(env, o, "topK");
+  const double topKRatio = number(env, o, "topKRatio");
+  p.topK = topK > 0 ? cpu::TopKKind::Count : topKRatio > 0 ? cpu::TopKKind::Ratio : cpu::TopKKind::None;
+  p.topKCount = topK;
+  p.topKRatio = topKRatio;
+  const Napi::Value poly = o.Get("polyCoefficients");
+  if (poly.IsTypedArray()) {
+    p.polyCoefficients = copy_typed<float>(env, poly, napi_float32_array, "polyCoefficients");
+    if (p.polyCoefficients.size() < 2 || p.polyCoefficients.size() > 9) bad(env, "polyCoefficients must hold 2..9 values");
+  }
+  r.returnLse = flag(o, "returnLse");
+  r.returnThresholds = flag(o, "returnThresholds");
+  r.threads = integer(env, o, "threads");
+  if (r.threads < 1) bad(env, "threads must be at least 1");
+  return r;
+}
+
+std::vector<float> copy_input(Napi::Env env, const Napi::Value& v, std::size_t expected, const char* name) {
+  std::vector<float> x = copy_typed<float>(env, v, napi_float32_array, name);
+  if (x.size() != expected) bad(env, std::string(name) + " holds " + std::to_string(x.size()) + " floats, the shape needs " + std::to_string(expected));
+  return x;
+}
+
+// The layout the problem runs on: the caller's, the selection's, window and sinks, or dense.
+cpu::BlockLayout layout_for(const Request& r, const std::vector<float>& q, const std::vector<float>& k) {
+  if (r.hasLayout) return r.layout;
+  if (r.hasSelection) return cpu::selectBlocks(r.problem, r.blockSize, r.selection, q.data(), k.data(), r.threads);
+  if (r.sparse) return cpu::windowSinkLayout(r.problem, r.blockSize);
+  return cpu::denseLayout(r.problem, r.blockSize);
+}
+
+Napi::Object layout_object(Napi::Env env, const cpu::BlockLayout& layout) {
+  Napi::Object l = Napi::Object::New(env);
+  Napi::Int32Array o = Napi::Int32Array::New(env, layout.offsets.size());
+  std::memcpy(o.Data(), layout.offsets.data(), layout.offsets.size() * sizeof(std::int32_t));
+  Napi::Int32Array i = Napi::Int32Array::New(env, layout.indices.size());
+  std::memcpy(i.Data(), layout.indices.data(), layout.indices.size() * sizeof(std::int32_t));
+  Napi::Uint8Array f = Napi::Uint8Array::New(env, layout.flags.size());
+  std::memcpy(f.Data(), layout.flags.data(), layout.flags.size());
+  l.Set("offsets", o);
+  l.Set("indices", i);
+  l.Set("flags", f);
+  return l;
+}
+
+// Runs on a libuv worker thread; resolves on the main thread, rejects with a coded error.
+class CpuWorker : public Napi::AsyncWorker {
+ public:
+  CpuWorker(Napi::Env env, const char* name) : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise Start() {
+    Queue();
+    return deferred_.Promise();
+  }
+
+ protected:
+  virtual void Run() = 0;
+  virtual Napi::Value Result(Napi::Env env) = 0;
+
+ private:
+  void Execute() override {
+    try {
+      Run();
+    } catch (const std::bad_alloc&) {
+      failure_ = Failure::OutOfMemory;
+    } catch (const std::exception& e) {
+      failure_ = Failure::Internal;
+      message_ = e.what();
+    }
+  }
+  void OnOK() override {
+    Napi::Env env = Env();
+    Napi::HandleScope scope(env);
+    const AddonState& state = AddonState::of(env);
+    if (failure_ == Failure::OutOfMemory) deferred_.Reject(state.make_error(env, "oom", "std::bad_alloc", "the cpu backend could not allocate its working memory"));
+    else if (failure_ == Failure::Internal) deferred_.Reject(state.make_error(env, "internal", "", "the cpu backend failed: " + message_));
+    else deferred_.Resolve(Result(env));
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+  enum class Failure { None, OutOfMemory, Internal };
+  Napi::Promise::Deferred deferred_;
+  Failure failure_ = Failure::None;
+  std::string message_;
+};
+
+class AttentionWorker : public CpuWorker {
+ public:
+  AttentionWorker(Napi::Env env, Request r, std::vector<float> q, std::vector<float> k, std::vector<float> v)
+      : CpuWorker(env, "psa:cpu-attention"), r_(std::move(r)), q_(std::move(q)), k_(std::move(k)), v_(std::move(v)) {
+    const std::size_t rows = static_cast<std::size_t>(r_.problem.batch) * r_.problem.heads * r_.problem.seqQ;
+    // The results are written where JS will read them: no copy at the end.
+    output_ = Napi::Persistent(Napi::Float32Array::New(env, q_.size()));
+    if (r_.returnLse) lse_ = Napi::Persistent(Napi::Float32Array::New(env, rows));
+    if (r_.returnThresholds) thresholds_ = Napi::Persistent(Napi::Float32Array::New(env, rows));
+    result_.output = output_.Value().Data();
+    result_.lse = r_.returnLse ? lse_.Value().Data() : nullptr;
+    result_.thresholds = r_.returnThresholds ? thresholds_.Value().Data() : nullptr;
+  }
+
+ protected:
+  void Run() override {
+    layout_ = layout_for(r_, q_, k_);
+    cpu::forward(r_.problem, layout_, q_.data(), k_.data(), v_.data(), result_, r_.threads, cpu::bestKernels());
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("output", output_.Value());
+    if (r_.returnLse) out.Set("lse", lse_.Value());
+    if (r_.returnThresholds) out.Set("thresholds", thresholds_.Value());
+    if (r_.sparse && !r_.hasLayout) out.Set("layout", layout_object(env, layout_));
+    out.Set("keptPairs", static_cast<double>(result_.keptPairs));
+    out.Set("emptyRows", static_cast<double>(result_.emptyRows));
+    return out;
+  }
+
+ private:
+  Request r_;
+  std::vector<float> q_, k_, v_;
+  Napi::Reference<Napi::Float32Array> output_, lse_, thresholds_;
+  cpu::ForwardResult result_;
+  cpu::BlockLayout layout_;
+};
+
+class LayoutWorker : public CpuWorker {
+ public:
+  LayoutWorker(Napi::Env env, Request r, std::vector<float> q, std::vector<float> k)
+      : CpuWorker(env, "psa:cpu-layout"), r_(std::move(r)), q_(std::move(q)), k_(std::move(k)) {}
+
+ protected:
+  void Run() override { layout_ = layout_for(r_, q_, k_); }
+  Napi::Value Result(Napi::Env env) override { return layout_object(env, layout_); }
+
+ private:
+  Request r_;
+  std::vector<float> q_, k_;
+  cpu::BlockLayout layout_;
+};
+
+std::size_t query_elements(const cpu::Problem& p) { return static_cast<std::size_t>(p.batch) * p.heads * p.seqQ * p.headDim; }
+std::size_t key_elements(const cpu::Problem& p) { return static_cast<std::size_t>(p.batch) * p.kvHeads * p.seqK * p.headDim; }
+
+Napi::Value CpuAttention(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Request r = parse_request(env, info[3]);
+  std::vector<float> q = copy_input(env, info[0], query_elements(r.problem), "q");
+  std::vector<float> k = copy_input(env, info[1], key_elements(r.problem), "k");
+  std::vector<float> v = copy_input(env, info[2], key_elements(r.problem), "v");
+  return (new AttentionWorker(env, std::move(r), std::move(q), std::move(k), std::move(v)))->Start();
+}
+
+Napi::Value CpuBuildLayout(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Request r = parse_request(env, info[2]);
+  std::vector<float> q = copy_input(env, info[0], query_elements(r.problem), "q");
+  std::vector<float> k = copy_input(env, info[1], key_elements(r.problem), "k");
+  return (new LayoutWorker(env, std::move(r), std::move(q), std::move(k)))->Start();
+}
+
+// { simd: 'avx2+fma' | 'portable', threads: hardware threads }
+Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("simd", cpu::bestKernels().name);
+  out.Set("threads", cpu::ThreadPool::hardwareThreads());
+  return out;
+}
+
+}  // namespace
+
+void RegisterCpu(Napi::Env env, Napi::Object exports) {
+  exports.Set("cpuInfo", Napi::Function::New<CpuInfo>(env, "cpuInfo"));
+  exports.Set("cpuAttention", Napi::Function::New<CpuAttention>(env, "cpuAttention"));
+  exports.Set("cpuBuildLayout", Napi::Function::New<CpuBuildLayout>(env, "cpuBuildLayout"));
+}
+
+}  // namespace psa::binding

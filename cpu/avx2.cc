@@ -1,0 +1,16 @@
+// The kernels compiled with -mavx2 -mfma (cmake/cpu.cmake sets the flags on this file only);
+// only reached through bestKernels() on a CPU that reports both features.
+#include <cstdint>
+
+#include "kernels.h"
+
+namespace psa::cpu {
+namespace avx2 {
+#define PSA_CPU_KERNELS_NAME "avx2+fma"
+#include "kernels.inl"
+#undef PSA_CPU_KERNELS_NAME
+}  // namespace avx2
+
+const Kernels* avx2Kernels() { return &avx2::kKernels; }
+
+}  // namespace psa::cpu

@@ -1,0 +1,25 @@
+// Block layouts as lib/layout.ts and lib/reference build them, bit for bit: the CSR of key
+// blocks per (batch, head, query block) with SELECTED and FULL flags.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+
+#include "problem.h"
+
+namespace psa::cpu {
+
+// For one (b, h, I): nKB bytes, nonzero where selection chose key block J; null: none chosen.
+using ChosenBlocks = std::function<const std::uint8_t*(int b, int h, int queryBlock)>;
+
+// BlockLayout.fromSelection: the chosen blocks with their causal coverage, plus the window and
+// sink blocks; every chosen block must hold a causally allowed key (the caller's selection does).
+BlockLayout layoutFromChoice(const Problem& p, int blockSize, const ChosenBlocks& chosen);
+
+// Every block with a causally allowed pair, all SELECTED (the dense pass of lib/reference).
+BlockLayout denseLayout(const Problem& p, int blockSize);
+
+// Window and sinks alone (sparse without a selection).
+BlockLayout windowSinkLayout(const Problem& p, int blockSize);
+
+}  // namespace psa::cpu
