@@ -12,6 +12,7 @@
 #include "addon_state.h"
 #include "attention.h"
 #include "device_tensor.h"
+#include "guard.h"
 #include "host_array.h"
 #include "promise_worker.h"
 
@@ -186,16 +187,16 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   auto* state = new AddonState();
   env.SetInstanceData<AddonState>(state);
   state->tensor_constructor = Napi::Persistent(DeviceTensor::Define(env));
-  exports.Set("init", Napi::Function::New<Init>(env, "init"));
-  exports.Set("info", Napi::Function::New<Info>(env, "info"));
-  exports.Set("unusable", Napi::Function::New<Unusable>(env, "unusable"));
-  exports.Set("upload", Napi::Function::New<Upload>(env, "upload"));
-  exports.Set("uploadRaw16", Napi::Function::New<UploadRaw16>(env, "uploadRaw16"));
-  exports.Set("firstNonFinite", Napi::Function::New<FirstNonFinite>(env, "firstNonFinite"));
-  exports.Set("attention", Napi::Function::New<Attention>(env, "attention"));
-  exports.Set("buildLayout", Napi::Function::New<BuildLayout>(env, "buildLayout"));
+  exports.Set("init", Napi::Function::New<Guarded<Init>>(env, "init"));
+  exports.Set("info", Napi::Function::New<Guarded<Info>>(env, "info"));
+  exports.Set("unusable", Napi::Function::New<Guarded<Unusable>>(env, "unusable"));
+  exports.Set("upload", Napi::Function::New<Guarded<Upload>>(env, "upload"));
+  exports.Set("uploadRaw16", Napi::Function::New<Guarded<UploadRaw16>>(env, "uploadRaw16"));
+  exports.Set("firstNonFinite", Napi::Function::New<Guarded<FirstNonFinite>>(env, "firstNonFinite"));
+  exports.Set("attention", Napi::Function::New<Guarded<Attention>>(env, "attention"));
+  exports.Set("buildLayout", Napi::Function::New<Guarded<BuildLayout>>(env, "buildLayout"));
 #if defined(PSA_EMULATED)
-  exports.Set("faultForTests", Napi::Function::New<FaultForTests>(env, "faultForTests"));
+  exports.Set("faultForTests", Napi::Function::New<Guarded<FaultForTests>>(env, "faultForTests"));
 #endif
   return exports;
 }

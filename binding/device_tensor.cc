@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "addon_state.h"
+#include "guard.h"
 #include "promise_worker.h"
 
 namespace psa::binding {
@@ -52,12 +53,12 @@ Napi::Function DeviceTensor::Define(Napi::Env env) {
   // Methods and accessors check `this` themselves (ObjectWrap's would throw an uncoded error).
   Napi::Object proto = constructor.Get("prototype").As<Napi::Object>();
   proto.DefineProperties({
-      Napi::PropertyDescriptor::Function(env, proto, "download", &DeviceTensor::Download),
-      Napi::PropertyDescriptor::Function(env, proto, "dispose", &DeviceTensor::Dispose),
-      Napi::PropertyDescriptor::Accessor<&DeviceTensor::GetDisposed>("disposed"),
-      Napi::PropertyDescriptor::Accessor<&DeviceTensor::GetType>("type"),
-      Napi::PropertyDescriptor::Accessor<&DeviceTensor::GetCount>("count"),
-      Napi::PropertyDescriptor::Accessor<&DeviceTensor::GetDevice>("device"),
+      Napi::PropertyDescriptor::Function(env, proto, "download", &Guarded<&DeviceTensor::Download>),
+      Napi::PropertyDescriptor::Function(env, proto, "dispose", &Guarded<&DeviceTensor::Dispose>),
+      Napi::PropertyDescriptor::Accessor<&Guarded<&DeviceTensor::GetDisposed>>("disposed"),
+      Napi::PropertyDescriptor::Accessor<&Guarded<&DeviceTensor::GetType>>("type"),
+      Napi::PropertyDescriptor::Accessor<&Guarded<&DeviceTensor::GetCount>>("count"),
+      Napi::PropertyDescriptor::Accessor<&Guarded<&DeviceTensor::GetDevice>>("device"),
   });
   return constructor;
 }

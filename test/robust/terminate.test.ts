@@ -1,6 +1,7 @@
 /**
  * worker.terminate() while uploads and attentions are in flight on cuda-emu, six times each at
- * varied moments: the completions that run after the worker's environment is gone must do
+ * varied moments, while the worker keeps calling into the addon: completions that run after
+ * the worker's environment is gone, and native calls cut short by the termination, must do
  * nothing, so the process survives every try and exits 0.
  */
 import { join } from 'node:path';
@@ -18,11 +19,17 @@ const psa = require(${JSON.stringify(join(root, 'dist', 'lib'))});
 const x = Float32Array.from({ length: 1 << 18 }, (_, i) => Math.sin(i) / 2);
 const shape = { batch: 1, heads: 2, seqQ: 256, headDim: 64 };
 const q = x.subarray(0, 2 * 256 * 64);
-for (let i = 0; i < 3; i++) {
-  if (workerData.kind === 'upload') psa.Tensor.upload(x, [1, 1, 512, 512], { location: 'cuda-emu', type: 'bfloat16' }).catch(() => {});
-  else psa.attention(q, q, q, { shape, causal: true, backend: 'cuda-emu' }).catch(() => {});
-}
+const small = x.subarray(0, 64 * 16);
+const start = (big) => {
+  if (workerData.kind === 'upload') psa.Tensor.upload(big ? x : small, big ? [1, 1, 512, 512] : [1, 1, 64, 16], { location: 'cuda-emu', type: 'bfloat16' }).catch(() => {});
+  else if (big) psa.attention(q, q, q, { shape, causal: true, backend: 'cuda-emu' }).catch(() => {});
+  else psa.attention(small, small, small, { shape: { batch: 1, heads: 1, seqQ: 64, headDim: 16 }, backend: 'cuda-emu' }).catch(() => {});
+};
+for (let i = 0; i < 3; i++) start(true);
 parentPort.postMessage('started');
+// Keep entering the addon, so that some terminations land inside a native call too.
+const more = () => { start(false); setImmediate(more); };
+more();
 `;
 
 const parent = (kind: string) => `
