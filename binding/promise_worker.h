@@ -10,8 +10,10 @@
 
 #include <napi.h>
 
+#include <exception>
 #include <memory>
 #include <new>
+#include <string>
 
 #include "addon_state.h"
 
@@ -55,6 +57,8 @@ class PromiseWorker {
       self->status_ = self->Run();
     } catch (const std::bad_alloc&) {
       self->status_ = gpu::Status{2, "cudaErrorMemoryAllocation", "out of host memory while preparing the device work"};
+    } catch (const std::exception& e) {  // nothing may leave a libuv thread
+      self->status_ = gpu::Status{-1, "psaHostError", std::string("host code of the device work failed: ") + e.what()};
     }
   }
 

@@ -1,6 +1,7 @@
-// The CUDA layer's host API over the CUDA runtime: device discovery, buffers and the
-// float32 <-> 16-bit conversions. Every call works on the calling thread's default stream
-// (cudaStreamPerThread), so work from different libuv threads does not serialize.
+// The CUDA layer's host API over the CUDA runtime: device discovery, buffers, the
+// float32 <-> 16-bit conversions, and the latch that marks the device unusable after a sticky
+// error. Every call works on the calling thread's default stream (cudaStreamPerThread), so
+// work from different libuv threads does not serialize.
 #include <algorithm>
 #include <mutex>
 #include <string>
