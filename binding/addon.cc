@@ -1,13 +1,20 @@
-// Module entry: per-environment state, runtime info and the upload entry points. No math
+// Module entry: per-environment state, runtime info, uploads and the value check. No math
 // lives here: the CUDA layer (cuda/device_api.h) does the device work.
 #include <napi.h>
 
+#include <cmath>
+#include <memory>
 #include <string>
+#include <type_traits>
+#include <vector>
 
+#include "../cuda/attention/finite.h"
 #include "addon_state.h"
 #include "attention.h"
 #include "cpu_attention.h"
 #include "device_tensor.h"
+#include "guard.h"
+#include "host_array.h"
 #include "promise_worker.h"
 
 namespace psa::binding {
@@ -18,123 +25,181 @@ gpu::DType parse_dtype(Napi::Env env, const Napi::Value& v) {
   if (s == "float32") return gpu::DType::F32;
   if (s == "float16") return gpu::DType::F16;
   if (s == "bfloat16") return gpu::DType::BF16;
-  AddonState::of(env).raise(env, "dtype", "dtype must be 'float32', 'float16' or 'bfloat16'");
+  AddonState::of(env).raise(env, "dtype", "options.type", "options.type must be 'float32', 'float16' or 'bfloat16'");
 }
 
 int parse_device(Napi::Env env, const Napi::Value& v) {
   if (v.IsUndefined()) return 0;
-  if (!v.IsNumber() || v.As<Napi::Number>().DoubleValue() < 0 || v.As<Napi::Number>().DoubleValue() != v.As<Napi::Number>().Int32Value()) {
-    AddonState::of(env).raise(env, "shape", "device must be a non-negative integer");
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : -1;
+  if (!(d >= 0 && d <= 2147483647.0 && d == std::floor(d))) {
+    AddonState::of(env).raise(env, "option", "options.device", "options.device must be an integer in 0..2147483647");
   }
-  return v.As<Napi::Number>().Int32Value();
+  return static_cast<int>(d);
 }
 
-// Allocates a device buffer and fills it from host memory kept alive by a reference.
+// Allocates a device buffer and fills it from the host copy taken when the call was made.
+template <typename T>
 class UploadWorker : public PromiseWorker {
  public:
-  UploadWorker(Napi::Env env, Napi::TypedArray source, gpu::DType type, int device, bool raw16)
-      : PromiseWorker(env, "psa:upload"), type_(type), device_(device), raw16_(raw16), count_(source.ElementLength()) {
-    source_ = Napi::Persistent(Napi::Object(env, source));
-    data_ = static_cast<const char*>(source.ArrayBuffer().Data()) + source.ByteOffset();
-  }
+  UploadWorker(Napi::Env env, std::vector<T> data, gpu::DType type, int device)
+      : PromiseWorker(env, "psa:upload"), data_(std::move(data)), count_(data_.size()), type_(type), device_(device) {}
+  ~UploadWorker() override { gpu::free_buffer(buf_); }  // only what Result did not hand over
 
  protected:
   gpu::Status Run() override {
     gpu::Status s = gpu::alloc_buffer(buf_, count_ * gpu::dtype_size(type_), device_);
     if (!s.ok()) return s;
-    s = raw16_ ? gpu::upload_raw16(reinterpret_cast<const std::uint16_t*>(data_), count_, buf_)
-               : gpu::upload_f32(reinterpret_cast<const float*>(data_), count_, type_, buf_);
+    if constexpr (std::is_same_v<T, float>) {
+      s = gpu::upload_f32(data_.data(), count_, type_, buf_);
+    } else {
+      s = gpu::upload_raw16(data_.data(), count_, buf_);
+    }
+    std::vector<T>().swap(data_);  // the host copy is no longer needed
     if (!s.ok()) gpu::free_buffer(buf_);  // nothing half-made survives a failure
     return s;
   }
-  Napi::Value Result(Napi::Env env) override { return DeviceTensor::Wrap(env, buf_, type_, count_); }
+  Napi::Value Result(Napi::Env env) override { return DeviceTensor::Wrap(env, adopt(buf_), type_, count_); }
 
  private:
-  Napi::ObjectReference source_;
-  const char* data_;
+  std::vector<T> data_;
+  std::size_t count_;
   gpu::DType type_;
   int device_;
-  bool raw16_;
-  std::size_t count_;
   gpu::Buffer buf_;
 };
+
+// The first element of a tensor that fails |x| < bound (-1: none), checked on the device.
+class ValueCheckWorker : public PromiseWorker {
+ public:
+  ValueCheckWorker(Napi::Env env, const DeviceTensor& t, float bound)
+      : PromiseWorker(env, "psa:firstNonFinite"), memory_(t.memory()), type_(t.type()), count_(t.count()), bound_(bound) {}
+
+ protected:
+  gpu::Status Run() override { return gpu::first_non_finite(memory_->buffer(), type_, count_, bound_, index_); }
+  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(index_)); }
+
+ private:
+  SharedMemory memory_;
+  gpu::DType type_;
+  std::size_t count_;
+  float bound_;
+  long long index_ = -1;
+};
+
+Napi::Object status_object(Napi::Env env, const gpu::Status& s) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("code", s.code);
+  o.Set("name", s.name);
+  o.Set("message", s.message);
+  return o;
+}
 
 }  // namespace
 
 // init(errorFactory): the JS side hands over the function that builds coded errors.
 Napi::Value Init(const Napi::CallbackInfo& info) {
-    if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "init(errorFactory) needs a function");
-    AddonState::of(info.Env()).error_factory = Napi::Persistent(info[0].As<Napi::Function>());
-    return info.Env().Undefined();
-  }
+  if (!info[0].IsFunction()) throw Napi::TypeError::New(info.Env(), "init(errorFactory) needs a function");
+  AddonState::of(info.Env()).error_factory = Napi::Persistent(info[0].As<Napi::Function>());
+  return info.Env().Undefined();
+}
 
 Napi::Value Info(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    const gpu::RuntimeInfo rt = gpu::query_runtime();
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("compiled", rt.compiled);
-    out.Set("flavor", rt.flavor);
-    out.Set("targets", rt.targets);
-    out.Set("runtimeVersion", rt.runtimeVersion);
-    out.Set("driverVersion", rt.driverVersion);
-    Napi::Array devices = Napi::Array::New(env, rt.devices.size());
-    for (std::size_t i = 0; i < rt.devices.size(); i++) {
-      const gpu::DeviceInfo& d = rt.devices[i];
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("index", d.index);
-      o.Set("name", d.name);
-      o.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
-      o.Set("multiprocessors", d.multiprocessors);
-      o.Set("totalMemory", static_cast<double>(d.totalMemory));
-      o.Set("freeMemory", static_cast<double>(d.freeMemory));
-      devices.Set(static_cast<uint32_t>(i), o);
-    }
-    out.Set("devices", devices);
-    if (!rt.error.ok()) {
-      Napi::Object err = Napi::Object::New(env);
-      err.Set("code", rt.error.code);
-      err.Set("name", rt.error.name);
-      err.Set("message", rt.error.message);
-      out.Set("error", err);
-    }
-    return out;
+  Napi::Env env = info.Env();
+  const gpu::RuntimeInfo rt = gpu::query_runtime();
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("compiled", rt.compiled);
+  out.Set("flavor", rt.flavor);
+  out.Set("targets", rt.targets);
+  out.Set("runtimeVersion", rt.runtimeVersion);
+  out.Set("driverVersion", rt.driverVersion);
+  Napi::Array devices = Napi::Array::New(env, rt.devices.size());
+  for (std::size_t i = 0; i < rt.devices.size(); i++) {
+    const gpu::DeviceInfo& d = rt.devices[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("index", d.index);
+    o.Set("name", d.name);
+    o.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+    o.Set("multiprocessors", d.multiprocessors);
+    o.Set("totalMemory", static_cast<double>(d.totalMemory));
+    o.Set("freeMemory", static_cast<double>(d.freeMemory));
+    devices.Set(static_cast<uint32_t>(i), o);
   }
+  out.Set("devices", devices);
+  if (!rt.error.ok()) out.Set("error", status_object(env, rt.error));
+  const gpu::Status sticky = gpu::device_unusable();
+  if (!sticky.ok()) out.Set("unusable", status_object(env, sticky));
+  return out;
+}
+
+// unusable() => null, or the sticky failure that made the device unusable for this process.
+Napi::Value Unusable(const Napi::CallbackInfo& info) {
+  const gpu::Status sticky = gpu::device_unusable();
+  return sticky.ok() ? info.Env().Null() : Napi::Value(status_object(info.Env(), sticky));
+}
 
 // upload(Float32Array, dtype, device?) => Promise<DeviceTensor>
 Napi::Value Upload(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_float32_array) {
-      AddonState::of(env).raise(env, "dtype", "upload needs a Float32Array");
-    }
-    const gpu::DType type = parse_dtype(env, info[1]);
-    const int device = parse_device(env, info[2]);
-    return (new UploadWorker(env, info[0].As<Napi::TypedArray>(), type, device, false))->Start();
-  }
+  Napi::Env env = info.Env();
+  std::vector<float> data = copy_host_array<float>(env, info[0], napi_float32_array, "data", "a Float32Array");
+  const gpu::DType type = parse_dtype(env, info[1]);
+  const int device = parse_device(env, info[2]);
+  return PromiseWorker::Start(std::make_unique<UploadWorker<float>>(env, std::move(data), type, device));
+}
 
 // uploadRaw16(Uint16Array, 'float16' | 'bfloat16', device?) => Promise<DeviceTensor>
 Napi::Value UploadRaw16(const Napi::CallbackInfo& info) {
-    Napi::Env env = info.Env();
-    if (!info[0].IsTypedArray() || info[0].As<Napi::TypedArray>().TypedArrayType() != napi_uint16_array) {
-      AddonState::of(env).raise(env, "dtype", "uploadRaw16 needs a Uint16Array of float16 or bfloat16 bit patterns");
-    }
-    const gpu::DType type = parse_dtype(env, info[1]);
-    if (type == gpu::DType::F32) AddonState::of(env).raise(env, "dtype", "raw 16-bit data must be 'float16' or 'bfloat16'");
-    const int device = parse_device(env, info[2]);
-    return (new UploadWorker(env, info[0].As<Napi::TypedArray>(), type, device, true))->Start();
+  Napi::Env env = info.Env();
+  std::vector<std::uint16_t> data = copy_host_array<std::uint16_t>(env, info[0], napi_uint16_array, "data", "a Uint16Array of float16 or bfloat16 bit patterns");
+  const gpu::DType type = parse_dtype(env, info[1]);
+  if (type == gpu::DType::F32) AddonState::of(env).raise(env, "dtype", "options.type", "raw 16-bit data must be 'float16' or 'bfloat16'");
+  const int device = parse_device(env, info[2]);
+  return PromiseWorker::Start(std::make_unique<UploadWorker<std::uint16_t>>(env, std::move(data), type, device));
+}
+
+// firstNonFinite(tensor, bound = Infinity) => Promise<number>: the first index whose value x
+// fails |x| < bound (NaN and infinities always do), or -1.
+Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const DeviceTensor& t = DeviceTensor::from(env, info[0], "tensor");
+  double bound = INFINITY;
+  if (!info[1].IsUndefined()) {
+    bound = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+    if (!(bound > 0)) AddonState::of(env).raise(env, "option", "bound", "bound must be a positive number or Infinity");
   }
+  return PromiseWorker::Start(std::make_unique<ValueCheckWorker>(env, t, static_cast<float>(bound)));
+}
+
+#if defined(PSA_EMULATED)
+// Tests only (emulated build): a launch that faults, to exercise the sticky-error latch.
+class FaultWorker : public PromiseWorker {
+ public:
+  explicit FaultWorker(Napi::Env env) : PromiseWorker(env, "psa:fault") {}
+
+ protected:
+  gpu::Status Run() override { return gpu::launch_faulting_kernel(); }
+  Napi::Value Result(Napi::Env env) override { return env.Undefined(); }
+};
+
+Napi::Value FaultForTests(const Napi::CallbackInfo& info) { return PromiseWorker::Start(std::make_unique<FaultWorker>(info.Env())); }
+#endif
 
 Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   // Per-environment state: freed by Node when this environment (thread) shuts down.
   auto* state = new AddonState();
   env.SetInstanceData<AddonState>(state);
   state->tensor_constructor = Napi::Persistent(DeviceTensor::Define(env));
-  exports.Set("init", Napi::Function::New<Init>(env, "init"));
-  exports.Set("info", Napi::Function::New<Info>(env, "info"));
-  exports.Set("upload", Napi::Function::New<Upload>(env, "upload"));
-  exports.Set("uploadRaw16", Napi::Function::New<UploadRaw16>(env, "uploadRaw16"));
-  exports.Set("attention", Napi::Function::New<Attention>(env, "attention"));
-  exports.Set("buildLayout", Napi::Function::New<BuildLayout>(env, "buildLayout"));
+  exports.Set("init", Napi::Function::New<Guarded<Init>>(env, "init"));
+  exports.Set("info", Napi::Function::New<Guarded<Info>>(env, "info"));
+  exports.Set("unusable", Napi::Function::New<Guarded<Unusable>>(env, "unusable"));
+  exports.Set("upload", Napi::Function::New<Guarded<Upload>>(env, "upload"));
+  exports.Set("uploadRaw16", Napi::Function::New<Guarded<UploadRaw16>>(env, "uploadRaw16"));
+  exports.Set("firstNonFinite", Napi::Function::New<Guarded<FirstNonFinite>>(env, "firstNonFinite"));
+  exports.Set("attention", Napi::Function::New<Guarded<Attention>>(env, "attention"));
+  exports.Set("buildLayout", Napi::Function::New<Guarded<BuildLayout>>(env, "buildLayout"));
   RegisterCpu(env, exports);
+#if defined(PSA_EMULATED)
+  exports.Set("faultForTests", Napi::Function::New<Guarded<FaultForTests>>(env, "faultForTests"));
+#endif
   return exports;
 }
 

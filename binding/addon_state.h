@@ -5,6 +5,8 @@
 
 #include <napi.h>
 
+#include <string>
+
 #include "../cuda/device_api.h"
 
 namespace psa::binding {
@@ -16,12 +18,17 @@ class AddonState {
 
   static AddonState& of(Napi::Env env) { return *env.GetInstanceData<AddonState>(); }
 
-  // A coded JS error: kind is "cuda", "oom", "unavailable", "disposed", "shape", "dtype".
+  // A coded JS error. kind: "cuda", "oom", "unavailable", "disposed", "shape", "dtype",
+  // "option", "value"; name: the runtime's error name for "cuda", else the argument at fault.
   Napi::Value make_error(Napi::Env env, const char* kind, const std::string& name, const std::string& message) const;
   // The JS error for a failed runtime call.
   Napi::Value error_for(Napi::Env env, const gpu::Status& status) const;
-  // Throw a coded error synchronously (argument validation).
-  [[noreturn]] void raise(Napi::Env env, const char* kind, const std::string& message) const;
+  // Throw a coded error about `argument` synchronously (argument validation).
+  [[noreturn]] void raise(Napi::Env env, const char* kind, const std::string& argument, const std::string& message) const;
 };
+
+// The Status a call gets once the device is latched unusable (device_api.h): not the runtime
+// failing again, but the backend being unavailable, with the first failure as the reason.
+gpu::Status refused_after(const gpu::Status& sticky);
 
 }  // namespace psa::binding

@@ -1,148 +1,181 @@
 // attention(q, k, v, request) and buildLayout(q, k, request): the addon side of the cuda and
 // cuda-emu backends. lib/device-backend.ts resolves and validates every option and hands over
-// a flat request object; this file only moves it into gpu::AttentionRequest, keeps the input
-// tensors alive while the device works, and wraps what comes back. No math here.
+// a flat request object; this file checks it again (the addon is reachable on its own, and a
+// bad request must be refused, not run), copies it into gpu::AttentionRequest, holds a share of
+// the input tensors' memory while the device works, and wraps what comes back. No math here.
 #include "attention.h"
 
 #include <algorithm>
+#include <climits>
+#include <cmath>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "../cuda/attention_api.h"
 #include "addon_state.h"
 #include "device_tensor.h"
+#include "host_array.h"
 #include "promise_worker.h"
 
 namespace psa::binding {
 namespace {
 
-[[noreturn]] void bad(Napi::Env env, const std::string& what) { AddonState::of(env).raise(env, "shape", "attention request: " + what); }
+constexpr int kMaxHeadDim = 256;
+constexpr int kKernelTile = 64;
+constexpr int kMaxBlockSize = 256;
+constexpr int kMaxGridYZ = 65535;
+
+[[noreturn]] void bad(Napi::Env env, const char* kind, const std::string& key, const std::string& what) {
+  AddonState::of(env).raise(env, kind, "request." + key, "attention request: " + key + " " + what);
+}
 
 double number(Napi::Env env, const Napi::Object& o, const char* key) {
   const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) bad(env, std::string(key) + " must be a number");
+  if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue())) bad(env, "option", key, "must be a finite number");
   return v.As<Napi::Number>().DoubleValue();
 }
 
-int integer(Napi::Env env, const Napi::Object& o, const char* key) {
+int integer(Napi::Env env, const Napi::Object& o, const char* key, int min, int max) {
   const double d = number(env, o, key);
-  if (d != static_cast<double>(static_cast<int>(d))) bad(env, std::string(key) + " must be a 32-bit integer");
+  if (d != std::floor(d) || d < min || d > max) bad(env, "option", key, "must be an integer in " + std::to_string(min) + ".." + std::to_string(max));
+  return static_cast<int>(d);
+}
+
+int dimension(Napi::Env env, const Napi::Object& o, const char* key, int max = INT_MAX) {
+  const Napi::Value v = o.Get(key);
+  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
+  if (!(d >= 1 && d <= max && d == std::floor(d))) bad(env, "shape", key, "must be an integer in 1.." + std::to_string(max));
   return static_cast<int>(d);
 }
 
 bool flag(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean().Value(); }
 
-template <typename T>
-std::vector<T> copy_array(Napi::Env env, const Napi::Object& o, const char* key, napi_typedarray_type type) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) bad(env, std::string("layout.") + key + " has the wrong type");
-  const Napi::TypedArray a = v.As<Napi::TypedArray>();
-  const T* data = reinterpret_cast<const T*>(static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-  return std::vector<T>(data, data + a.ElementLength());
+// a * b * c * d, or an error when it exceeds what one tensor can hold.
+std::size_t product(Napi::Env env, const char* what, std::initializer_list<int> dims) {
+  unsigned long long n = 1;
+  for (int d : dims) {
+    if (__builtin_mul_overflow(n, static_cast<unsigned long long>(d), &n) || n > (1ull << 53)) bad(env, "shape", what, "holds more elements than a tensor can");
+  }
+  return static_cast<std::size_t>(n);
 }
 
-DeviceTensor* tensor_arg(Napi::Env env, const Napi::Value& v, const char* name) {
-  AddonState& state = AddonState::of(env);
-  if (!v.IsObject() || !v.As<Napi::Object>().InstanceOf(state.tensor_constructor.Value())) bad(env, std::string(name) + " must be a device tensor");
-  DeviceTensor* t = DeviceTensor::Unwrap(v.As<Napi::Object>());
-  if (t->disposed()) state.raise(env, "disposed", std::string(name) + " was used after dispose()");
-  return t;
+// The kernels compute position +- window in 32-bit ints. A side wider than seqQ + seqK reaches
+// past every key either way (positions lie in [seqK - seqQ, seqK)), so clamping it there keeps
+// the same keys and the sums in range.
+int window_side(int side, const gpu::AttentionRequest& r) { return side < 0 ? side : static_cast<int>(std::min<long long>(side, 1ll * r.seqQ + r.seqK)); }
+
+// The caller's layout, copied and checked against the geometry: the kernels index with it.
+void parse_layout(Napi::Env env, const Napi::Object& l, gpu::AttentionRequest& r) {
+  r.layoutOffsets = copy_host_array<std::int32_t>(env, l.Get("offsets"), napi_int32_array, "request.layout.offsets", "an Int32Array");
+  r.layoutIndices = copy_host_array<std::int32_t>(env, l.Get("indices"), napi_int32_array, "request.layout.indices", "an Int32Array");
+  r.layoutFlags = copy_host_array<std::uint8_t>(env, l.Get("flags"), napi_uint8_array, "request.layout.flags", "a Uint8Array");
+  const std::size_t rows = product(env, "layout", {r.batch, r.heads, (r.seqQ + r.blockSize - 1) / r.blockSize});
+  const long long keyBlocks = (r.seqK + r.blockSize - 1) / r.blockSize;
+  const auto& offsets = r.layoutOffsets;
+  const auto& indices = r.layoutIndices;
+  if (offsets.size() != rows + 1) bad(env, "shape", "layout.offsets", "must hold " + std::to_string(rows + 1) + " entries (rows + 1)");
+  if (offsets[0] != 0 || static_cast<std::size_t>(offsets[rows]) != indices.size()) bad(env, "shape", "layout.offsets", "must start at 0 and end at the number of indices");
+  for (std::size_t i = 0; i < rows; i++) {
+    if (offsets[i + 1] < offsets[i]) bad(env, "shape", "layout.offsets", "must not decrease (row " + std::to_string(i) + ")");
+  }
+  for (std::size_t i = 0; i < indices.size(); i++) {
+    if (indices[i] < 0 || indices[i] >= keyBlocks) bad(env, "shape", "layout.indices", "entry " + std::to_string(i) + " is not a key block (0.." + std::to_string(keyBlocks - 1) + ")");
+  }
+  if (r.layoutFlags.size() != indices.size()) bad(env, "shape", "layout.flags", "must hold one flag per index");
 }
 
-gpu::AttentionRequest parse_request(Napi::Env env, const Napi::Object& o) {
+gpu::AttentionRequest parse_request(Napi::Env env, const Napi::Value& value) {
+  if (!value.IsObject()) AddonState::of(env).raise(env, "option", "request", "the attention request must be an object");
+  const Napi::Object o = value.As<Napi::Object>();
   gpu::AttentionRequest r;
   const std::string compute = o.Get("compute").IsString() ? o.Get("compute").As<Napi::String>().Utf8Value() : "";
-  if (compute != "float16" && compute != "bfloat16") AddonState::of(env).raise(env, "dtype", "compute must be 'float16' or 'bfloat16'");
+  if (compute != "float16" && compute != "bfloat16") bad(env, "dtype", "compute", "must be 'float16' or 'bfloat16'");
   r.compute = compute == "float16" ? gpu::DType::F16 : gpu::DType::BF16;
-  r.batch = integer(env, o, "batch");
-  r.heads = integer(env, o, "heads");
-  r.kvHeads = integer(env, o, "kvHeads");
-  r.seqQ = integer(env, o, "seqQ");
-  r.seqK = integer(env, o, "seqK");
-  r.headDim = integer(env, o, "headDim");
+  r.batch = dimension(env, o, "batch", kMaxGridYZ);
+  r.heads = dimension(env, o, "heads", kMaxGridYZ);
+  r.kvHeads = dimension(env, o, "kvHeads", r.heads);
+  if (r.heads % r.kvHeads != 0) bad(env, "shape", "kvHeads", "must divide heads");
+  r.seqQ = dimension(env, o, "seqQ");
+  r.seqK = dimension(env, o, "seqK");
+  r.headDim = dimension(env, o, "headDim", kMaxHeadDim);
   r.bnhd = flag(o, "bnhd");
   r.scale = static_cast<float>(number(env, o, "scale"));
+  if (!std::isfinite(r.scale)) bad(env, "option", "scale", "must be finite in float32");
   r.causal = flag(o, "causal");
-  r.windowLeft = integer(env, o, "windowLeft");
-  r.windowRight = integer(env, o, "windowRight");
-  r.globalTokens = integer(env, o, "globalTokens");
-  r.blockSize = integer(env, o, "blockSize");
+  r.windowLeft = window_side(integer(env, o, "windowLeft", -1, INT_MAX), r);
+  r.windowRight = window_side(integer(env, o, "windowRight", -1, INT_MAX), r);
+  r.globalTokens = integer(env, o, "globalTokens", 0, INT_MAX);
+  r.blockSize = integer(env, o, "blockSize", kKernelTile, kMaxBlockSize);
+  if (r.blockSize % kKernelTile != 0) bad(env, "option", "blockSize", "must be a multiple of " + std::to_string(kKernelTile));
   r.sparse = flag(o, "sparse");
   const Napi::Value layout = o.Get("layout");
-  if (layout.IsObject()) {
-    const Napi::Object l = layout.As<Napi::Object>();
+  if (!layout.IsUndefined() && !layout.IsNull()) {
+    if (!layout.IsObject()) bad(env, "option", "layout", "must be an object of offsets, indices and flags");
+    if (!r.sparse) bad(env, "option", "layout", "needs sparse: true");
     r.hasLayout = true;
-    r.layoutOffsets = copy_array<std::int32_t>(env, l, "offsets", napi_int32_array);
-    r.layoutIndices = copy_array<std::int32_t>(env, l, "indices", napi_int32_array);
-    r.layoutFlags = copy_array<std::uint8_t>(env, l, "flags", napi_uint8_array);
+    parse_layout(env, layout.As<Napi::Object>(), r);
   }
-  const int choice = integer(env, o, "choice");
-  if (choice < 0 || choice > 3) bad(env, "choice must be 0..3");
-  r.choice = static_cast<gpu::BlockChoice>(choice);
+  r.choice = static_cast<gpu::BlockChoice>(integer(env, o, "choice", 0, 3));
   r.choiceValue = number(env, o, "choiceValue");
-  r.minBlocks = integer(env, o, "minBlocks");
-  r.maxBlocks = integer(env, o, "maxBlocks");
+  if (r.choiceValue < 0) bad(env, "option", "choiceValue", "must not be negative");
+  r.minBlocks = integer(env, o, "minBlocks", 0, INT_MAX);
+  r.maxBlocks = integer(env, o, "maxBlocks", r.minBlocks, INT_MAX);
   r.boundEstimate = flag(o, "boundEstimate");
   r.shareAcrossGroup = flag(o, "shareAcrossGroup");
-  r.topK = integer(env, o, "topK");
+  r.topK = integer(env, o, "topK", 0, INT_MAX);
   r.topKRatio = number(env, o, "topKRatio");
+  if (r.topKRatio < 0 || r.topKRatio > 1) bad(env, "option", "topKRatio", "must be in [0, 1]");
   const Napi::Value poly = o.Get("polyCoefficients");
-  if (poly.IsTypedArray()) {
-    const std::vector<float> c = copy_array<float>(env, o, "polyCoefficients", napi_float32_array);
-    if (c.size() < 2 || c.size() > 9) bad(env, "polyCoefficients must hold 2..9 values");
+  if (!poly.IsUndefined() && !poly.IsNull()) {
+    const std::vector<float> c = copy_host_array<float>(env, poly, napi_float32_array, "request.polyCoefficients", "a Float32Array");
+    if (c.size() < 2 || c.size() > 9) bad(env, "option", "polyCoefficients", "must hold 2..9 values");
+    for (float x : c) {
+      if (!std::isfinite(x)) bad(env, "value", "polyCoefficients", "must be finite");
+    }
     r.polyDegree = static_cast<int>(c.size()) - 1;
-    for (std::size_t i = 0; i < c.size(); i++) r.polyCoefficients[i] = c[i];
+    std::copy(c.begin(), c.end(), r.polyCoefficients);
   }
   r.returnLse = flag(o, "returnLse");
   r.returnThresholds = flag(o, "returnThresholds");
   return r;
 }
 
-// The input tensors of a call: their buffers, kept alive (and their memory kept) until it ends.
-class InputUse {
- public:
-  void add(DeviceTensor* t, const Napi::Value& object) {
-    t->begin_use();
-    tensors_.push_back(t);
-    refs_.push_back(Napi::Persistent(object.As<Napi::Object>()));
-  }
-  void end(Napi::Env env) {
-    for (DeviceTensor* t : tensors_) t->end_use(env);
-    tensors_.clear();
-    refs_.clear();
-  }
-
- private:
-  std::vector<DeviceTensor*> tensors_;
-  std::vector<Napi::ObjectReference> refs_;
+// The input tensors of a call: a share of each one's memory, held until the call ends, so a
+// dispose() meanwhile only drops the caller's share.
+struct Inputs {
+  SharedMemory q, k, v;
 };
 
-void check_count(Napi::Env env, DeviceTensor* t, std::size_t expected, const char* name) {
-  if (t->count() != expected) bad(env, std::string(name) + " holds " + std::to_string(t->count()) + " elements, the shape needs " + std::to_string(expected));
+const DeviceTensor& input(Napi::Env env, const Napi::Value& v, const char* name, std::size_t expected) {
+  const DeviceTensor& t = DeviceTensor::from(env, v, name);
+  if (t.count() != expected) {
+    AddonState::of(env).raise(env, "shape", name, std::string(name) + " holds " + std::to_string(t.count()) + " elements, the shape needs " + std::to_string(expected));
+  }
+  return t;
 }
 
 // Reads q (and k, v) into the request, checking their sizes against the shape.
-void attach_inputs(Napi::Env env, const Napi::CallbackInfo& info, gpu::AttentionRequest& r, InputUse& use, bool withV) {
-  const std::size_t nq = static_cast<std::size_t>(r.batch) * r.heads * r.seqQ * r.headDim;
-  const std::size_t nk = static_cast<std::size_t>(r.batch) * r.kvHeads * r.seqK * r.headDim;
-  DeviceTensor* q = tensor_arg(env, info[0], "q");
-  DeviceTensor* k = tensor_arg(env, info[1], "k");
-  DeviceTensor* v = withV ? tensor_arg(env, info[2], "v") : nullptr;
-  check_count(env, q, nq, "q");
-  check_count(env, k, nk, "k");
-  if (v) check_count(env, v, nk, "v");
-  if (k->buffer().device != q->buffer().device || (v && v->buffer().device != q->buffer().device)) bad(env, "q, k and v must be on the same device");
-  r.q = q->buffer();
-  r.qType = q->type();
-  r.k = k->buffer();
-  r.kType = k->type();
-  use.add(q, info[0]);
-  use.add(k, info[1]);
-  if (v) {
-    r.v = v->buffer();
-    r.vType = v->type();
-    use.add(v, info[2]);
+Inputs attach_inputs(Napi::Env env, const Napi::CallbackInfo& info, gpu::AttentionRequest& r, bool withV) {
+  const std::size_t nq = product(env, "seqQ", {r.batch, r.heads, r.seqQ, r.headDim});
+  const std::size_t nk = product(env, "seqK", {r.batch, r.kvHeads, r.seqK, r.headDim});
+  const DeviceTensor& q = input(env, info[0], "q", nq);
+  const DeviceTensor& k = input(env, info[1], "k", nk);
+  const DeviceTensor* v = withV ? &input(env, info[2], "v", nk) : nullptr;
+  const int device = q.memory()->buffer().device;
+  if (k.memory()->buffer().device != device || (v && v->memory()->buffer().device != device)) {
+    AddonState::of(env).raise(env, "option", "k", "q, k and v must be on the same device");
   }
+  Inputs in{q.memory(), k.memory(), v ? v->memory() : nullptr};
+  r.q = in.q->buffer();
+  r.qType = q.type();
+  r.k = in.k->buffer();
+  r.kType = k.type();
+  if (v) {
+    r.v = in.v->buffer();
+    r.vType = v->type();
+  }
+  return in;
 }
 
 Napi::Object layout_object(Napi::Env env, const std::vector<std::int32_t>& offsets, const std::vector<std::int32_t>& indices, const std::vector<std::uint8_t>& flags) {
@@ -161,68 +194,66 @@ Napi::Object layout_object(Napi::Env env, const std::vector<std::int32_t>& offse
 
 class AttentionWorker : public PromiseWorker {
  public:
-  AttentionWorker(Napi::Env env, gpu::AttentionRequest request, InputUse&& use)
-      : PromiseWorker(env, "psa:attention"), request_(std::move(request)), use_(std::move(use)) {}
+  AttentionWorker(Napi::Env env, gpu::AttentionRequest request, Inputs inputs)
+      : PromiseWorker(env, "psa:attention"), request_(std::move(request)), inputs_(std::move(inputs)) {}
+  ~AttentionWorker() override {
+    // Only what Result did not hand over (a failure to build it, or a torn-down environment).
+    gpu::free_buffer(result_.output);
+    gpu::free_buffer(result_.lse);
+    gpu::free_buffer(result_.thresholds);
+  }
 
  protected:
   gpu::Status Run() override { return gpu::run_attention(request_, result_); }
   Napi::Value Result(Napi::Env env) override {
     const std::size_t rows = static_cast<std::size_t>(request_.batch) * request_.heads * request_.seqQ;
     Napi::Object out = Napi::Object::New(env);
-    out.Set("output", DeviceTensor::Wrap(env, result_.output, gpu::DType::F32, rows * request_.headDim));
-    if (result_.lse.ptr) out.Set("lse", DeviceTensor::Wrap(env, result_.lse, gpu::DType::F32, rows));
-    if (result_.thresholds.ptr) out.Set("thresholds", DeviceTensor::Wrap(env, result_.thresholds, gpu::DType::F32, rows));
     if (request_.sparse && !request_.hasLayout) out.Set("layout", layout_object(env, result_.offsets, result_.indices, result_.flags));
     out.Set("keptPairs", result_.keptPairs);
     out.Set("emptyRows", result_.emptyRows);
+    out.Set("output", DeviceTensor::Wrap(env, adopt(result_.output), gpu::DType::F32, rows * request_.headDim));
+    if (result_.lse.ptr) out.Set("lse", DeviceTensor::Wrap(env, adopt(result_.lse), gpu::DType::F32, rows));
+    if (result_.thresholds.ptr) out.Set("thresholds", DeviceTensor::Wrap(env, adopt(result_.thresholds), gpu::DType::F32, rows));
     return out;
   }
-  void Finished() override { use_.end(Env()); }
 
  private:
   gpu::AttentionRequest request_;
-  InputUse use_;
+  Inputs inputs_;
   gpu::AttentionResult result_;
 };
 
 class LayoutWorker : public PromiseWorker {
  public:
-  LayoutWorker(Napi::Env env, gpu::AttentionRequest request, InputUse&& use)
-      : PromiseWorker(env, "psa:layout"), request_(std::move(request)), use_(std::move(use)) {}
+  LayoutWorker(Napi::Env env, gpu::AttentionRequest request, Inputs inputs)
+      : PromiseWorker(env, "psa:layout"), request_(std::move(request)), inputs_(std::move(inputs)) {}
 
  protected:
   gpu::Status Run() override { return gpu::build_layout(request_, offsets_, indices_, flags_); }
   Napi::Value Result(Napi::Env env) override { return layout_object(env, offsets_, indices_, flags_); }
-  void Finished() override { use_.end(Env()); }
 
  private:
   gpu::AttentionRequest request_;
-  InputUse use_;
+  Inputs inputs_;
   std::vector<std::int32_t> offsets_, indices_;
   std::vector<std::uint8_t> flags_;
 };
-
-Napi::Object request_arg(Napi::Env env, const Napi::Value& v) {
-  if (!v.IsObject()) bad(env, "the request must be an object");
-  return v.As<Napi::Object>();
-}
 
 }  // namespace
 
 Napi::Value Attention(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  gpu::AttentionRequest r = parse_request(env, request_arg(env, info[3]));
-  InputUse use;
-  attach_inputs(env, info, r, use, true);
-  return (new AttentionWorker(env, std::move(r), std::move(use)))->Start();
+  gpu::AttentionRequest r = parse_request(env, info[3]);
+  Inputs in = attach_inputs(env, info, r, true);
+  return PromiseWorker::Start(std::make_unique<AttentionWorker>(env, std::move(r), std::move(in)));
 }
 
 Napi::Value BuildLayout(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  gpu::AttentionRequest r = parse_request(env, request_arg(env, info[2]));
-  InputUse use;
-  attach_inputs(env, info, r, use, false);
-  return (new LayoutWorker(env, std::move(r), std::move(use)))->Start();
+  gpu::AttentionRequest r = parse_request(env, info[2]);
+  if (!r.sparse || r.hasLayout) AddonState::of(env).raise(env, "option", "request.sparse", "buildLayout needs a sparse request without a layout");
+  Inputs in = attach_inputs(env, info, r, false);
+  return PromiseWorker::Start(std::make_unique<LayoutWorker>(env, std::move(r), std::move(in)));
 }
 
 }  // namespace psa::binding

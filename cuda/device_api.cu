@@ -1,7 +1,9 @@
-// The CUDA layer's host API over the CUDA runtime: device discovery, buffers and the
-// float32 <-> 16-bit conversions. Every call works on the calling thread's default stream
-// (cudaStreamPerThread), so work from different libuv threads does not serialize.
+// The CUDA layer's host API over the CUDA runtime: device discovery, buffers, the
+// float32 <-> 16-bit conversions, and the latch that marks the device unusable after a sticky
+// error. Every call works on the calling thread's default stream (cudaStreamPerThread), so
+// work from different libuv threads does not serialize.
 #include <algorithm>
+#include <mutex>
 #include <string>
 
 #include "cuda_compat.h"
@@ -54,7 +56,62 @@ Status widen_chunks(const T* src, std::size_t n, float* host) {
   });
 }
 
+// The errors the runtime documents as leaving the process in an inconsistent state ("any
+// further CUDA work will return the same error"; driver_types.h of CUDA 13), by number, since
+// older toolkits lack some of the names.
+bool is_sticky(cudaError_t err) {
+  switch (static_cast<int>(err)) {
+    case 226:  // cudaErrorContained
+    case 700:  // cudaErrorIllegalAddress
+    case 702:  // cudaErrorLaunchTimeout
+    case 710:  // cudaErrorAssert
+    case 714:  // cudaErrorHardwareStackError
+    case 715:  // cudaErrorIllegalInstruction
+    case 716:  // cudaErrorMisalignedAddress
+    case 717:  // cudaErrorInvalidAddressSpace
+    case 718:  // cudaErrorInvalidPc
+    case 719:  // cudaErrorLaunchFailure
+    case 721:  // cudaErrorTensorMemoryLeak
+    case 810:  // cudaErrorMpsClientTerminated
+    case 911:  // cudaErrorExternalDevice
+      return true;
+    default:
+      return false;
+  }
+}
+
+// The first sticky failure of this process (code 0 until there is one). The CUDA context is
+// per process, so one latch serves every thread.
+std::mutex g_unusable_mutex;
+Status g_unusable;
+
+#if defined(PSA_EMULATED)
+// Aborts its block as a device trap would (the model reports it as a launch failure).
+__global__ void faulting_kernel() {
+  ::psa::emu::fail("a fault the tests asked for", std::source_location::current());
+}
+#endif
+
 }  // namespace
+
+void note_failure(cudaError_t err, const Status& failure) {
+  if (!is_sticky(err)) return;
+  std::lock_guard<std::mutex> g(g_unusable_mutex);
+  if (g_unusable.ok()) g_unusable = failure;
+}
+
+Status device_unusable() {
+  std::lock_guard<std::mutex> g(g_unusable_mutex);
+  return g_unusable;
+}
+
+#if defined(PSA_EMULATED)
+Status launch_faulting_kernel() {
+  PSA_LAUNCH(faulting_kernel, 1, 32, 0, cudaStreamPerThread)();
+  PSA_TRY(cudaGetLastError(), "launching the faulting test kernel");
+  return Status::success();
+}
+#endif
 
 std::size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
 

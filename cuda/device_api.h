@@ -52,6 +52,11 @@ std::size_t dtype_size(DType t);
 // Probe the runtime once per call (cheap after the first: the runtime caches its state).
 RuntimeInfo query_runtime();
 
+// Success while the device is usable; after a sticky runtime error (an illegal address, a
+// launch failure: the CUDA context is lost and every later call would fail the same way) the
+// first such failure, for the rest of the process. Shared by every thread.
+Status device_unusable();
+
 // A device allocation. Owned by whoever holds it; release with free_buffer.
 struct Buffer {
   void* ptr = nullptr;
@@ -69,5 +74,11 @@ Status upload_f32(const float* host, std::size_t n, DType type, const Buffer& ds
 Status upload_raw16(const std::uint16_t* host, std::size_t n, const Buffer& dst);
 // Read n values of `type` back as float32 (widening on the device). Blocks until done.
 Status download_f32(const Buffer& src, DType type, std::size_t n, float* host);
+
+#if defined(PSA_EMULATED)
+// Tests only: launches a kernel that faults the way a device trap does, so the runtime reports
+// cudaErrorLaunchFailure (a sticky error) through the ordinary launch path.
+Status launch_faulting_kernel();
+#endif
 
 }  // namespace psa::gpu

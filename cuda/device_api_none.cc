@@ -1,5 +1,6 @@
 // The CUDA layer in a build without CUDA (nvcc not found, or PSA_CUDA=OFF): every device
 // call answers why there is no device, so the addon still loads and reports it.
+#include "attention/finite.h"
 #include "attention_api.h"
 #include "device_api.h"
 
@@ -13,6 +14,8 @@ Status not_built() {
 }  // namespace
 
 std::size_t dtype_size(DType t) { return t == DType::F32 ? 4 : 2; }
+
+Status device_unusable() { return Status::success(); }
 
 RuntimeInfo query_runtime() {
   RuntimeInfo info;
@@ -30,6 +33,10 @@ Status free_buffer(Buffer& buf) {
 Status upload_f32(const float*, std::size_t, DType, const Buffer&) { return not_built(); }
 Status upload_raw16(const std::uint16_t*, std::size_t, const Buffer&) { return not_built(); }
 Status download_f32(const Buffer&, DType, std::size_t, float*) { return not_built(); }
+Status first_non_finite(const Buffer&, DType, std::size_t, float, long long& index) {
+  index = -1;
+  return not_built();
+}
 Status run_attention(const AttentionRequest&, AttentionResult&) { return not_built(); }
 Status build_layout(const AttentionRequest&, std::vector<std::int32_t>&, std::vector<std::int32_t>&, std::vector<std::uint8_t>&) { return not_built(); }
 

@@ -8,8 +8,12 @@
 
 namespace psa::gpu {
 
+// Latches device_unusable() when `failure` is one of the runtime's sticky errors (device_api.cu).
+void note_failure(cudaError_t err, const Status& failure);
+
 // Success, or the runtime's error name and "<what>: <description>". Clears a non-sticky error
-// so the next call starts clean.
+// so the next call starts clean; a sticky one (the context is lost) latches the device as
+// unusable for the rest of the process.
 inline Status status_of(cudaError_t err, const char* what) {
   if (err == cudaSuccess) return Status::success();
   Status s;
@@ -17,6 +21,7 @@ inline Status status_of(cudaError_t err, const char* what) {
   s.name = cudaGetErrorName(err);
   s.message = std::string(what) + ": " + cudaGetErrorString(err);
   cudaGetLastError();
+  note_failure(err, s);
   return s;
 }
 

@@ -2,7 +2,7 @@
 import { chooseBackend } from './backends/registry';
 import { OptionError } from './errors';
 import { BlockLayout } from './layout';
-import { ownInputs, ownLayout } from './ownership';
+import { ownInputs, ownLayout, releaseInputs } from './ownership';
 import { checkFiniteInputs, classifyInputs, resolveProblem } from './problem';
 import { Tensor } from './tensor';
 import type { AttentionOptions, AttentionResult } from './types';
@@ -18,17 +18,23 @@ export async function attention(q: Tensor, k: Tensor, v: Tensor, options?: Atten
 export async function attention(q: Float32Array | Tensor, k: Float32Array | Tensor, v: Float32Array | Tensor, options: AttentionOptions = {}): Promise<AttentionResult> {
   const inputs = classifyInputs(q, k, v);
   const { name, backend, problem } = chooseBackend(resolveProblem(inputs, options), inputs);
+  // Where the output goes, read now: the caller may dispose q while the call runs.
+  const home = inputs.kind === 'tensor' ? { dims: inputs.q.dims, location: inputs.q.location } : null;
   const owned = ownInputs(inputs);
-  if (problem.checkFinite) checkFiniteInputs(owned, problem.dtype);
-  // The backward pass needs the LSE and, with top-k, the thresholds: compute them when saving.
-  const run = problem.saveForBackward ? { ...problem, returnLse: true, returnThresholds: problem.returnThresholds || problem.topK !== null } : problem;
-  const r = await backend.attention(run, owned);
+  let r;
+  try {
+    if (problem.checkFinite) await checkFiniteInputs(owned, problem.dtype);
+    // The backward pass needs the LSE and, with top-k, the thresholds: compute them when saving.
+    const run = problem.saveForBackward ? { ...problem, returnLse: true, returnThresholds: problem.returnThresholds || problem.topK !== null } : problem;
+    r = await backend.attention(run, owned);
+  } finally {
+    releaseInputs(owned);
+  }
   // The output lives where the inputs live: a host-computed result for device inputs goes back up.
   let output: Float32Array | Tensor = r.output;
-  if (inputs.kind === 'tensor' && !(output instanceof Tensor)) {
-    const { q: tq } = inputs;
+  if (home && !(output instanceof Tensor)) {
     const host = output;
-    output = tq.location === 'cpu' ? Tensor.fromFloat32(host, tq.dims) : await Tensor.upload(host, tq.dims, { type: 'float32', location: tq.location });
+    output = home.location === 'cpu' ? Tensor.fromFloat32(host, home.dims) : await Tensor.upload(host, home.dims, { type: 'float32', location: home.location });
   }
   const result: AttentionResult = { output, stats: r.stats, backend: name };
   if (r.lse && problem.returnLse) result.lse = r.lse;
@@ -63,6 +69,10 @@ export async function buildBlockLayout(q: Float32Array | Tensor, k: Float32Array
   if (!resolved.sparse) throw new OptionError('options describe dense attention (no window, globalTokens or blocks): there is no layout to build', 'options');
   const { backend, problem } = chooseBackend(resolved, inputs);
   const owned = ownInputs(inputs);
-  if (problem.checkFinite) checkFiniteInputs(owned, problem.dtype);
-  return backend.buildLayout(problem, owned);
+  try {
+    if (problem.checkFinite) await checkFiniteInputs(owned, problem.dtype);
+    return await backend.buildLayout(problem, owned);
+  } finally {
+    releaseInputs(owned);
+  }
 }

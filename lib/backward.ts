@@ -7,7 +7,7 @@
 import { types } from 'node:util';
 import { OptionError, ShapeError } from './errors';
 import { checkValues } from './finite';
-import { ownInputs } from './ownership';
+import { ownInputs, releaseInputs } from './ownership';
 import { classifyInputs, Inputs, Problem } from './problem';
 import { layoutFor } from './reference';
 import { backward, Gradients } from './reference/backward';
@@ -55,23 +55,30 @@ export async function attentionBackward(
   if (!dOk) throw new OptionError(`dO must be ${inputs.kind === 'tensor' ? 'a Tensor' : 'a Float32Array'} like q, got ${describe(dO)}`, 'dO');
   if (lengthOf(dO) !== sizes.q) throw new ShapeError(`dO holds ${lengthOf(dO)} values; it must have q's shape (${sizes.q})`, 'dO');
 
-  // Own copies of everything, checked, before the first await.
+  // Own copies of everything, checked, before the first await; where the gradients go, too.
+  const homes = inputs.kind === 'tensor' ? ([inputs.q, inputs.k, inputs.v] as Tensor[]).map((t) => ({ dims: t.dims, location: t.location })) : null;
   const own = ownInputs(inputs);
   const grad = (dO instanceof Tensor ? (dO.location === 'cpu' ? dO.data : null) : dO)?.slice() ?? null;
   const host = async (x: Inputs['q']) => (x instanceof Tensor ? (x.location === 'cpu' ? x.data : x.download()) : x);
   const checkFinite = checkBoolean('checkFinite', options.checkFinite, true);
-  if (checkFinite && grad) checkValues('dO', grad, 'none');
-  if (checkFinite && own.kind === 'host') for (const name of ['q', 'k', 'v'] as const) checkValues(name, own[name], 'none');
+  if (checkFinite && grad) checkValues('dO', grad, 'float32');
+  if (checkFinite && own.kind === 'host') for (const name of ['q', 'k', 'v'] as const) checkValues(name, own[name], 'float32');
 
-  const [hq, hk, hv, hdO] = await Promise.all([host(own.q), host(own.k), host(own.v), grad ?? (dO as Tensor).download()]);
+  let hq: Float32Array, hk: Float32Array, hv: Float32Array, hdO: Float32Array;
+  try {
+    [hq, hk, hv, hdO] = await Promise.all([host(own.q), host(own.k), host(own.v), grad ?? (dO as Tensor).download()]);
+  } finally {
+    releaseInputs(own);
+  }
   if (checkFinite && own.kind === 'tensor') {
-    for (const [name, x] of [['q', hq], ['k', hk], ['v', hv], ['dO', hdO]] as const) checkValues(name, x, 'none');
+    for (const [name, x] of [['q', hq], ['k', hk], ['v', hv], ['dO', hdO]] as const) checkValues(name, x, 'float32');
   }
   const layout = saved.layout ?? layoutFor(p, hq, hk);
   const g: Gradients = backward(p, layout, saved.thresholds, hq, hk, hv, hdO);
-  if (inputs.kind === 'host') return { ...g, backend: 'js' };
+  if (!homes) return { ...g, backend: 'js' };
   // Gradients live where their inputs live (float32 tensors).
-  const wrap = (x: Float32Array, like: Tensor) => (like.location === 'cpu' ? Tensor.fromFloat32(x, like.dims) : Tensor.upload(x, like.dims, { type: 'float32', location: like.location }));
-  const [dq, dk, dv] = await Promise.all([wrap(g.dq, inputs.q), wrap(g.dk, inputs.k), wrap(g.dv, inputs.v)]);
+  const wrap = (x: Float32Array, like: { dims: readonly number[]; location: Tensor['location'] }) =>
+    like.location === 'cpu' ? Tensor.fromFloat32(x, like.dims) : Tensor.upload(x, like.dims, { type: 'float32', location: like.location });
+  const [dq, dk, dv] = await Promise.all([wrap(g.dq, homes[0]), wrap(g.dk, homes[1]), wrap(g.dv, homes[2])]);
   return { dq, dk, dv, backend: 'js' };
 }

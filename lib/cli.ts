@@ -43,6 +43,7 @@ function formatInfo(): string {
     }
     for (const d of rt.devices) lines.push(`  device ${d.index}: ${d.name}, compute ${d.computeCapability}, ${d.multiprocessors} SMs, ${(d.freeMemory / 2 ** 30).toFixed(1)} of ${(d.totalMemory / 2 ** 30).toFixed(1)} GiB free`);
     if (rt.error) lines.push(`  no device: ${rt.error.name} (${rt.error.code}): ${rt.error.message}`);
+    if (rt.unusable) lines.push(`  device unusable for the rest of this process: ${rt.unusable.name}: ${rt.unusable.message}`);
   }
   return lines.join('\n');
 }

@@ -125,7 +125,7 @@ export async function decode(q: Float32Array | Tensor, cache: KvCache, options: 
   };
   // Computed now, before the promise is returned: nothing the caller does later can reach it.
   const own = data.slice();
-  if (checkBoolean('checkFinite', options.checkFinite, true)) checkValues('q', own, 'none');
+  if (checkBoolean('checkFinite', options.checkFinite, true)) checkValues('q', own, 'float32');
   const r = decodeReference(p, own, cache);
   const result: DecodeResult = { output: r.output, stats: r.stats, backend: 'js' };
   if (r.lse) result.lse = r.lse;

@@ -164,8 +164,8 @@ export class KvCache {
     }
     if (v.length !== k.length) throw new ShapeError(`v holds ${v.length} floats, k ${k.length}: they must match`, 'v');
     if (checkBoolean('checkFinite', options.checkFinite, true)) {
-      checkValues('k', k, 'none');
-      checkValues('v', v, 'none');
+      checkValues('k', k, 'float32');
+      checkValues('v', v, 'float32');
     }
     let pagesNeeded = 0;
     for (const q of sequences) {

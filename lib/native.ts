@@ -5,13 +5,16 @@
  * reason that `psa info` shows, with how to build one.
  */
 import {
-  BackendUnavailableError, CudaError, DisposedError, DtypeError, OutOfMemoryError, PsaError, ShapeError,
+  BackendUnavailableError, CudaError, DisposedError, DtypeError, OptionError, OutOfMemoryError, PsaError, ShapeError, ValueError,
 } from './errors';
 import { packageRoot } from './package-root';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 
-/** A device buffer owned by the addon. */
+/**
+ * A device buffer owned by the addon. Work in flight holds its own share of the memory:
+ * `dispose()` releases the caller's, and the memory is freed when the last holder ends.
+ */
 export interface NativeDeviceTensor {
   readonly disposed: boolean;
   readonly type: 'float32' | 'float16' | 'bfloat16';
@@ -19,6 +22,8 @@ export interface NativeDeviceTensor {
   readonly device: number;
   download(): Promise<Float32Array>;
   dispose(): void;
+  /** A second handle on the same memory, disposed on its own (a call holds one for its duration). */
+  share(): NativeDeviceTensor;
 }
 
 export interface NativeDeviceInfo {
@@ -38,14 +43,34 @@ export interface NativeRuntimeInfo {
   runtimeVersion: number;
   driverVersion: number;
   devices: NativeDeviceInfo[];
-  error?: { code: number; name: string; message: string };
+  error?: NativeStatus;
+  /** Set once a sticky runtime error (an illegal address, a launch failure) lost the CUDA context: the device is unusable until the process restarts. */
+  unusable?: NativeStatus;
 }
 
-interface NativeAddon {
+/** A runtime failure as the addon reports it. */
+export interface NativeStatus {
+  code: number;
+  name: string;
+  message: string;
+}
+
+/**
+ * The addon's entry points. Every one that takes host arrays (uploads, the layout and
+ * coefficients of a request) copies them before it returns, so the caller may change,
+ * transfer or drop them at once.
+ */
+export interface NativeAddon {
   init(errorFactory: (kind: string, name: string, message: string) => Error): void;
   info(): NativeRuntimeInfo;
+  /** Null, or the sticky failure that made the device unusable for the rest of the process. */
+  unusable(): NativeStatus | null;
   upload(data: Float32Array, type: string, device?: number): Promise<NativeDeviceTensor>;
   uploadRaw16(data: Uint16Array, type: string, device?: number): Promise<NativeDeviceTensor>;
+  /** The first index whose value x fails |x| < bound (NaN and infinities always fail; bound defaults to Infinity), or -1. */
+  firstNonFinite(tensor: NativeDeviceTensor, bound?: number): Promise<number>;
+  /** Emulated build only: a launch that faults like a device trap (cudaErrorLaunchFailure), for tests of the sticky-error latch. */
+  faultForTests?(): Promise<void>;
   attention(q: NativeDeviceTensor, k: NativeDeviceTensor, v: NativeDeviceTensor, request: NativeAttentionRequest): Promise<NativeAttentionResult>;
   buildLayout(q: NativeDeviceTensor, k: NativeDeviceTensor, request: NativeAttentionRequest): Promise<NativeLayout>;
 }
@@ -96,17 +121,33 @@ export type AddonState =
 let state: AddonState | undefined;
 let emuState: AddonState | undefined;
 
-/** Builds the coded error for a native failure (the addon calls this; see binding/addon_state.cc). */
+/**
+ * Builds the coded error for a native failure (the addon calls this; see binding/addon_state.cc).
+ * `name` is the runtime's error name for 'cuda', 'oom' and 'unavailable', else the argument at fault.
+ */
 export function nativeError(kind: string, name: string, message: string): Error {
+  const argument = name || undefined;
   switch (kind) {
     case 'unavailable': return new BackendUnavailableError('cuda', `${message} (${name})`);
-    case 'oom': return new OutOfMemoryError(`${message} (${name})`);
+    case 'oom': return new OutOfMemoryError(name.startsWith('cuda') ? `${message} (${name})` : message, name.startsWith('cuda') ? undefined : argument);
     case 'cuda': return new CudaError(name, message);
-    case 'disposed': return new DisposedError('Tensor', 'tensor');
-    case 'shape': return new ShapeError(message);
-    case 'dtype': return new DtypeError(message);
-    default: return new PsaError('ERR_INTERNAL', message);
+    case 'disposed': return new DisposedError('Tensor', argument ?? 'tensor');
+    case 'shape': return new ShapeError(message, argument);
+    case 'dtype': return new DtypeError(message, argument);
+    case 'option': return new OptionError(message, argument);
+    case 'value': return new ValueError(message, argument);
+    default: return new PsaError('ERR_INTERNAL', message, argument);
   }
+}
+
+/**
+ * Why a loaded addon's device can no longer be used (a sticky error lost the CUDA context
+ * earlier in this process), or null. Asked live: the latch can close after load.
+ */
+export function unusableReason(addon: AddonState): string | null {
+  if (!addon.loaded) return null;
+  const u = addon.addon.unusable();
+  return u ? `the device is unusable for the rest of this process: an earlier call failed with ${u.name} (${u.message}); restart the process` : null;
 }
 
 /** The addon, or why there is none. Cached per thread; never throws. */

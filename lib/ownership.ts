@@ -3,17 +3,23 @@
  * layout's arrays) is copied synchronously, before the call returns its promise, so that what
  * the caller does afterwards (fill, transfer, reuse the buffer) cannot reach the work. The
  * copy is O(inputs), small next to attention's O(Nq x Nk x D). Device tensors are not
- * copied: the addon keeps their memory alive while a call uses them.
+ * copied: the call holds its own handle on their memory (`share()`), so the caller's
+ * `dispose()` during the call releases only the caller's handle; `releaseInputs` drops the
+ * call's handles when it ends.
  */
 import { types } from 'node:util';
 import { OptionError } from './errors';
 import { BlockLayout } from './layout';
 import type { Inputs } from './problem';
-import { Tensor } from './tensor';
+import { DeviceStorage, Tensor } from './tensor';
 
 export function ownInputs(inputs: Inputs): Inputs {
   if (inputs.kind === 'host') return { kind: 'host', q: inputs.q.slice(), k: inputs.k.slice(), v: inputs.v.slice() };
-  const own = (t: Tensor) => (t.location === 'cpu' ? Tensor.fromFloat32(t.data.slice(), t.dims) : t);
+  const own = (t: Tensor) => {
+    const s = t.storage;
+    if (s instanceof DeviceStorage) return new Tensor(new DeviceStorage(s.location, s.native.share()), t.dims);
+    return Tensor.fromFloat32(t.data.slice(), t.dims);
+  };
   // k stands in for v in buildBlockLayout: keep one copy for both.
   const k = own(inputs.k);
   return { kind: 'tensor', q: own(inputs.q), k, v: inputs.v === inputs.k ? k : own(inputs.v) };
@@ -33,4 +39,10 @@ export function ownLayout(layout: BlockLayout): BlockLayout {
     if (!is(value)) throw new OptionError(`layout.${key} must be ${what}, got ${value === null ? 'null' : typeof value === 'object' ? (value as object).constructor?.name : typeof value}`, `layout.${key}`);
   }
   return new BlockLayout(layout.geometry, layout.offsets.slice(), layout.indices.slice(), layout.flags.slice());
+}
+
+/** Drop the call's own handles on device inputs (host copies are left to the collector). */
+export function releaseInputs(owned: Inputs): void {
+  if (owned.kind !== 'tensor') return;
+  for (const t of new Set([owned.q, owned.k, owned.v])) if (t.storage instanceof DeviceStorage) t.dispose();
 }

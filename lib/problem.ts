@@ -10,7 +10,7 @@ import { BlockLayout, verifyLayout } from './layout';
 import { ownLayout } from './ownership';
 import { MaskSpec, resolveWindow } from './mask';
 import { ResolvedSoftmax, resolveSoftmax } from './softmax';
-import { Tensor } from './tensor';
+import { checkTensorFinite, Tensor } from './tensor';
 import type { AttentionOptions, BackendName, Dtype, MemoryLayout } from './types';
 import { checkBoolean, checkInt, checkKeys, checkNumber, checkOneOf, describe } from './validate';
 
@@ -248,18 +248,18 @@ function tensorDtype(q: Tensor): Dtype | null {
 }
 
 /**
- * `checkFinite`: reject NaN and infinities in host data (Float32Arrays and cpu Tensors), and
- * values float16 cannot hold where the chosen backend rounds host data to float16. A NaN
- * anywhere would silently poison every row that sees it.
+ * `checkFinite`: reject NaN and infinities in every input, and values the compute type cannot
+ * hold where the chosen backend converts the inputs (float16: |x| >= 65520 becomes infinite).
+ * Host data and cpu Tensors are checked here; device tensors on their device. A NaN anywhere
+ * would silently poison every row that sees it.
  */
-export function checkFiniteInputs(inputs: Inputs, dtype: Dtype | null): void {
-  const roundsTo = dtype ?? 'none';
-  for (const name of ['q', 'k', 'v'] as const) {
-    const x = inputs[name];
-    if (x instanceof Tensor) {
-      if (x.location === 'cpu') checkValues(name, x.data, roundsTo);
-    } else {
-      checkValues(name, x, roundsTo);
-    }
+export async function checkFiniteInputs(inputs: Inputs, dtype: Dtype | null): Promise<void> {
+  const type = dtype ?? 'float32';
+  if (inputs.kind === 'host') {
+    for (const name of ['q', 'k', 'v'] as const) checkValues(name, inputs[name], type);
+    return;
   }
+  const names = ['q', 'k', 'v'] as const;
+  const unique = names.filter((n, i) => names.findIndex((m) => inputs[m] === inputs[n]) === i);
+  await Promise.all(unique.map((n) => checkTensorFinite(n, inputs[n], type)));
 }

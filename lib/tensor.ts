@@ -2,10 +2,12 @@
  * Tensor: a 4-D float tensor handle, in the spirit of onnxruntime-node's
  * `{ type, dims, data, location }`. Tensors on `cpu` hold a Float32Array; device tensors
  * (from the native addon) hold a native handle and are read back with `download()`.
- * `dispose()` (or `using`) frees the storage; any later use throws ERR_DISPOSED.
+ * `dispose()` (or `using`) frees the storage; any later use throws ERR_DISPOSED. A device call
+ * in flight holds its own share of its inputs' memory, so disposing them meanwhile is safe.
  */
 import { types } from 'node:util';
-import { BackendUnavailableError, DisposedError, DtypeError, OptionError, ShapeError } from './errors';
+import { BackendUnavailableError, DisposedError, DtypeError, OptionError, ShapeError, ValueError } from './errors';
+import { checkRawValues, checkValues, OVERFLOW_BOUND, refusal } from './finite';
 import { loadAddon, loadEmuAddon, NativeDeviceTensor } from './native';
 
 // Node 20 may lack Symbol.dispose; TypeScript's `using` looks it up at run time.
@@ -50,10 +52,19 @@ export class DeviceStorage implements TensorStorage {
   read(): Promise<Float32Array> {
     return this.native.download();
   }
+  /** The first index whose value x fails |x| < bound, checked on the device (-1: none). */
+  firstNonFinite(bound: number): Promise<number> {
+    const addon = this.location === 'cuda' ? loadAddon() : loadEmuAddon();
+    if (!addon.loaded) return Promise.reject(new BackendUnavailableError(this.location, addon.reason));
+    return addon.addon.firstNonFinite(this.native, bound);
+  }
   dispose(): void {
     this.native.dispose();
   }
 }
+
+/** The largest device index the runtime takes (a 32-bit int). */
+const MAX_DEVICE = 0x7fffffff;
 
 export interface UploadOptions {
   /** Storage type on the device: float32 as given, or rounded to nearest even float16 / bfloat16. Default float32. */
@@ -89,7 +100,10 @@ export class Tensor {
   /**
    * Copy host data to a CUDA device. A Float32Array is stored as `options.type` (converted on
    * the device); a Uint16Array holds raw float16 or bfloat16 bit patterns and needs `type`.
-   * Rejects with ERR_BACKEND_UNAVAILABLE (and the reason) where no device is usable.
+   * The data is copied before this returns: changing or transferring it afterwards does not
+   * affect the upload. Values must be finite and stay finite in `type` (lib/finite.ts), else
+   * ERR_VALUE naming `data`. Rejects with ERR_BACKEND_UNAVAILABLE (and the reason) where no
+   * device is usable.
    */
   static async upload(data: Float32Array | Uint16Array, dims: readonly number[], options: UploadOptions = {}): Promise<Tensor> {
     checkDims(dims);
@@ -103,13 +117,18 @@ export class Tensor {
     }
     if (raw16 && type === 'float32') throw new DtypeError("a Uint16Array holds 16-bit floats: options.type must be 'float16' or 'bfloat16'", 'options.type');
     const device = options.device ?? 0;
-    if (!Number.isInteger(device) || device < 0) throw new OptionError(`options.device must be a non-negative integer, got ${String(device)}`, 'options.device');
+    if (!Number.isInteger(device) || device < 0 || device > MAX_DEVICE) {
+      throw new OptionError(`options.device must be an integer in 0..${MAX_DEVICE}, got ${String(device)}`, 'options.device');
+    }
     const location = options.location ?? 'cuda';
     if (location !== 'cuda' && location !== 'cuda-emu') throw new OptionError(`options.location must be 'cuda' or 'cuda-emu', got ${String(location)}`, 'options.location');
+    if (raw16) checkRawValues('data', data as Uint16Array, type as 'float16' | 'bfloat16');
+    else checkValues('data', data as Float32Array, type);
     const addon = location === 'cuda' ? loadAddon() : loadEmuAddon();
     if (!addon.loaded) throw new BackendUnavailableError(location, addon.reason);
-    const native = raw16 ? await addon.addon.uploadRaw16(data as Uint16Array, type, device) : await addon.addon.upload(data as Float32Array, type, device);
-    return new Tensor(new DeviceStorage(location, native), dims);
+    // Both entries copy `data` before returning; nothing below reads it.
+    const pending = raw16 ? addon.addon.uploadRaw16(data as Uint16Array, type, device) : addon.addon.upload(data as Float32Array, type, device);
+    return new Tensor(new DeviceStorage(location, await pending), dims);
   }
 
   get type(): TensorType {
@@ -156,6 +175,25 @@ export class Tensor {
   [Symbol.dispose](): void {
     this.dispose();
   }
+}
+
+/**
+ * Throws ERR_VALUE naming `name` when `tensor` holds a NaN or an infinity, or a value that
+ * becomes one in `type` (the type the call computes in; default the tensor's own). Cpu tensors
+ * are scanned here, device tensors on their device. Read the tensor's storage before the
+ * first await, so a dispose() meanwhile cannot change what is checked.
+ */
+export async function checkTensorFinite(name: string, tensor: Tensor, type: TensorType = tensor.type): Promise<void> {
+  const storage = tensor.storage;
+  if (storage instanceof CpuStorage) {
+    const data = storage.data!;
+    if (data.buffer.byteLength === 0 && data.length === 0 && tensor.size > 0) throw new ShapeError(`${name}'s data was detached (its ArrayBuffer was transferred)`, name);
+    checkValues(name, data, type);
+    return;
+  }
+  if (!(storage instanceof DeviceStorage)) throw new DtypeError(`${name} has storage this version cannot check`, name);
+  const index = await storage.firstNonFinite(OVERFLOW_BOUND[type]);
+  if (index >= 0) throw new ValueError(refusal(name, index, null, type), name);
 }
 
 function checkDims(dims: readonly number[]): void {

@@ -1,8 +1,11 @@
 /** Tensor: construction checks, the handle's properties, attention on cpu Tensors, and dispose(). */
-import { attention, DisposedError, DtypeError, PsaError, ShapeError, Tensor } from '../lib';
+import { attention, DisposedError, DtypeError, PsaError, ShapeError, Tensor, ValueError } from '../lib';
 import type { AttentionOptions, PsaErrorCode } from '../lib';
+import { checkRawValues, checkValues, OVERFLOW_BOUND } from '../lib/finite';
+import { checkTensorFinite } from '../lib/tensor';
 import { randomArray } from './data';
 import { expectThrow } from './expect-error';
+import { halfBitsToFloat, roundBf16, toHalfBits } from './rounding';
 
 
 async function expectReject(p: Promise<unknown>, cls: new (...a: never[]) => PsaError, code: PsaErrorCode, argument?: string | readonly string[]): Promise<void> {
@@ -272,5 +275,61 @@ describe('dispose', () => {
     expect(t.disposed).toBe(true);
     expectThrow(() => t.data, DisposedError, 'ERR_DISPOSED');
     expect(() => t[Symbol.dispose]()).not.toThrow();
+  });
+});
+
+describe('value checks (lib/finite.ts, checkTensorFinite on cpu tensors)', () => {
+  test('the overflow bounds are exactly where rounding to nearest even reaches Infinity', () => {
+    const below = (x: number) => Math.fround(x * (1 - 2 ** -23));
+    expect(halfBitsToFloat(toHalfBits(below(OVERFLOW_BOUND.float16)))).toBe(65504);
+    expect(halfBitsToFloat(toHalfBits(OVERFLOW_BOUND.float16))).toBe(Infinity);
+    expect(Math.fround(OVERFLOW_BOUND.bfloat16)).toBe(OVERFLOW_BOUND.bfloat16);
+    expect(roundBf16(below(OVERFLOW_BOUND.bfloat16))).toBe((2 - 2 ** -7) * 2 ** 127);
+    expect(roundBf16(OVERFLOW_BOUND.bfloat16)).toBe(Infinity);
+    expect(OVERFLOW_BOUND.float32).toBe(Infinity);
+  });
+
+  test.each([
+    ['float32', [1, -3.4e38, 3.4e38, 65520], null],
+    ['float16', [1, 65504, Math.fround(65519.99), -65519], null],
+    ['float16', [1, 2, 65520], 2],
+    ['float16', [7e4, 0], 0],
+    ['bfloat16', [1e38, -3.39e38], null],
+    ['bfloat16', [0, 3.4e38], 1],
+    ['float32', [0, 0, 0, NaN], 3],
+    ['bfloat16', [-Infinity], 0],
+  ] as const)('checkValues in %s of %j: refused at %s', (type, values, at) => {
+    const run = () => checkValues('v', Float32Array.from(values), type);
+    if (at === null) expect(run).not.toThrow();
+    else expect(run).toThrow(expect.objectContaining({ code: 'ERR_VALUE', argument: 'v', message: expect.stringMatching(new RegExp(`^v\\[${at}\\] is `)) }));
+  });
+
+  test('raw 16-bit patterns: infinities and NaNs are refused, the largest finite ones kept', () => {
+    expect(() => checkRawValues('data', Uint16Array.of(0x7bff, 0xfbff, 0x3c00), 'float16')).not.toThrow();
+    expect(() => checkRawValues('data', Uint16Array.of(0x7f7f, 0xff7f), 'bfloat16')).not.toThrow();
+    for (const [type, bits] of [['float16', 0x7c00], ['float16', 0xfe00], ['bfloat16', 0x7f80], ['bfloat16', 0x7fc1]] as const) {
+      expectThrow(() => checkRawValues('data', Uint16Array.of(0, bits), type), ValueError, 'ERR_VALUE', 'data');
+    }
+  });
+
+  test('Tensor.upload refuses values before any device is involved', async () => {
+    await expectReject(Tensor.upload(Float32Array.of(0, 0, 0, NaN), [1, 1, 1, 4]), ValueError, 'ERR_VALUE', 'data');
+    await expectReject(Tensor.upload(Float32Array.of(0, 7e4, 0, 0), [1, 1, 1, 4], { type: 'float16' }), ValueError, 'ERR_VALUE', 'data');
+    await expectReject(Tensor.upload(Uint16Array.of(0, 0x7c00, 0, 0), [1, 1, 1, 4], { type: 'float16' }), ValueError, 'ERR_VALUE', 'data');
+    await expectReject(Tensor.upload(new Float32Array(4), [1, 1, 1, 4], { device: 2 ** 31 }), PsaError, 'ERR_OPTION', 'options.device');
+  });
+
+  test('checkTensorFinite on cpu tensors: NaN, infinities and the overflow of the compute type, naming the input', async () => {
+    const t = Tensor.fromFloat32(Float32Array.of(1, 2, 7e4, 4), [1, 1, 1, 4]);
+    await expect(checkTensorFinite('k', t)).resolves.toBeUndefined();
+    await expect(checkTensorFinite('k', t, 'bfloat16')).resolves.toBeUndefined();
+    await expectReject(checkTensorFinite('k', t, 'float16'), ValueError, 'ERR_VALUE', 'k');
+    t.data[1] = -Infinity;
+    await expectReject(checkTensorFinite('q', t), ValueError, 'ERR_VALUE', 'q');
+    const detached = Tensor.fromFloat32(new Float32Array(4), [1, 1, 1, 4]);
+    structuredClone(detached.data, { transfer: [detached.data.buffer as ArrayBuffer] });
+    await expectReject(checkTensorFinite('v', detached), ShapeError, 'ERR_SHAPE', 'v');
+    detached.dispose();
+    await expectReject(Promise.resolve().then(() => checkTensorFinite('v', detached)), DisposedError, 'ERR_DISPOSED');
   });
 });

@@ -11,7 +11,7 @@
 import { BackendUnavailableError, OptionError } from '../errors';
 import { geometryOf, statsOf } from '../geometry';
 import { BlockLayout } from '../layout';
-import { AddonState, loadAddon, loadEmuAddon, NativeAttentionRequest, NativeDeviceTensor, NativeLayout, NativeRuntimeInfo, resetAddon } from '../native';
+import { AddonState, loadAddon, loadEmuAddon, NativeAttentionRequest, NativeDeviceTensor, NativeLayout, NativeRuntimeInfo, resetAddon, unusableReason } from '../native';
 import type { Inputs, Problem } from '../problem';
 import { DeviceStorage, Tensor } from '../tensor';
 import type { Dtype } from '../types';
@@ -83,29 +83,30 @@ function deviceBackend(flavor: DeviceFlavor, load: () => AddonState, unusable: (
     return a.addon;
   };
 
-  /** q, k, v as device handles at this backend's location, uploading host data (disposed by the caller). */
+  /**
+   * q, k, v as device handles at this backend's location: device tensors as they are, host
+   * data uploaded (all uploads started at once; the caller disposes `owned`). On a failure,
+   * every upload that succeeded is disposed before the error propagates.
+   */
   async function deviceInputs(inputs: Inputs, dtype: Dtype, withV: boolean): Promise<{ handles: NativeDeviceTensor[]; owned: NativeDeviceTensor[] }> {
     const addon = addonOrThrow();
     const sources = withV ? [inputs.q, inputs.k, inputs.v] : [inputs.q, inputs.k];
-    const handles: NativeDeviceTensor[] = [];
-    const owned: NativeDeviceTensor[] = [];
-    try {
-      for (const src of sources) {
-        if (src instanceof Tensor && src.storage instanceof DeviceStorage) {
-          if (src.location !== flavor) throw new OptionError(`a tensor on '${src.location}' cannot be used by the '${flavor}' backend`, 'backend');
-          handles.push(src.storage.native);
-        } else {
-          const data = src instanceof Tensor ? src.data : src;
-          const t = await addon.upload(data, dtype);
-          owned.push(t);
-          handles.push(t);
-        }
+    for (const src of sources) {
+      if (src instanceof Tensor && src.storage instanceof DeviceStorage && src.location !== flavor) {
+        throw new OptionError(`a tensor on '${src.location}' cannot be used by the '${flavor}' backend`, 'backend');
       }
-    } catch (e) {
-      for (const t of owned) t.dispose();
-      throw e;
     }
-    return { handles, owned };
+    const settled = await Promise.allSettled(sources.map(async (src) => {
+      if (src instanceof Tensor && src.storage instanceof DeviceStorage) return { handle: src.storage.native, owned: false };
+      return { handle: await addon.upload(src instanceof Tensor ? src.data : src, dtype), owned: true };
+    }));
+    const owned = settled.flatMap((r) => (r.status === 'fulfilled' && r.value.owned ? [r.value.handle] : []));
+    const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed) {
+      for (const t of owned) t.dispose();
+      throw failed.reason;
+    }
+    return { handles: settled.map((r) => (r as PromiseFulfilledResult<{ handle: NativeDeviceTensor }>).value.handle), owned };
   }
 
   const status = (): BackendStatus => {
@@ -168,6 +169,8 @@ function deviceBackend(flavor: DeviceFlavor, load: () => AddonState, unusable: (
 export function cudaUnusableReason(): string | null {
   const addon = loadAddon();
   if (!addon.loaded) return addon.reason;
+  const latched = unusableReason(addon);
+  if (latched) return latched;
   const rt = addon.runtime;
   if (rt.error) return `${rt.error.message} (${rt.error.name}, ${rt.error.code})`;
   if (rt.flavor !== 'cuda') return `the loaded addon is the ${rt.flavor} build, not a device build`;
@@ -179,7 +182,7 @@ export function cudaUnusableReason(): string | null {
 /** Why the emulated build cannot run here, or null. */
 function emuUnusableReason(): string | null {
   const emu = loadEmuAddon();
-  return emu.loaded ? null : emu.reason;
+  return emu.loaded ? unusableReason(emu) : emu.reason;
 }
 
 export const cudaBackend = deviceBackend('cuda', loadAddon, cudaUnusableReason);

@@ -5,7 +5,9 @@
  * on the device build (cuda).
  */
 import { attention, Tensor } from '../../lib';
+import { OVERFLOW_BOUND } from '../../lib/finite';
 import { loadAddon, loadEmuAddon } from '../../lib/native';
+import { checkTensorFinite, DeviceStorage } from '../../lib/tensor';
 import { halfBitsToFloat, roundBf16, toHalfBits } from '../rounding';
 
 function locationStatus(location: 'cuda' | 'cuda-emu'): string | null {
@@ -19,6 +21,9 @@ const values = new Float32Array([
   0, -0, 1, -1, 1.0001, 3.14159265, 65504, 65519, 65520, 1e5, -1e5, 6.1e-5, 5.96e-8, 2.9e-8, 1e-10, 0.1, 0.2, 0.3, 1 / 3, 2049, 4097, 8195,
   1.5e38, -3e38, 3e-39, 257.5, 258.5, -7.25e-3,
 ]);
+/** The values that stay finite in float16 (the others are refused before any upload). */
+const half = new Float32Array(values.length);
+values.forEach((x, i) => (half[i] = Math.abs(x) < OVERFLOW_BOUND.float16 ? x : Math.sign(x) * (i + 0.5)));
 
 for (const location of ['cuda-emu', 'cuda'] as const) {
 const unusable = locationStatus(location);
@@ -37,9 +42,65 @@ if (unusable) {
   });
 
   test('float16 conversion on the device rounds to nearest even', async () => {
-    using t = await Tensor.upload(values, dims, { location, type: 'float16' });
+    using t = await Tensor.upload(half, dims, { location, type: 'float16' });
     const back = await t.download();
-    values.forEach((x, i) => expect(Object.is(back[i], halfBitsToFloat(toHalfBits(x))) || back[i] === halfBitsToFloat(toHalfBits(x))).toBe(true));
+    half.forEach((x, i) => expect(Object.is(back[i], halfBitsToFloat(toHalfBits(x))) || back[i] === halfBitsToFloat(toHalfBits(x))).toBe(true));
+  });
+
+  test('values that would become Infinity in the stored type are ERR_VALUE naming data, the largest that do not are kept', async () => {
+    const below16 = Math.fround(65519.996);
+    using t16 = await Tensor.upload(Float32Array.of(below16, -below16, 65504), [1, 1, 1, 3], { location, type: 'float16' });
+    expect(Array.from(await t16.download())).toEqual([65504, -65504, 65504]);
+    for (const x of [65520, -65520, 7e4, 1e5]) {
+      await expect(Tensor.upload(Float32Array.of(0, x), [1, 1, 1, 2], { location, type: 'float16' })).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'data', message: expect.stringContaining('data[1]') });
+    }
+    const bfMax = (2 - 2 ** -7) * 2 ** 127;
+    const belowBf = Math.fround(OVERFLOW_BOUND.bfloat16 * (1 - 2 ** -20));
+    using tb = await Tensor.upload(Float32Array.of(belowBf, -belowBf), [1, 1, 1, 2], { location, type: 'bfloat16' });
+    expect(Array.from(await tb.download())).toEqual([bfMax, -bfMax]);
+    for (const x of [OVERFLOW_BOUND.bfloat16, 3.4e38]) {
+      await expect(Tensor.upload(Float32Array.of(x), [1, 1, 1, 1], { location, type: 'bfloat16' })).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'data' });
+    }
+    for (const x of [NaN, Infinity, -Infinity]) {
+      await expect(Tensor.upload(Float32Array.of(1, 2, x), [1, 1, 1, 3], { location })).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'data', message: expect.stringContaining('data[2]') });
+    }
+  });
+
+  test('raw 16-bit infinities and NaNs are ERR_VALUE naming data', async () => {
+    for (const [type, bits] of [['float16', [0x7c00, 0xfc00, 0x7e00, 0x7c01]], ['bfloat16', [0x7f80, 0xff80, 0x7fc0]]] as const) {
+      for (const b of bits) {
+        await expect(Tensor.upload(Uint16Array.of(0x3c00, b), [1, 1, 1, 2], { location, type })).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'data', message: expect.stringContaining('data[1]') });
+      }
+    }
+  });
+
+  test.each(['float32', 'float16', 'bfloat16'] as const)('the device value check finds the first bad %s element', async (type) => {
+    // The raw addon stores what it is given (Tensor.upload would refuse these values).
+    const a = location === 'cuda' ? loadAddon() : loadEmuAddon();
+    if (!a.loaded) throw new Error(a.reason);
+    const n = 3 * 256 * 5 + 17; // several blocks, a ragged end
+    const one = { float32: 0, float16: 0x3c00, bfloat16: 0x3f80 }[type];
+    const bad = { float32: 0, float16: 0x7e00, bfloat16: 0xff80 }[type];
+    const upload = async (at: number[]) => {
+      const native = type === 'float32'
+        ? await a.addon.upload(Float32Array.from({ length: n }, (_, i) => (at.includes(i) ? (i % 2 ? NaN : -Infinity) : 1)), 'float32')
+        : await a.addon.uploadRaw16(Uint16Array.from({ length: n }, (_, i) => (at.includes(i) ? bad : one)), type);
+      return new Tensor(new DeviceStorage(location, native), [1, 1, 1, n]);
+    };
+    for (const at of [[], [0], [n - 1], [700, 3000, 3001], [3001, 700]]) {
+      using t = await upload(at);
+      expect(await (t.storage as DeviceStorage).firstNonFinite(Infinity)).toBe(at.length ? Math.min(...at) : -1);
+      if (at.length) await expect(checkTensorFinite('v', t)).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'v', message: expect.stringContaining(`v[${Math.min(...at)}]`) });
+    }
+  });
+
+  test('the device value check applies the overflow bound of the type a call computes in', async () => {
+    using t = await Tensor.upload(Float32Array.of(1, 65504, 65519, 65520, 1e30), [1, 1, 1, 5], { location });
+    await expect(checkTensorFinite('q', t)).resolves.toBeUndefined();
+    await expect(checkTensorFinite('q', t, 'bfloat16')).resolves.toBeUndefined();
+    await expect(checkTensorFinite('q', t, 'float16')).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'q', message: expect.stringContaining('q[3]') });
+    using h = await Tensor.upload(half, dims, { location, type: 'float16' });
+    await expect(checkTensorFinite('k', h, 'float16')).resolves.toBeUndefined();
   });
 
   test('bfloat16 conversion on the device rounds to nearest even', async () => {
@@ -49,7 +110,7 @@ if (unusable) {
   });
 
   test('raw 16-bit uploads keep the bits', async () => {
-    const bits = Uint16Array.from(values, (x) => toHalfBits(x));
+    const bits = Uint16Array.from(half, (x) => toHalfBits(x));
     using t = await Tensor.upload(bits, dims, { location, type: 'float16' });
     const back = await t.download();
     bits.forEach((b, i) => expect(back[i]).toBe(halfBitsToFloat(b)));
@@ -82,7 +143,7 @@ if (unusable) {
   });
 
   test('a dispose while a download is in flight lets the download finish', async () => {
-    const t = await Tensor.upload(values, dims, { location, type: 'float16' });
+    const t = await Tensor.upload(half, dims, { location, type: 'float16' });
     const pending = t.download();
     t.dispose();
     expect((await pending).length).toBe(values.length);
