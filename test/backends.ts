@@ -24,7 +24,7 @@ export interface BackendUnderTest {
   cannot(needs: CaseNeeds): string | null;
 }
 
-function underTest(name: TestBackend): BackendUnderTest {
+export function backendUnderTest(name: TestBackend): BackendUnderTest {
   const profile = PROFILES[name];
   const cannot = ({ blockSize, dtype, softmax }: CaseNeeds): string | null => {
     if (blockSize !== undefined && !profile.blockSizes.includes(blockSize)) return `blockSize ${blockSize}: ${profile.blockSizeReason}`;
@@ -57,7 +57,7 @@ export function testIf(why: string | null, title: string, fn: () => Promise<unkn
 /** `describe('<title> [backend <name>]', ...)` for every backend of the profiles. */
 export function forEachBackend(title: string, body: (be: BackendUnderTest) => void): void {
   for (const name of BACKENDS) {
-    const be = underTest(name);
+    const be = backendUnderTest(name);
     const group = `${title} [backend ${name}]`;
     const why = unavailableReason(name);
     if (why !== null && be.profile.requiredInCI && process.env.CI === 'true') {
