@@ -54,18 +54,26 @@ export function testIf(why: string | null, title: string, fn: () => Promise<unkn
   else test.skip(`${title}: ${why}`, () => {});
 }
 
+/** What forEachBackend registers for a backend: its suite, a skip giving the reason, or a failure (a backend CI must run). */
+export type Registration = { kind: 'run' } | { kind: 'skip' | 'fail'; text: string };
+
+export function registrationOf(name: TestBackend, why: string | null, ci: boolean): Registration {
+  if (why === null) return { kind: 'run' };
+  if (ci && PROFILES[name].requiredInCI) return { kind: 'fail', text: `backend '${name}' is required under CI=true but unavailable: ${why}` };
+  return { kind: 'skip', text: `backend '${name}' unavailable: ${why}` };
+}
+
 /** `describe('<title> [backend <name>]', ...)` for every backend of the profiles. */
 export function forEachBackend(title: string, body: (be: BackendUnderTest) => void): void {
   for (const name of BACKENDS) {
-    const be = backendUnderTest(name);
     const group = `${title} [backend ${name}]`;
-    const why = unavailableReason(name);
-    if (why !== null && be.profile.requiredInCI && process.env.CI === 'true') {
-      describe(group, () => test(`backend '${name}' is required in CI`, () => {
-        throw new Error(`backend '${name}' is unavailable under CI=true: ${why}`);
+    const reg = registrationOf(name, unavailableReason(name), process.env.CI === 'true');
+    if (reg.kind === 'fail') {
+      describe(group, () => test(`backend '${name}' runs`, () => {
+        throw new Error(reg.text);
       }));
     } else {
-      describeIf(why === null ? null : `backend '${name}' unavailable: ${why}`, group, () => body(be));
+      describeIf(reg.kind === 'skip' ? reg.text : null, group, () => body(backendUnderTest(name)));
     }
   }
 }
