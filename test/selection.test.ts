@@ -26,9 +26,9 @@ const configs: Config[] = [
 
 /** Blocks at the device kernels' tile. */
 const tileConfigs: Config[] = [
-  ['ratio 0.3 causal (blockSize 64)', { causal: true, blocks: { ratio: 0.3 } }, S(400, 400)],
-  ['progressive 0.8 bound shared (GQA 2), non-causal Nq<Nk (blockSize 64)', { causal: false, blocks: { progressive: 0.8 }, estimate: 'bound', shareAcrossGroup: true }, S(260, 450)],
-  ['topBlocks 2 + window + sinks, bnhd (blockSize 128)', { causal: true, window: 40, globalTokens: 4, blockSize: 128, blocks: { topBlocks: 2 } }, S(300, 520, { layout: 'bnhd' })],
+  ['ratio 0.3 causal (blockSize 64)', { causal: true, blocks: { ratio: 0.3 } }, S(400, 400, { heads: 2, kvHeads: 1 })],
+  ['progressive 0.8 bound shared (GQA 2), non-causal Nq<Nk (blockSize 64)', { causal: false, blocks: { progressive: 0.8 }, estimate: 'bound', shareAcrossGroup: true }, S(260, 450, { heads: 2, kvHeads: 1 })],
+  ['topBlocks 2 + window + sinks, bnhd (blockSize 128)', { causal: true, window: 40, globalTokens: 4, blockSize: 128, blocks: { topBlocks: 2 } }, S(300, 520, { heads: 2, kvHeads: 1, layout: 'bnhd' })],
 ];
 
 describe('BlockLayout.fromSelection input checks', () => {
