@@ -105,11 +105,12 @@ const TABLE = {
 
 export type TestBackend = keyof typeof TABLE;
 
+export const PROFILES: Readonly<Record<TestBackend, BackendProfile>> = TABLE;
+export const BACKENDS = Object.keys(PROFILES) as TestBackend[];
+
 /** The output tolerance for one of the profile's compute types. */
 export function outputTolerance(p: BackendProfile, dtype: ComputeType): number {
   const t = p.tolerance[dtype];
   if (t === undefined) throw new Error(`no output tolerance for ${dtype}: the profile computes in ${p.dtypes.join(', ')}`);
   return t;
 }
-export const PROFILES: Readonly<Record<TestBackend, BackendProfile>> = TABLE;
-export const BACKENDS = Object.keys(PROFILES) as TestBackend[];
