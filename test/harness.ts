@@ -2,7 +2,7 @@
  * The one comparison of every suite: run a backend and the float64 oracle on the same inputs
  * and options and hold the result to the backend's profile (test/profiles.ts,
  * docs/contract.md#accuracy):
- *   - inputs are rounded to the compute type first where the profile computes in 16 bits, so
+ *   - inputs are rounded to the compute type first where the profile says so (16-bit compute), so
  *     the backend and the oracle see the same values;
  *   - the block selection equals the oracle's, or differs only within the profile's tolerance
  *     at the cut; the thresholds are within the profile's tolerance of the oracle's;
