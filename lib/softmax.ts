@@ -105,3 +105,20 @@ function checkPolynomial(c: Float32Array): void {
     throw bad(`must approximate 2^f on [0, 1): p(f) must stay within [2^-8, 2^8], but it reaches [${lo.toPrecision(4)}, ${hi.toPrecision(4)}]`);
   }
 }
+
+/**
+ * max over f in [0, 1) of |p(f) / (c0 2^f) - 1|: how far the polynomial is from a scaled 2^f.
+ * The device kernels rescale running sums by exact powers of two when a row's maximum moves,
+ * which a polynomial E only follows up to this error (docs/contract.md#backends).
+ */
+export function polyRelativeError(c: ArrayLike<number>): number {
+  let worst = 0;
+  const n = 4096;
+  for (let i = 0; i < n; i++) {
+    const f = i / n;
+    let p = c[c.length - 1];
+    for (let k = c.length - 2; k >= 0; k--) p = p * f + c[k];
+    worst = Math.max(worst, Math.abs(p / (c[0] * 2 ** f) - 1));
+  }
+  return worst;
+}

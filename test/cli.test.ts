@@ -1,7 +1,9 @@
 /** The CLI and the demo, called directly (no build needed): `psa info`, `psa demo`, exit codes. */
+import { info } from '../lib';
 import { main } from '../lib/cli';
 import { runDemo } from '../lib/demo';
-import { info } from '../lib/info';
+import { testIf, unavailableReason } from './backends';
+import { BACKENDS } from './profiles';
 
 async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
   let out = '';
@@ -88,8 +90,8 @@ describe('psa CLI', () => {
     expect(err).toMatch(/^ERR_SHAPE: .*headDim/);
   });
 
-  const absent = info().backends.find((b) => !b.available)?.name;
-  (absent ? test : test.skip)(`an unavailable backend (${absent ?? 'none here'}) exits 1 with ERR_BACKEND_UNAVAILABLE`, async () => {
+  const absent = BACKENDS.find((b) => unavailableReason(b) !== null);
+  testIf(absent === undefined ? 'every backend is available here' : null, `an unavailable backend (${absent}) exits 1 with ERR_BACKEND_UNAVAILABLE`, async () => {
     const { code, err } = await capture(['demo', '--heads', '1', '--seq', '64', '--backend', absent!]);
     expect(code).toBe(1);
     expect(err).toMatch(/^ERR_BACKEND_UNAVAILABLE: /);

@@ -1,5 +1,5 @@
-/** Comparisons against the oracle, with the accuracy rule of DESIGN.md §2. */
-import type { OracleResult } from './oracle';
+/** Comparisons against the oracle, with the accuracy rules of docs/contract.md#accuracy. */
+import { LayoutLike, OracleSelection, OracleResult, selectionOf } from './oracle';
 
 /** Relative Frobenius error ||a - b|| / ||b|| (absolute when ||b|| = 0). */
 export function relFrob(a: ArrayLike<number>, b: ArrayLike<number>): number {
@@ -110,4 +110,37 @@ export function expectLayout(layout: LayoutView | undefined, want: OracleResult)
     }
   }
   if (diffs.length) throw new Error(`layout differs from the oracle (S = selected, F = full):\n${diffs.join('\n')}`);
+}
+
+/**
+ * The layout's selected blocks against the oracle's. With `tol` 0 they are equal; otherwise a
+ * row may differ only in blocks whose estimates lie within `tol` (relative to the row's largest
+ * estimate magnitude) of the oracle's cut. Returns how many rows differed (excused).
+ */
+export function expectSelection(layout: LayoutLike, own: OracleSelection, tol: number): number {
+  const got = selectionOf(layout);
+  if (tol === 0) {
+    expect(got).toEqual(own.selection);
+    return 0;
+  }
+  expect(got.length).toBe(own.selection.length);
+  let differing = 0;
+  for (let r = 0; r < got.length; r++) {
+    const a = new Set(got[r]);
+    const b = new Set(own.selection[r]);
+    const diff = [...a].filter((J) => !b.has(J)).concat([...b].filter((J) => !a.has(J)));
+    if (!diff.length) continue;
+    differing++;
+    const e = own.estimates[r];
+    const kept = own.selection[r].map((J) => e[J]);
+    const cut = kept.length ? Math.min(...kept) : Math.max(...Array.from(e).filter((x) => !Number.isNaN(x)));
+    let mag = 1e-30;
+    for (const x of e) if (!Number.isNaN(x)) mag = Math.max(mag, Math.abs(x));
+    for (const J of diff) {
+      if (!(Math.abs(e[J] - cut) <= tol * mag)) {
+        throw new Error(`selection row ${r}: block ${J} (estimate ${e[J]}) differs from the oracle's choice [${own.selection[r]}] vs [${got[r]}], cut ${cut}`);
+      }
+    }
+  }
+  return differing;
 }

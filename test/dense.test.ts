@@ -1,31 +1,23 @@
-/** Dense attention (no sparse structure) against the float64 oracle, on every backend present. */
-import { attention } from '../lib/index';
-import type { AttentionOptions } from '../lib/index';
+/** Dense attention (no sparse structure) against the float64 oracle, on every backend. */
 import { forEachBackend } from './backends';
-import { expectLse, expectOutput, expectStats } from './compare';
+import type { ComputeType } from './backends';
 import { randomQKV, ShapeLike } from './data';
-import { oracle, OracleOptions } from './oracle';
-
-async function check(backend: string, shape: ShapeLike, opts: OracleOptions, seed: number, amp = 1) {
-  const { q, k, v } = randomQKV(shape, seed, amp);
-  const r = await attention(q, k, v, { ...(opts as AttentionOptions), shape, returnLse: true, backend: backend as AttentionOptions['backend'] });
-  const want = oracle(q, k, v, shape, opts);
-  expect(r.output.length).toBe(want.output.length);
-  expectOutput(r.output, want);
-  expectLse(r.lse, want);
-  expectStats(r.stats, want);
-  expect(r.layout).toBeUndefined();
-  expect(r.stats.density).toBe(want.stats.allowedPairs ? 1 : 0);
-  return { r, want };
-}
+import { compareWithOracle, inputsFor, runOn } from './harness';
+import { OracleOptions } from './oracle';
 
 forEachBackend('dense', (be) => {
-  const big = be.emulated ? 257 : 1025;
+  const check = async (shape: ShapeLike, opts: OracleOptions, seed: number, amp = 1, dtype?: ComputeType) => {
+    const { r, want } = await compareWithOracle(be, shape, opts, randomQKV(shape, seed, amp), { dtype });
+    expect(r.output.length).toBe(want.output.length);
+    expect(r.stats.density).toBe(want.stats.allowedPairs ? 1 : 0);
+    return { r, want };
+  };
+  const big = be.profile.budget.longSeq;
   describe('head dims x lengths x causal', () => {
     const cases: [number, number, boolean][] = [];
     for (const D of [1, 59, 64, 111, 128, 256]) for (const N of [1, 97]) for (const causal of [false, true]) cases.push([D, N, causal]);
     test.each(cases)('D=%i N=%i causal=%s', async (D, N, causal) => {
-      await check(be.name, { batch: 1, heads: 2, kvHeads: 2, seqQ: N, seqK: N, headDim: D }, { causal }, D * 1000 + N);
+      await check({ batch: 1, heads: 2, kvHeads: 2, seqQ: N, seqK: N, headDim: D }, { causal }, D * 1000 + N);
     });
   });
 
@@ -34,11 +26,12 @@ forEachBackend('dense', (be) => {
       [1, true, 'bhnd'],
       [8, false, 'bnhd'],
       [16, true, 'bnhd'],
+      [64, true, 'bhnd'],
     ] as const)(`N=${big} D=%i causal=%s %s`, async (D, causal, layout) => {
-      await check(be.name, { batch: 1, heads: 1, seqQ: big, seqK: big, headDim: D, layout }, { causal }, 77 + D);
+      await check({ batch: 1, heads: 1, seqQ: big, seqK: big, headDim: D, layout }, { causal }, 77 + D);
     });
     test(`decode: Nq=1 against Nk=${big}, causal (the query sees every key)`, async () => {
-      const { want } = await check(be.name, { batch: 2, heads: 2, kvHeads: 1, seqQ: 1, seqK: big, headDim: 32 }, { causal: true }, 5);
+      const { want } = await check({ batch: 2, heads: 2, kvHeads: 1, seqQ: 1, seqK: big, headDim: 32 }, { causal: true }, 5);
       expect(want.stats.keptPairs).toBe(2 * 2 * big);
     });
   });
@@ -56,7 +49,7 @@ forEachBackend('dense', (be) => {
     ];
     test.each(cases)('Nq=%i Nk=%i causal=%s %s', async (Nq, Nk, causal, layout) => {
       const shape = { batch: 2, heads: 2, kvHeads: 1, seqQ: Nq, seqK: Nk, headDim: 24, layout };
-      const { r, want } = await check(be.name, shape, { causal }, Nq * 7 + Nk);
+      const { r, want } = await check(shape, { causal }, Nq * 7 + Nk);
       if (causal && Nq > Nk) {
         // Rows i < Nq - Nk have no key: output 0, LSE -inf, counted as empty.
         const empty = Nq - Nk;
@@ -83,18 +76,16 @@ forEachBackend('dense', (be) => {
     const cases: [number, number, 'bhnd' | 'bnhd', boolean][] = [];
     for (const [Hq, Hkv] of [[4, 4], [4, 1], [8, 2], [8, 1], [16, 2]]) for (const layout of ['bhnd', 'bnhd'] as const) cases.push([Hq, Hkv, layout, Hq !== 16]);
     test.each(cases)('Hq=%i Hkv=%i %s causal=%s', async (Hq, Hkv, layout, causal) => {
-      await check(be.name, { batch: 2, heads: Hq, kvHeads: Hkv, seqQ: 45, seqK: 70, headDim: 40, layout }, { causal }, Hq * 31 + Hkv);
+      await check({ batch: 2, heads: Hq, kvHeads: Hkv, seqQ: 45, seqK: 70, headDim: 40, layout }, { causal }, Hq * 31 + Hkv);
     });
     test('query head h reads kv head floor(h / (Hq/Hkv)): permuting kv heads changes the right heads', async () => {
       // Swap the two kv heads: query heads 0..3 and 4..7 must swap their outputs' sources.
       const shape = { batch: 1, heads: 8, kvHeads: 2, seqQ: 20, seqK: 20, headDim: 8 };
-      const { q, k, v } = randomQKV(shape, 99);
+      const { q, k, v } = inputsFor(be, randomQKV(shape, 99));
       const half = 20 * 8;
       const swap = (a: Float32Array) => { const o = new Float32Array(a.length); o.set(a.subarray(half), 0); o.set(a.subarray(0, half), half); return o; };
-      const a = await attention(q, k, v, { shape, backend: be.name });
-      const b = await attention(q, swap(k), swap(v), { shape, backend: be.name });
-      const wantB = oracle(q, swap(k), swap(v), shape, {});
-      expectOutput(b.output, wantB);
+      const a = await runOn(be, shape, {}, { q, k, v }, be.profile.dtypes[0]);
+      const { r: b } = await compareWithOracle(be, shape, {}, { q, k: swap(k), v: swap(v) });
       let differs = false;
       for (let i = 0; i < a.output.length; i++) if (a.output[i] !== b.output[i]) differs = true;
       expect(differs).toBe(true);
@@ -108,15 +99,18 @@ forEachBackend('dense', (be) => {
       [0.125, 4],
       [2, 3],
     ])('scale=%f amp=%f', async (scale, amp) => {
-      await check(be.name, { batch: 1, heads: 2, seqQ: 60, seqK: 60, headDim: 16 }, { causal: true, scale }, 12, amp);
+      await check({ batch: 1, heads: 2, seqQ: 60, seqK: 60, headDim: 16 }, { causal: true, scale }, 12, amp);
     });
     test('globalTokens: 0 alone is dense', async () => {
-      const shape = { batch: 1, heads: 1, seqQ: 50, seqK: 50, headDim: 8 };
-      const { q, k, v } = randomQKV(shape, 3);
-      const r = await attention(q, k, v, { shape, causal: true, globalTokens: 0, backend: be.name });
-      const want = oracle(q, k, v, shape, { causal: true });
-      expectOutput(r.output, want);
+      const { r, want } = await check({ batch: 1, heads: 1, seqQ: 50, seqK: 50, headDim: 8 }, { causal: true, globalTokens: 0 }, 3);
+      expect(want.sparse).toBe(false);
       expect(r.stats.density).toBe(1);
+    });
+  });
+
+  describe("every compute type of the backend's profile", () => {
+    test.each([...be.profile.dtypes])('%s: head dim 59, Nq 97 != Nk 150, causal', async (dtype) => {
+      await check({ batch: 1, heads: 2, kvHeads: 1, seqQ: 97, seqK: 150, headDim: 59 }, { causal: true }, 4, 1, dtype);
     });
   });
 });

@@ -1,7 +1,8 @@
 /** info(): version, platform and what each backend can do here. */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { info } from '../lib';
+import { attention, info } from '../lib';
+import { BACKENDS, PROFILES } from './profiles';
 
 describe('info()', () => {
   const i = info();
@@ -13,23 +14,22 @@ describe('info()', () => {
     expect(i.platform).toBe(`${process.platform}-${process.arch}`);
   });
 
-  test('lists every backend once with a reason: js available, the others available with their dtypes or unavailable', () => {
-    const names = i.backends.map((b) => b.name).sort();
-    expect(names).toEqual(['cpu', 'cuda', 'cuda-emu', 'js']);
-    const js = i.backends.find((b) => b.name === 'js')!;
-    expect(js.available).toBe(true);
-    expect(js.dtypes).toContain('float32');
-    expect(js.reason.length).toBeGreaterThan(0);
-    for (const b of i.backends.filter((x) => x.name !== 'js')) {
+  test("lists every backend of the test profiles once with a reason: js available, each available one with its profile's dtypes", () => {
+    expect(i.backends.map((b) => b.name).sort()).toEqual([...BACKENDS].sort());
+    expect(i.backends.find((b) => b.name === 'js')!.available).toBe(true);
+    for (const b of i.backends) {
       expect(typeof b.reason).toBe('string');
       expect(b.reason.trim().length).toBeGreaterThan(0);
-      // The device backends compute in 16 bits, cpu in float32.
-      expect(b.dtypes).toEqual(!b.available ? [] : b.name === 'cpu' ? ['float32'] : ['float16', 'bfloat16']);
+      // The suites hold each backend to its profile: the dtypes it reports must be the profile's.
+      expect(b.dtypes).toEqual(b.available ? PROFILES[b.name].dtypes : []);
     }
   });
 
-  test("autoBackend (for float32) is 'cpu' where the addon has it, else 'js'", () => {
-    expect(i.autoBackend).toBe(i.backends.find((b) => b.name === 'cpu')!.available ? 'cpu' : 'js');
+  test("autoBackend is the backend a call with backend 'auto' runs on", async () => {
+    const shape = { batch: 1, heads: 1, seqQ: 2, headDim: 4 };
+    const x = new Float32Array(8).fill(0.5);
+    const r = await attention(x, x, x, { shape, backend: 'auto' });
+    expect(i.autoBackend).toBe(r.backend);
   });
 
   test('native addon: loaded with a path, or not loaded with a reason', () => {

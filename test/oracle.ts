@@ -1,5 +1,5 @@
 /**
- * A float64 oracle for psa-attention, written from DESIGN.md §2 and docs/semantics.md only
+ * A float64 oracle for psa-attention, written from the contract (docs/contract.md) only
  * (never from lib/reference, lib/mask.ts or lib/problem.ts: it exists to catch their mistakes).
  *
  * Plain and element by element: every (row, key) pair is decided on its own, every score is a
@@ -51,7 +51,7 @@ export interface OracleOptions {
   thresholdSlack?: number;
 }
 
-/** Minimax coefficients of 2^f on [0, 1), c0 first (DESIGN.md §2 table), and their max relative error. */
+/** Minimax coefficients of 2^f on [0, 1), c0 first (docs/contract.md#softmax-and-outputs), and their max relative error. */
 export const ORACLE_POLY: Record<number, { coefficients: number[]; error: number }> = {
   2: { coefficients: [1, 0.6657850742340087890625, 0.330107033252716064453125], error: 2.1e-3 },
   3: { coefficients: [1, 0.695146143436431884765625, 0.227564394474029541015625, 0.077119089663028717041015625], error: 8.8e-5 },
@@ -147,12 +147,12 @@ export function offsetOf(layout: Layout, H: number, N: number, D: number, b: num
   return layout === 'bhnd' ? ((b * H + h) * N + n) * D : ((b * N + n) * H + h) * D;
 }
 
-/** ceil(x) forgiving float64 noise of up to 1e-9 relative (docs/semantics.md). */
+/** ceil(x) forgiving float64 noise of up to 1e-9 relative (docs/contract.md#decisions). */
 export function ceilTol(x: number): number {
   return Math.ceil(x - 1e-9 * Math.abs(x));
 }
 
-/** The polynomial exp2 of DESIGN.md §2, in float64 (coefficients rounded to float32). */
+/** The polynomial exp2 of docs/contract.md#softmax-and-outputs, in float64 (coefficients rounded to float32). */
 export function polyExp2(t: number, c: ArrayLike<number>): number {
   if (t < -127) t = -127;
   const n = Math.floor(t);
@@ -162,13 +162,30 @@ export function polyExp2(t: number, c: ArrayLike<number>): number {
   return p * Math.pow(2, n);
 }
 
+/** The polynomial's coefficients of a softmax option (null for exact exp), c0 first. */
+export function polyCoefficients(option: OracleSoftmax | undefined): readonly number[] | null {
+  if (option === undefined || option === 'exact') return null;
+  if (option === 'poly') return ORACLE_POLY[3].coefficients;
+  return option.coefficients ?? ORACLE_POLY[option.degree ?? 3].coefficients;
+}
+
+/** max over f in [0, 1) of |p(f) / (c0 2^f) - 1|: how far the polynomial is from a (scaled) exponential. */
+export function polyRelError(c: readonly number[]): number {
+  let maxErr = 0;
+  const n = 200000;
+  for (let i = 0; i < n; i++) {
+    const f = i / n;
+    let p = c[c.length - 1];
+    for (let k = c.length - 2; k >= 0; k--) p = p * f + c[k];
+    maxErr = Math.max(maxErr, Math.abs(p / (c[0] * Math.pow(2, f)) - 1));
+  }
+  return maxErr;
+}
+
 /** The exponential E of the softmax option: exp, or the polynomial on x * log2(e). */
 export function softmaxE(option: OracleSoftmax | undefined): (x: number) => number {
-  if (option === undefined || option === 'exact') return Math.exp;
-  let coeffs: readonly number[];
-  if (option === 'poly') coeffs = ORACLE_POLY[3].coefficients;
-  else if (option.coefficients) coeffs = option.coefficients;
-  else coeffs = ORACLE_POLY[option.degree ?? 3].coefficients;
+  const coeffs = polyCoefficients(option);
+  if (!coeffs) return Math.exp;
   const c = Float64Array.from(coeffs, (x) => Math.fround(x));
   return (x: number) => polyExp2(x * Math.LOG2E, c);
 }
@@ -193,7 +210,7 @@ export interface OracleSelection {
   selection: number[][];
 }
 
-/** The block selection of DESIGN.md §2 (candidates, estimates, ratio / topBlocks / progressive, min/max clamp, GQA sharing). */
+/** The block selection of docs/contract.md#block-selection (candidates, estimates, ratio / topBlocks / progressive, min/max clamp, GQA sharing). */
 export function oracleSelection(q: Float32Array, k: Float32Array, shape: OracleShape, o: OracleOptions): OracleSelection {
   const r = resolve(shape, o);
   const { B, Hq, Hkv, Nq, Nk, D, bs, qbs, nQB, nKB, layout, scale } = r;

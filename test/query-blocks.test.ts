@@ -5,7 +5,7 @@
  */
 import { attention, buildBlockLayout, BlockLayout, PsaError } from '../lib/index';
 import type { AttentionOptions } from '../lib/index';
-import { forEachBackend } from './backends';
+import { forEachBackend, testIf } from './backends';
 import { compareWithOracle } from './harness';
 import { randomQKV, ShapeLike } from './data';
 import type { OracleOptions } from './oracle';
@@ -22,16 +22,28 @@ const cases: [string, ShapeLike, OracleOptions][] = [
 ];
 
 forEachBackend('query blocks and the moment estimate', (be) => {
-  test.each(cases)('%s', async (_t, shape, opts) => {
-    try {
-      await compareWithOracle(be.name, shape, opts, 5);
-    } catch (e) {
-      // A backend that cannot run the option says so, naming backend; nothing else is excused.
-      if (!(e instanceof PsaError && e.code === 'ERR_OPTION' && e.argument === 'backend')) throw e;
-      expect(e.message).toMatch(/queryBlockSize|moment/);
-      expect(be.name).not.toBe('js');
-    }
-  });
+  const needs = (o: OracleOptions) => be.cannot({ blockSize: o.blockSize, queryBlockSize: o.queryBlockSize, estimate: o.estimate, softmax: o.softmax });
+  for (const [title, shape, opts] of cases) {
+    testIf(needs(opts), title, async () => {
+      await compareWithOracle(be, shape, opts, 5);
+    });
+  }
+  // What the profile says the backend cannot run, it must refuse before any work, naming backend.
+  const declined: [string, AttentionOptions][] = [
+    ['queryBlockSize 1', { blockSize: 64, queryBlockSize: 1, window: 8, causal: true }],
+    ["estimate 'moment'", { blockSize: 64, blocks: { ratio: 0.5 }, estimate: 'moment' }],
+    ['a degree-2 polynomial', { softmax: { degree: 2 } }],
+  ];
+  for (const [title, options] of declined) {
+    const why = be.cannot({ blockSize: options.blockSize, queryBlockSize: options.queryBlockSize, estimate: options.estimate, softmax: options.softmax as OracleOptions['softmax'] });
+    testIf(why === null ? 'the profile runs it' : null, `${title} is refused with ERR_OPTION naming backend`, async () => {
+      const shape = S(70, 70);
+      const { q, k, v } = randomQKV(shape, 1);
+      const e = await attention(q, k, v, { ...options, shape, backend: be.name }).then(() => null, (x: unknown) => x);
+      expect(e).toBeInstanceOf(PsaError);
+      expect({ code: (e as PsaError).code, argument: (e as PsaError).argument }).toEqual({ code: 'ERR_OPTION', argument: 'backend' });
+    });
+  }
 });
 
 describe('queryBlockSize in layouts [backend js]', () => {

@@ -45,7 +45,8 @@ export function roundBf16(x: number): number {
   return f[0];
 }
 
-/** `x` rounded to float16 or bfloat16 and widened back (a copy). */
-export function roundTo(x: Float32Array, dtype: 'float16' | 'bfloat16'): Float32Array {
+/** `x` rounded to float16 or bfloat16 and widened back (a copy; float32 gives x itself). */
+export function roundTo(x: Float32Array, dtype: 'float32' | 'float16' | 'bfloat16'): Float32Array {
+  if (dtype === 'float32') return x;
   return Float32Array.from(x, (v) => (dtype === 'float16' ? halfBitsToFloat(toHalfBits(v)) : roundBf16(v)));
 }

@@ -11,6 +11,7 @@
 import { BackendUnavailableError, OptionError } from '../errors';
 import { geometryOf, statsOf } from '../geometry';
 import { BlockLayout } from '../layout';
+import { polyRelativeError } from '../softmax';
 import { AddonState, loadAddon, loadEmuAddon, NativeAttentionRequest, NativeDeviceTensor, NativeLayout, NativeRuntimeInfo, resetAddon, unusableReason } from '../native';
 import type { Inputs, Problem } from '../problem';
 import { DeviceStorage, Tensor } from '../tensor';
@@ -24,6 +25,9 @@ const KERNEL_TILE = 64;
 /** Key blocks per row the selection kernel sorts in shared memory (cuda/attention/select.h). */
 export const MAX_SELECT_KEY_BLOCKS = 4096;
 
+/** The least accurate polynomial exp2 the device runs (degree 3 is within 8.8e-5). */
+export const DEVICE_POLY_ERROR = 1e-4;
+
 /** Grid y (heads) and z (batch) limit of a CUDA launch. */
 const MAX_GRID_YZ = 65535;
 
@@ -33,6 +37,9 @@ const CHOICE = { ratio: 1, topBlocks: 2, progressive: 3 } as const;
 export function deviceUnsupported(p: Problem): string | null {
   if (p.queryBlockSize !== p.blockSize) return `queryBlockSize ${p.queryBlockSize} differs from blockSize ${p.blockSize}: the device kernels select per query block of blockSize rows`;
   if (p.selection?.estimate === 'moment') return "estimate 'moment' is not computed by the device selection kernel in this version";
+  if (p.softmax.kind === 'poly' && polyRelativeError(p.softmax.coefficients) > DEVICE_POLY_ERROR) {
+    return `the polynomial is within ${polyRelativeError(p.softmax.coefficients).toExponential(1)} of 2^f; the device kernels, which rescale by exact powers of two as a row's maximum moves, keep the accuracy contract only for polynomials within ${DEVICE_POLY_ERROR} (degree 3 and up)`;
+  }
   if (p.blockSize % KERNEL_TILE !== 0) return `blockSize ${p.blockSize} is not a multiple of ${KERNEL_TILE} (the device kernels' tile)`;
   if (p.heads > MAX_GRID_YZ || p.batch > MAX_GRID_YZ) return `heads and batch must be at most ${MAX_GRID_YZ} (the launch grid's y and z limits)`;
   const nKB = Math.ceil(p.seqK / p.blockSize);

@@ -6,15 +6,17 @@
  * A full float64 oracle is out of reach at these sizes, so each case checks a sample of query
  * rows in float64 (test/gpu/sampled-oracle.ts), given the layout and thresholds the device
  * used, and checks the selection's shape (counts per row) against the options. Without a
- * usable device every case is skipped with the reason.
+ * usable device every case is skipped with the reason. Tolerances: the cuda profile (test/profiles.ts).
  */
-import { attention, info } from '../../lib/index';
+import { attention } from '../../lib/index';
 import type { AttentionOptions, BlockLayout } from '../../lib/index';
+import { backendUnderTest, describeIf, unavailableReason } from '../backends';
 import { randomQKV, ShapeLike } from '../data';
-import { roundedInputs, OUTPUT_TOL } from '../device-harness';
+import { inputsFor } from '../harness';
+import { outputTolerance } from '../profiles';
 import { sampledRows } from './sampled-oracle';
 
-const status = info().backends.find((b) => b.name === 'cuda')!;
+const be = backendUnderTest('cuda');
 
 interface GpuCase {
   name: string;
@@ -34,22 +36,21 @@ const CASES: GpuCase[] = [
   { name: 'head dim 256, 4k, Nq != Nk', shape: shape(3000, { seqK: 4097, headDim: 256 }), options: { causal: true, window: 256, blocks: { topBlocks: 8 } } },
 ];
 
-if (!status.available) {
-  test.skip(`GPU suites: backend 'cuda' unavailable: ${status.reason}`, () => {});
-} else {
+const unavailable = unavailableReason('cuda');
+describeIf(unavailable === null ? null : `backend 'cuda' unavailable: ${unavailable}`, 'GPU suites [backend cuda]', () => {
   describe.each(CASES)('$name', ({ shape: s, options }) => {
     test('sampled rows match the float64 oracle given the same layout and thresholds', async () => {
-      const dtype = (options.dtype ?? 'float16') as 'float16' | 'bfloat16';
-      const d = roundedInputs(randomQKV(s, 5), dtype);
+      const dtype = options.dtype ?? be.profile.dtypes[0];
+      const d = inputsFor(be, randomQKV(s, 5), dtype);
       const r = await attention(d.q, d.k, d.v, { ...options, shape: s, backend: 'cuda', dtype, returnLse: true, returnThresholds: true });
       expect(r.backend).toBe('cuda');
       const check = sampledRows(d, s, options, r.layout as BlockLayout | undefined, r.thresholds!, 48, 17);
       const err = check.relFrob(r.output);
-      expect(err).toBeLessThanOrEqual(OUTPUT_TOL[dtype]);
-      check.expectLse(r.lse!, 1e-3);
+      expect(err).toBeLessThanOrEqual(outputTolerance(be.profile, dtype));
+      check.expectLse(r.lse!, be.profile.lseTolerance);
       if (r.layout) expect(r.stats.blocksVisited).toBe(r.layout.size);
       expect(r.stats.density).toBeGreaterThan(0);
       expect(r.stats.density).toBeLessThanOrEqual(1);
     }, 600_000);
   });
-}
+});

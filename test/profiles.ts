@@ -1,0 +1,123 @@
+/**
+ * What each backend is held to in the suites. Every suite runs over every profile here (see
+ * test/backends.ts), so a new backend gets all of them by adding its profile and nothing else.
+ * The accuracy rules are the contract's: docs/contract.md#accuracy.
+ */
+export type ComputeType = 'float32' | 'float16' | 'bfloat16';
+export type TensorHome = 'cpu' | 'cuda' | 'cuda-emu';
+
+/** How much work a suite may give the backend: the emulated build runs kernels on the CPU. */
+export interface SizeBudget {
+  /** Length of the long-sequence cases (one or two heads). */
+  longSeq: number;
+  /** Longest random sequence, and runs, of the attention property test. */
+  propertySeq: number;
+  propertyRuns: number;
+  /** Longest random sequence of the selection-only property test. */
+  selectionPropertySeq: number;
+}
+
+export interface BackendProfile {
+  /** The compute types it runs, its default first. */
+  dtypes: readonly ComputeType[];
+  /** Output: relative Frobenius error against the oracle, per compute type. */
+  tolerance: Readonly<Partial<Record<ComputeType, number>>>;
+  /** LSE: absolute error (plus 2e-6 relative) against the oracle. */
+  lseTolerance: number;
+  /** Top-k thresholds: error relative to max(1, |tau|). */
+  thresholdTolerance: number;
+  /**
+   * Inputs are rounded to the compute type before the call, so the backend and the oracle see
+   * the same values (a 16-bit backend rounds its uploads; the oracle would not).
+   */
+  roundsInputs: boolean;
+  /**
+   * 0: the block selection, layout, thresholds and stats equal the oracle's exactly. Otherwise
+   * selections may differ in blocks whose estimates tie the oracle's cut within this tolerance
+   * (relative to the row's largest estimate), and the attention is compared given the
+   * backend's own selection and thresholds (docs/contract.md#block-selection).
+   */
+  selectionTolerance: number;
+  /** Block sizes it runs, ascending; and why it runs no other (valid) block size. */
+  blockSizes: readonly number[];
+  blockSizeReason: string;
+  /** Key blocks per row its block selection handles, if it has a limit. */
+  selectionKeyBlocks?: number;
+  /** Where its tensor inputs live. */
+  tensorHome: TensorHome;
+  budget: SizeBudget;
+  /** Polynomials it runs: within this relative error of 2^f (cases with worse ones are refused with ERR_OPTION naming backend, and skipped with the reason). */
+  polyError?: { limit: number; reason: string };
+  /** Block estimates its selection computes, and why no other. */
+  estimates: readonly ('mean' | 'bound' | 'moment')[];
+  estimateReason: string;
+  /** Why it selects only per query block of blockSize rows (queryBlockSize must equal blockSize), if it does. */
+  queryBlocksReason?: string;
+  /** Unavailable under CI=true is a failure, not a skip: CI must run its kernels. */
+  requiredInCI: boolean;
+}
+
+/** Every block size the library accepts (docs/contract.md#block-selection). */
+export const ALL_BLOCK_SIZES: readonly number[] = Array.from({ length: 16 }, (_, i) => 16 * (i + 1));
+const TILE_BLOCK_SIZES = ALL_BLOCK_SIZES.filter((bs) => bs % 64 === 0);
+
+const FLOAT32: Omit<BackendProfile, 'tensorHome' | 'requiredInCI'> = {
+  dtypes: ['float32'],
+  tolerance: { float32: 1e-5 },
+  lseTolerance: 2e-5,
+  thresholdTolerance: 1e-5,
+  roundsInputs: false,
+  selectionTolerance: 0,
+  blockSizes: ALL_BLOCK_SIZES,
+  blockSizeReason: '',
+  estimates: ['mean', 'bound', 'moment'],
+  estimateReason: '',
+  budget: { longSeq: 1025, propertySeq: 200, propertyRuns: 60, selectionPropertySeq: 400 },
+};
+
+const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget'> = {
+  dtypes: ['float16', 'bfloat16'],
+  tolerance: { float16: 5e-3, bfloat16: 1.5e-2 },
+  lseTolerance: 1e-3,
+  thresholdTolerance: 1e-4,
+  roundsInputs: true,
+  // Block estimates are float32 sums on the device against float64 sums in the oracle.
+  selectionTolerance: 1e-4,
+  blockSizes: TILE_BLOCK_SIZES,
+  blockSizeReason: 'the device kernels tile by 64 (block sizes 64, 128, 192, 256)',
+  selectionKeyBlocks: 4096,
+  polyError: {
+    limit: 1e-4,
+    reason: "the forward kernel's online softmax rescales by exact powers of two, which a polynomial E follows only up to its own error: " +
+      'the device runs polynomials within 1e-4 of 2^f (degree 3 and up) and refuses the others',
+  },
+  estimates: ['mean', 'bound'],
+  estimateReason: "the device selection kernel computes 'mean' and 'bound'",
+  queryBlocksReason: 'the device kernels select per query block of blockSize rows',
+};
+
+const TABLE = {
+  js: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: true },
+  // The emulated build computes as the device does, at the CPU execution model's speed.
+  'cuda-emu': {
+    ...DEVICE, tensorHome: 'cuda-emu', requiredInCI: true,
+    budget: { longSeq: 1025, propertySeq: 160, propertyRuns: 30, selectionPropertySeq: 256 },
+  },
+  cpu: {
+    ...FLOAT32, tensorHome: 'cpu', requiredInCI: false,
+    estimates: ['mean', 'bound'], estimateReason: "the cpu selection computes 'mean' and 'bound'", queryBlocksReason: 'the cpu kernels select per query block of blockSize rows',
+  },
+  cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget },
+} satisfies Record<string, BackendProfile>;
+
+export type TestBackend = keyof typeof TABLE;
+
+export const PROFILES: Readonly<Record<TestBackend, BackendProfile>> = TABLE;
+export const BACKENDS = Object.keys(PROFILES) as TestBackend[];
+
+/** The output tolerance for one of the profile's compute types. */
+export function outputTolerance(p: BackendProfile, dtype: ComputeType): number {
+  const t = p.tolerance[dtype];
+  if (t === undefined) throw new Error(`no output tolerance for ${dtype}: the profile computes in ${p.dtypes.join(', ')}`);
+  return t;
+}
