@@ -5,6 +5,7 @@
 #include "cpu_attention.h"
 
 #include <cstring>
+#include <memory>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -16,11 +17,15 @@
 #include "../cpu/select.h"
 #include "../cpu/thread_pool.h"
 #include "addon_state.h"
+#include "guard.h"
+#include "promise_worker.h"
 
 namespace psa::binding {
 namespace {
 
-[[noreturn]] void bad(Napi::Env env, const std::string& what) { AddonState::of(env).raise(env, "shape", "cpu request: " + what); }
+[[noreturn]] void bad(Napi::Env env, const std::string& what, const std::string& argument = "request") {
+  AddonState::of(env).raise(env, "shape", argument, "cpu request: " + what);
+}
 
 double number(Napi::Env env, const Napi::Object& o, const char* key) {
   const Napi::Value v = o.Get(key);
@@ -38,7 +43,7 @@ bool flag(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean(
 
 template <typename T>
 std::vector<T> copy_typed(Napi::Env env, const Napi::Value& v, napi_typedarray_type type, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) bad(env, name + " has the wrong type");
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) bad(env, name + " has the wrong type", name);
   const Napi::TypedArray a = v.As<Napi::TypedArray>();
   const T* data = reinterpret_cast<const T*>(static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
   return std::vector<T>(data, data + a.ElementLength());
@@ -114,7 +119,7 @@ Request parse_request(Napi::Env env, const Napi::Value& value) {
 
 std::vector<float> copy_input(Napi::Env env, const Napi::Value& v, std::size_t expected, const char* name) {
   std::vector<float> x = copy_typed<float>(env, v, napi_float32_array, name);
-  if (x.size() != expected) bad(env, std::string(name) + " holds " + std::to_string(x.size()) + " floats, the shape needs " + std::to_string(expected));
+  if (x.size() != expected) bad(env, std::string(name) + " holds " + std::to_string(x.size()) + " floats, the shape needs " + std::to_string(expected), name);
   return x;
 }
 
@@ -140,70 +145,52 @@ Napi::Object layout_object(Napi::Env env, const cpu::BlockLayout& layout) {
   return l;
 }
 
-// Runs on a libuv worker thread; resolves on the main thread, rejects with a coded error.
-class CpuWorker : public Napi::AsyncWorker {
+// Runs on a libuv worker thread through PromiseWorker (completion that cannot throw, so a
+// terminated worker_thread with cpu work in flight ends quietly); rejects with a coded error.
+class CpuWorker : public PromiseWorker {
  public:
-  CpuWorker(Napi::Env env, const char* name) : Napi::AsyncWorker(env, name), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise Start() {
-    Queue();
-    return deferred_.Promise();
-  }
+  using PromiseWorker::PromiseWorker;
 
  protected:
-  virtual void Run() = 0;
-  virtual Napi::Value Result(Napi::Env env) = 0;
-
- private:
-  void Execute() override {
-    try {
-      Run();
-    } catch (const std::bad_alloc&) {
-      failure_ = Failure::OutOfMemory;
-    } catch (const std::exception& e) {
-      failure_ = Failure::Internal;
-      message_ = e.what();
-    }
-  }
-  void OnOK() override {
-    Napi::Env env = Env();
-    Napi::HandleScope scope(env);
+  bool usesDevice() const override { return false; }
+  Napi::Value Failure(Napi::Env env, const gpu::Status& status) override {
     const AddonState& state = AddonState::of(env);
-    if (failure_ == Failure::OutOfMemory) deferred_.Reject(state.make_error(env, "oom", "std::bad_alloc", "the cpu backend could not allocate its working memory"));
-    else if (failure_ == Failure::Internal) deferred_.Reject(state.make_error(env, "internal", "", "the cpu backend failed: " + message_));
-    else deferred_.Resolve(Result(env));
+    if (status.name == "cudaErrorMemoryAllocation") return state.make_error(env, "oom", "", "the cpu backend could not allocate its working memory");
+    return state.make_error(env, "internal", "", "the cpu backend failed: " + status.message);
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
-  enum class Failure { None, OutOfMemory, Internal };
-  Napi::Promise::Deferred deferred_;
-  Failure failure_ = Failure::None;
-  std::string message_;
 };
+
+Napi::Float32Array float_array(Napi::Env env, const std::vector<float>& x) {
+  Napi::Float32Array a = Napi::Float32Array::New(env, x.size());
+  if (!x.empty()) std::memcpy(a.Data(), x.data(), x.size() * sizeof(float));
+  return a;
+}
 
 class AttentionWorker : public CpuWorker {
  public:
   AttentionWorker(Napi::Env env, Request r, std::vector<float> q, std::vector<float> k, std::vector<float> v)
-      : CpuWorker(env, "psa:cpu-attention"), r_(std::move(r)), q_(std::move(q)), k_(std::move(k)), v_(std::move(v)) {
-    const std::size_t rows = static_cast<std::size_t>(r_.problem.batch) * r_.problem.heads * r_.problem.seqQ;
-    // The results are written where JS will read them: no copy at the end.
-    output_ = Napi::Persistent(Napi::Float32Array::New(env, q_.size()));
-    if (r_.returnLse) lse_ = Napi::Persistent(Napi::Float32Array::New(env, rows));
-    if (r_.returnThresholds) thresholds_ = Napi::Persistent(Napi::Float32Array::New(env, rows));
-    result_.output = output_.Value().Data();
-    result_.lse = r_.returnLse ? lse_.Value().Data() : nullptr;
-    result_.thresholds = r_.returnThresholds ? thresholds_.Value().Data() : nullptr;
-  }
+      : CpuWorker(env, "psa:cpu-attention"), r_(std::move(r)), q_(std::move(q)), k_(std::move(k)), v_(std::move(v)) {}
 
  protected:
-  void Run() override {
+  gpu::Status Run() override {
+    const std::size_t rows = static_cast<std::size_t>(r_.problem.batch) * r_.problem.heads * r_.problem.seqQ;
+    // Results stay in the worker's own memory until completion copies them into JS arrays:
+    // nothing of JS is touched off the main thread, or after a worker_thread is gone.
+    output_.resize(q_.size());
+    if (r_.returnLse) lse_.resize(rows);
+    if (r_.returnThresholds) thresholds_.resize(rows);
+    result_.output = output_.data();
+    result_.lse = r_.returnLse ? lse_.data() : nullptr;
+    result_.thresholds = r_.returnThresholds ? thresholds_.data() : nullptr;
     layout_ = layout_for(r_, q_, k_);
     cpu::forward(r_.problem, layout_, q_.data(), k_.data(), v_.data(), result_, r_.threads, cpu::bestKernels());
+    return gpu::Status::success();
   }
   Napi::Value Result(Napi::Env env) override {
     Napi::Object out = Napi::Object::New(env);
-    out.Set("output", output_.Value());
-    if (r_.returnLse) out.Set("lse", lse_.Value());
-    if (r_.returnThresholds) out.Set("thresholds", thresholds_.Value());
+    out.Set("output", float_array(env, output_));
+    if (r_.returnLse) out.Set("lse", float_array(env, lse_));
+    if (r_.returnThresholds) out.Set("thresholds", float_array(env, thresholds_));
     if (r_.sparse && !r_.hasLayout) out.Set("layout", layout_object(env, layout_));
     out.Set("keptPairs", static_cast<double>(result_.keptPairs));
     out.Set("emptyRows", static_cast<double>(result_.emptyRows));
@@ -213,7 +200,7 @@ class AttentionWorker : public CpuWorker {
  private:
   Request r_;
   std::vector<float> q_, k_, v_;
-  Napi::Reference<Napi::Float32Array> output_, lse_, thresholds_;
+  std::vector<float> output_, lse_, thresholds_;
   cpu::ForwardResult result_;
   cpu::BlockLayout layout_;
 };
@@ -224,7 +211,10 @@ class LayoutWorker : public CpuWorker {
       : CpuWorker(env, "psa:cpu-layout"), r_(std::move(r)), q_(std::move(q)), k_(std::move(k)) {}
 
  protected:
-  void Run() override { layout_ = layout_for(r_, q_, k_); }
+  gpu::Status Run() override {
+    layout_ = layout_for(r_, q_, k_);
+    return gpu::Status::success();
+  }
   Napi::Value Result(Napi::Env env) override { return layout_object(env, layout_); }
 
  private:
@@ -242,7 +232,7 @@ Napi::Value CpuAttention(const Napi::CallbackInfo& info) {
   std::vector<float> q = copy_input(env, info[0], query_elements(r.problem), "q");
   std::vector<float> k = copy_input(env, info[1], key_elements(r.problem), "k");
   std::vector<float> v = copy_input(env, info[2], key_elements(r.problem), "v");
-  return (new AttentionWorker(env, std::move(r), std::move(q), std::move(k), std::move(v)))->Start();
+  return PromiseWorker::Start(std::make_unique<AttentionWorker>(env, std::move(r), std::move(q), std::move(k), std::move(v)));
 }
 
 Napi::Value CpuBuildLayout(const Napi::CallbackInfo& info) {
@@ -250,7 +240,7 @@ Napi::Value CpuBuildLayout(const Napi::CallbackInfo& info) {
   Request r = parse_request(env, info[2]);
   std::vector<float> q = copy_input(env, info[0], query_elements(r.problem), "q");
   std::vector<float> k = copy_input(env, info[1], key_elements(r.problem), "k");
-  return (new LayoutWorker(env, std::move(r), std::move(q), std::move(k)))->Start();
+  return PromiseWorker::Start(std::make_unique<LayoutWorker>(env, std::move(r), std::move(q), std::move(k)));
 }
 
 // { simd: 'avx2+fma' | 'portable', threads: hardware threads }
@@ -264,9 +254,9 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void RegisterCpu(Napi::Env env, Napi::Object exports) {
-  exports.Set("cpuInfo", Napi::Function::New<CpuInfo>(env, "cpuInfo"));
-  exports.Set("cpuAttention", Napi::Function::New<CpuAttention>(env, "cpuAttention"));
-  exports.Set("cpuBuildLayout", Napi::Function::New<CpuBuildLayout>(env, "cpuBuildLayout"));
+  exports.Set("cpuInfo", Napi::Function::New<Guarded<CpuInfo>>(env, "cpuInfo"));
+  exports.Set("cpuAttention", Napi::Function::New<Guarded<CpuAttention>>(env, "cpuAttention"));
+  exports.Set("cpuBuildLayout", Napi::Function::New<Guarded<CpuBuildLayout>>(env, "cpuBuildLayout"));
 }
 
 }  // namespace psa::binding

@@ -44,14 +44,20 @@ class PromiseWorker {
  protected:
   virtual gpu::Status Run() = 0;                   // worker thread: no JS here
   virtual Napi::Value Result(Napi::Env env) = 0;  // main thread, after success
+  // Work that never touches the device (the cpu backend) runs whatever the device latch says.
+  virtual bool usesDevice() const { return true; }
+  // The JS error for a failed Run() (main thread).
+  virtual Napi::Value Failure(Napi::Env env, const gpu::Status& status) { return AddonState::of(env).error_for(env, status); }
 
  private:
   static void Execute(napi_env, void* data) {
     auto* self = static_cast<PromiseWorker*>(data);
-    const gpu::Status sticky = gpu::device_unusable();
-    if (!sticky.ok()) {
-      self->status_ = refused_after(sticky);
-      return;
+    if (self->usesDevice()) {
+      const gpu::Status sticky = gpu::device_unusable();
+      if (!sticky.ok()) {
+        self->status_ = refused_after(sticky);
+        return;
+      }
     }
     try {
       self->status_ = self->Run();
@@ -69,7 +75,7 @@ class PromiseWorker {
     Napi::Env e(env);
     try {
       Napi::HandleScope scope(e);
-      const Napi::Value value = self->status_.ok() ? self->Result(e) : AddonState::of(e).error_for(e, self->status_);
+      const Napi::Value value = self->status_.ok() ? self->Result(e) : self->Failure(e, self->status_);
       if (self->status_.ok()) {
         napi_resolve_deferred(env, self->deferred_, value);
       } else {
