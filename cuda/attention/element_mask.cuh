@@ -41,4 +41,11 @@ __host__ __device__ inline bool key_allowed(const RowKeys& r, int j, bool select
   return j <= r.last && (selected || (j >= r.windowLo && j <= r.windowHi) || j < r.sinks);
 }
 
+// Key j for the row at position pos: the form the kernels call per element. The compiler shares
+// row_keys between the elements of a row; RowKeys held in an array across a tile instead cost
+// the forward kernel about 25 registers at d 128.
+__host__ __device__ inline bool element_allowed(const MaskSpec& m, bool causal, int seqK, long long pos, int j, bool selected) {
+  return key_allowed(row_keys(m, causal, seqK, pos), j, selected);
+}
+
 }  // namespace psa::gpu

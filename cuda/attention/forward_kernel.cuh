@@ -156,17 +156,16 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
     cp_async_commit();
 
     // Scores to log2 units; masked ones to -inf. Element i of tile n8: row g + 8 (i >> 1), key 2t + (i & 1).
-    RowKeys rows[2];
-    if (tile.elementMask) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) rows[r] = row_keys(p.mask, Causal, sh.seqK, static_cast<long long>(m0 + warp * 16 + g + 8 * r) + sh.seqK - sh.seqQ);
-    }
 #pragma unroll
     for (int n8 = 0; n8 < Tr::kSTiles; ++n8) {
 #pragma unroll
       for (int i = 0; i < 4; ++i) {
         const float raw = s[n8][i];
-        bool keep = !tile.elementMask || key_allowed(rows[i >> 1], tile.index * kN + n8 * 8 + 2 * t + (i & 1), tile.selected);
+        bool keep = true;
+        if (tile.elementMask) {
+          const long long pos = static_cast<long long>(m0 + warp * 16 + g + 8 * (i >> 1)) + sh.seqK - sh.seqQ;
+          keep = element_allowed(p.mask, Causal, sh.seqK, pos, tile.index * kN + n8 * 8 + 2 * t + (i & 1), tile.selected);
+        }
         if (topK) keep = keep && score_of(raw, p.scale) >= tau[i >> 1];
         kept[i >> 1] += keep ? 1 : 0;
         s[n8][i] = keep ? raw * scaleLog2 : -INFINITY;

@@ -128,11 +128,6 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
     }
     __syncthreads();  // histograms zeroed before any count
 
-    // The element rule's keys of this thread's two rows.
-    RowKeys rows[2];
-#pragma unroll
-    for (int r = 0; r < 2; ++r) rows[r] = row_keys(p.mask, Causal, sh.seqK, static_cast<long long>(m0 + warp * 16 + g + 8 * r) + sh.seqK - sh.seqQ);
-
     for (int n = 0; n < total; ++n) {
       int cur = 0;
       if constexpr (Tr::kStages == 2) {
@@ -157,7 +152,11 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
 #pragma unroll
           for (int i = 0; i < 4; ++i) {
             const int r = i >> 1;
-            const bool keep = live[r] && (!tile.elementMask || key_allowed(rows[r], tile.index * kN + (n8 + e) * 8 + 2 * t + (i & 1), tile.selected));
+            bool keep = live[r];
+            if (tile.elementMask) {
+              const long long pos = static_cast<long long>(m0 + warp * 16 + g + 8 * r) + sh.seqK - sh.seqQ;
+              keep = keep && element_allowed(p.mask, Causal, sh.seqK, pos, tile.index * kN + (n8 + e) * 8 + 2 * t + (i & 1), tile.selected);
+            }
             if (keep) {
               const std::uint32_t key = ordered_key(score_of(s[e][i], p.scale));
               if (((key ^ prefix[r]) & hiMask) == 0u) atomicAdd(&hist[(warp * 16 + g + 8 * r) * kBins + ((key >> digitShift) & (kBins - 1))], 1u);

@@ -30,6 +30,13 @@ inline void report(const std::string& name, bool ok, const std::string& why = ""
   if (!ok) failures++;
 }
 
+// "" when a launcher and the launch it made succeeded, else why not.
+inline std::string launch_failure(cudaError_t launcher) {
+  const cudaError_t last = cudaGetLastError();
+  if (launcher == cudaSuccess && last == cudaSuccess) return "";
+  return std::string("launch: ") + cudaGetErrorString(launcher != cudaSuccess ? launcher : last);
+}
+
 // A device allocation of n elements (at least one byte, so that n = 0 still has an address).
 template <typename T>
 struct DeviceArray {
@@ -96,6 +103,15 @@ struct MaskedCase {
     return j < globalTokens;
   }
 };
+
+// --quick (the sanitizer builds, where each CUDA thread is an OS thread and a case runs 50 to
+// 100 times slower) runs float16 only, and only the cases of at most maxPairs (query, key)
+// pairs, which still take every code path: each layout kind, head dim and block size has a
+// small case.
+inline bool quick = false;
+inline bool skipped_when_quick(const MaskedCase& c, gpu::MmaType type, long long maxPairs) {
+  return quick && (type != gpu::MmaType::F16 || static_cast<long long>(c.seqQ) * c.seqK > maxPairs);
+}
 
 // The case's layout, element by element: a key block is listed when some valid pair is allowed,
 // full when every valid pair is, selected when chosen (or dense). CSR rows (b * heads + h) *

@@ -149,12 +149,8 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
 
   Result res;
   res.emptyRows = emptyRows;
-  const cudaError_t err = attention_forward(p, type, cudaStreamPerThread);
-  const cudaError_t last = cudaGetLastError();
-  if (err != cudaSuccess || last != cudaSuccess) {
-    res.why = std::string("launch: ") + cudaGetErrorString(err != cudaSuccess ? err : last);
-    return res;
-  }
+  res.why = launch_failure(attention_forward(p, type, cudaStreamPerThread));
+  if (!res.why.empty()) return res;
   const std::vector<float> out = dout.get(), lse = dlse.get();
   const std::vector<int> kept = dkept.get();
   for (std::size_t row = 0; row < kept.size(); row++) {
@@ -195,14 +191,10 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   return res;
 }
 
-// --quick (the sanitizer builds, where each CUDA thread is an OS thread and a case runs 50 to
-// 100 times slower): float16 only, and only the cases of at most 20000 (query, key) pairs, which
-// still take every code path: each layout kind, head dim and block size has a small case.
-bool quick = false;
-constexpr long long kQuickPairs = 20000;
+constexpr long long kQuickPairs = 20000;  // --quick: see skipped_when_quick
 
 void check(const Case& c, MmaType type, std::uint32_t seed = 1) {
-  if (quick && (type != MmaType::F16 || static_cast<long long>(c.seqQ) * c.seqK > kQuickPairs)) return;
+  if (skipped_when_quick(c, type, kQuickPairs)) return;
   const auto t0 = std::chrono::steady_clock::now();
   const Result r = run_case(c, type, seed);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -296,8 +288,8 @@ void check_rejects() {
     ok = ok && rejected();
   }
   report("launcher rejects heads % kvHeads != 0, headDim 0 and 257, blockSize 0, 32, 96, 320", ok);
-  // The dynamic shared memory the compile gate checks occupancy with (cuda/gate.json).
-  report("dynamic shared memory per instantiation: d 64 18432 B, d 128 34816 B, d 256 101376 B (cuda/gate.json)",
+  // The launchers' dynamic shared memory: the traits' figures, which the compile gate's occupancy uses too.
+  report("dynamic shared memory per instantiation: d 64 18432 B, d 128 34816 B, d 256 101376 B",
          attention_forward_smem_bytes(1) == 18432 && attention_forward_smem_bytes(64) == 18432 && attention_forward_smem_bytes(65) == 34816 &&
              attention_forward_smem_bytes(128) == 34816 && attention_forward_smem_bytes(129) == 101376 && attention_forward_smem_bytes(256) == 101376 &&
              attention_forward_smem_bytes(0) == 0 && attention_forward_smem_bytes(257) == 0);

@@ -80,12 +80,8 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   const ForwardParams p = forward_params(c, dlayout, dq.ptr, dk.ptr, static_cast<float>(scale));
 
   Result res;
-  const cudaError_t err = attention_topk_thresholds(p, type, c.topK, c.ratio, dtau.ptr, cudaStreamPerThread);
-  const cudaError_t last = cudaGetLastError();
-  if (err != cudaSuccess || last != cudaSuccess) {
-    res.why = std::string("launch: ") + cudaGetErrorString(err != cudaSuccess ? err : last);
-    return res;
-  }
+  res.why = launch_failure(attention_topk_thresholds(p, type, c.topK, c.ratio, dtau.ptr, cudaStreamPerThread));
+  if (!res.why.empty()) return res;
   const std::vector<float> tau = dtau.get();
 
   // The host oracle, row by row.
@@ -159,14 +155,10 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   return res;
 }
 
-// --quick (the sanitizer builds, where each CUDA thread is an OS thread and a case runs 50 to
-// 100 times slower): float16 only, and only the cases of at most 13000 (query, key) pairs, which
-// still take every code path: each layout kind, head dim and block size has a small case.
-bool quick = false;
-constexpr long long kQuickPairs = 13000;
+constexpr long long kQuickPairs = 13000;  // --quick: see skipped_when_quick
 
 void check(const Case& c, MmaType type, std::uint32_t seed = 1) {
-  if (quick && (type != MmaType::F16 || static_cast<long long>(c.seqQ) * c.seqK > kQuickPairs)) return;
+  if (skipped_when_quick(c, type, kQuickPairs)) return;
   const auto t0 = std::chrono::steady_clock::now();
   const Result r = run_case(c, type, seed);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -222,8 +214,8 @@ void check_rejects() {
   p.shape.seqQ = 0;
   ok = ok && attention_topk_thresholds(p, MmaType::F16, 4, 0, nullptr, cudaStreamPerThread) == cudaSuccess;
   report("launcher rejects heads % kvHeads != 0, headDim outside 1..256, blockSize not a multiple of 64, no topK and ratio outside (0, 1], missing pointers; seqQ 0 launches nothing", ok);
-  // The dynamic shared memory the compile gate checks occupancy with (cuda/gate.json).
-  report("dynamic shared memory per instantiation: d 64 84496 B, d 128 100880 B, d 256 99856 B, all <= 101376 (cuda/gate.json)",
+  // The launchers' dynamic shared memory: the traits' figures, which the compile gate's occupancy uses too.
+  report("dynamic shared memory per instantiation: d 64 84496 B, d 128 100880 B, d 256 99856 B, all <= 101376",
          attention_topk_smem_bytes(1) == 84496 && attention_topk_smem_bytes(64) == 84496 && attention_topk_smem_bytes(65) == 100880 &&
              attention_topk_smem_bytes(128) == 100880 && attention_topk_smem_bytes(129) == 99856 && attention_topk_smem_bytes(256) == 99856 &&
              attention_topk_smem_bytes(257) == 0 && attention_topk_smem_bytes(0) == 0);
