@@ -60,11 +60,6 @@ std::size_t product(Napi::Env env, const char* what, std::initializer_list<int> 
   return static_cast<std::size_t>(n);
 }
 
-// The kernels compute position +- window in 32-bit ints. A side wider than seqQ + seqK reaches
-// past every key either way (positions lie in [seqK - seqQ, seqK)), so clamping it there keeps
-// the same keys and the sums in range.
-int window_side(int side, const gpu::AttentionRequest& r) { return side < 0 ? side : static_cast<int>(std::min<long long>(side, 1ll * r.seqQ + r.seqK)); }
-
 // The caller's layout, copied and checked against the geometry: the kernels index with it.
 void parse_layout(Napi::Env env, const Napi::Object& l, gpu::AttentionRequest& r) {
   r.layoutOffsets = copy_host_array<std::int32_t>(env, l.Get("offsets"), napi_int32_array, "request.layout.offsets", "an Int32Array");
@@ -103,8 +98,8 @@ gpu::AttentionRequest parse_request(Napi::Env env, const Napi::Value& value) {
   r.scale = static_cast<float>(number(env, o, "scale"));
   if (!std::isfinite(r.scale)) bad(env, "option", "scale", "must be finite in float32");
   r.causal = flag(o, "causal");
-  r.windowLeft = window_side(integer(env, o, "windowLeft", -1, INT_MAX), r);
-  r.windowRight = window_side(integer(env, o, "windowRight", -1, INT_MAX), r);
+  r.windowLeft = integer(env, o, "windowLeft", -1, INT_MAX);  // widened in the element rule
+  r.windowRight = integer(env, o, "windowRight", -1, INT_MAX);
   r.globalTokens = integer(env, o, "globalTokens", 0, INT_MAX);
   r.blockSize = integer(env, o, "blockSize", kKernelTile, kMaxBlockSize);
   if (r.blockSize % kKernelTile != 0) bad(env, "option", "blockSize", "must be a multiple of " + std::to_string(kKernelTile));

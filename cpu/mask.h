@@ -29,8 +29,9 @@ inline WindowSinkRanges windowSinkRanges(const MaskSpec& m, int i, int j0, int j
   const int p = i + m.seqK - m.seqQ;
   WindowSinkRanges r{0, -1, j0, std::min(cap, m.globalTokens - 1)};
   if (m.windowLeft >= 0) {
-    r.winLo = std::max(j0, p - m.windowLeft);
-    r.winHi = std::min(cap, p + m.windowRight);
+    // In 64 bits: windows may be as wide as 2^31 - 1, past every key.
+    r.winLo = static_cast<int>(std::max<long long>(j0, static_cast<long long>(p) - m.windowLeft));
+    r.winHi = static_cast<int>(std::min<long long>(cap, static_cast<long long>(p) + m.windowRight));
   }
   return r;
 }
@@ -66,7 +67,7 @@ inline bool isCandidate(const MaskSpec& m, int i0, int i1, int j0, int j1) {
 
 // ceil(x) forgiving float64 noise just above an integer, as lib/validate.ts ceilTolerant.
 inline long long ceilTolerant(double x) {
-  return static_cast<long long>(std::ceil(x - 1e-9 * std::max(1.0, std::fabs(x))));
+  return static_cast<long long>(std::ceil(x - 1e-9 * std::fabs(x)));
 }
 
 }  // namespace psa::cpu

@@ -1,18 +1,25 @@
 #!/usr/bin/env node
 'use strict';
 /**
- * CUDA compile gate (docs: DESIGN.md §3, layer 1). No GPU needed, only nvcc and g++.
+ * CUDA compile gate. No GPU needed, only nvcc and g++.
  *
  * For every translation unit in cuda/gate.json and every target (sm_80/86/89/90):
  *   nvcc -std=c++17 -c -gencode arch=compute_XX,code=sm_XX
  *        -Xptxas -v,-warn-spills,-warn-lmem-usage,-Werror -I cuda [-D...] <unit>
- * fails on any spill, local memory or stack frame, parses ptxas -v per kernel (registers,
- * barriers, static smem, spills, stack, constant memory), computes CTAs per SM with
- * cuda_occupancy.h (scripts/occupancy.cc, built here with g++), and checks the PTX of
- * `nvcc -ptx -arch=compute_80` for the instructions each unit must contain.
+ * (the ptxas options of the CMake build, where a spill fails the build too) fails on any
+ * spill, local memory or stack frame, parses ptxas -v per kernel (registers, barriers, static
+ * smem, spills, stack, constant memory), computes CTAs per SM with cuda_occupancy.h
+ * (scripts/occupancy.cc, built here with g++) at each kernel's threads and dynamic shared
+ * memory, which the manifest names as C++ constants of the kernels' traits (evaluated here with
+ * g++), and checks the PTX of `nvcc -ptx -arch=compute_80` for the instructions each unit must
+ * contain.
  *
  *   node scripts/gate.js           regenerate cuda/RESOURCES.md
- *   node scripts/gate.js --check   fail if cuda/RESOURCES.md is not what this run generates
+ *   node scripts/gate.js --check   fail if cuda/RESOURCES.md disagrees with this run on what the
+ *                                  code fixes (kernels, threads, shared memory, barriers, spills,
+ *                                  stack, PTX instructions) or if a kernel's CTAs per SM fell;
+ *                                  registers, constant memory and PTX line counts vary with the
+ *                                  toolkit and are only reported
  *
  * Environment: NVCC (default: nvcc on PATH), CXX (default: g++), PSA_GATE_JOBS (default 2).
  */
@@ -142,12 +149,6 @@ function nvccPath() {
 function haveNvcc() {
   const r = spawnSync(nvccPath(), ['--version'], { encoding: 'utf8' });
   return !r.error && r.status === 0;
-}
-
-function nvccRelease() {
-  const r = spawnSync(nvccPath(), ['--version'], { encoding: 'utf8' });
-  const m = /release ([\d.]+), (V[\d.]+)/.exec(r.stdout || '');
-  return m ? `${m[1]} (${m[2]})` : 'unknown';
 }
 
 /** The first lines of a compiler's output (the first error is usually the cause), indented. */
@@ -318,6 +319,42 @@ function buildOccupancy(dir) {
   return exe;
 }
 
+/**
+ * The manifest's launch shapes: `threads` and `smem` of each kernel entry are numbers or C++
+ * constant expressions over the unit's `headers` (pure C++ headers under cuda/, such as the
+ * kernels' traits). Evaluates every expression in one host program built in `dir`; returns a
+ * Map from expression to value.
+ */
+function evaluateConstants(units, dir) {
+  const headers = new Set();
+  const exprs = new Set();
+  for (const u of units) {
+    for (const h of u.headers || []) headers.add(h);
+    for (const k of u.kernels || []) for (const v of [k.threads, k.smem]) if (typeof v === 'string') exprs.add(v);
+  }
+  const values = new Map();
+  if (exprs.size === 0) return values;
+  const list = [...exprs];
+  const src = path.join(dir, 'launch_shapes.cc');
+  const exe = path.join(dir, 'launch_shapes');
+  fs.writeFileSync(
+    src,
+    [...[...headers].map((h) => `#include "${h}"`), '#include <cstdio>', 'int main() {', ...list.map((e) => `  std::printf("%lld\\n", static_cast<long long>(${e}));`), '}', ''].join('\n'),
+  );
+  const cxx = process.env.CXX || 'g++';
+  const built = spawnSync(cxx, ['-std=c++17', '-I', path.join(ROOT, 'cuda'), src, '-o', exe], { encoding: 'utf8' });
+  if (built.error || built.status !== 0) throw new Error(`evaluating the launch shapes of ${MANIFEST} failed:\n${built.stderr || built.error}`);
+  const out = spawnSync(exe, [], { encoding: 'utf8' }).stdout.trim().split('\n');
+  list.forEach((e, i) => values.set(e, Number(out[i])));
+  return values;
+}
+
+/** Threads and dynamic shared memory of a manifest kernel entry. */
+function launchShape(spec, constants) {
+  const value = (v) => (typeof v === 'string' ? constants.get(v) : v || 0);
+  return { threads: value(spec.threads), dynamicSmem: value(spec.smem) };
+}
+
 function occupancy(exe, target, k, threads, dynamicSmem) {
   const { major, minor } = ccOf(target);
   const args = [major, minor, k.registers, k.staticSmem, dynamicSmem, threads, k.barriers].map(String);
@@ -381,6 +418,7 @@ async function runGate({ manifest = loadManifest(), jobs = Number(process.env.PS
   const occDir = tempDir();
   try {
     const exe = present.length ? buildOccupancy(occDir) : null;
+    const constants = evaluateConstants(present, occDir);
     for (const u of present) {
       const entry = { unit: u, skipped: false, ptx: null, kernels: new Map() };
       units.push(entry);
@@ -405,17 +443,18 @@ async function runGate({ manifest = loadManifest(), jobs = Number(process.env.PS
           }
           const spec = specs[0];
           matchedEntries.add(spec);
+          const shape = launchShape(spec, constants);
           let occ;
           try {
-            occ = occupancy(exe, r.target, k, spec.threads, spec.dynamicSmem || 0);
+            occ = occupancy(exe, r.target, k, shape.threads, shape.dynamicSmem);
           } catch (e) {
             problems.push(`${u.source} [${r.target}] kernel '${k.demangled}': ${e.message}`);
             continue;
           }
           if (occ.ctasPerSm === 0)
-            problems.push(`${u.source} [${r.target}] kernel '${k.demangled}': 0 CTAs per SM (${spec.threads} threads, ${spec.dynamicSmem || 0} B dynamic smem cannot launch)`);
+            problems.push(`${u.source} [${r.target}] kernel '${k.demangled}': 0 CTAs per SM (${shape.threads} threads, ${shape.dynamicSmem} B dynamic smem cannot launch)`);
           if (!entry.kernels.has(k.demangled)) entry.kernels.set(k.demangled, new Map());
-          entry.kernels.get(k.demangled).set(r.target, { ...k, threads: spec.threads, dynamicSmem: spec.dynamicSmem || 0, ...occ });
+          entry.kernels.get(k.demangled).set(r.target, { ...k, ...shape, ...occ });
         }
       }
       for (const s of u.kernels || [])
@@ -426,11 +465,11 @@ async function runGate({ manifest = loadManifest(), jobs = Number(process.env.PS
     fs.rmSync(occDir, { recursive: true, force: true });
   }
   units.sort((a, b) => (a.unit.source < b.unit.source ? -1 : a.unit.source > b.unit.source ? 1 : 0));
-  const report = renderReport({ manifest, units, release: nvccRelease() });
+  const report = renderReport({ manifest, units });
   return { problems, notes, units, report };
 }
 
-function renderReport({ manifest, units, release }) {
+function renderReport({ manifest, units }) {
   const flags = (manifest.flags || DEFAULT_FLAGS).join(' ');
   const ptxArch = manifest.ptxArch || 'compute_80';
   const L = [];
@@ -439,12 +478,13 @@ function renderReport({ manifest, units, release }) {
   L.push('<!-- GENERATED FILE: do not edit. Regenerate with `npm run gate`; CI runs `node scripts/gate.js --check`. -->');
   L.push('');
   L.push(`Generated by \`npm run gate\` (scripts/gate.js) from \`${MANIFEST}\`. Do not edit by hand:`);
-  L.push('`node scripts/gate.js --check` fails when this file differs from what the gate generates.');
+  L.push('`node scripts/gate.js --check` fails when what the code fixes differs from what the gate generates');
+  L.push('(kernels, threads, shared memory, barriers, spills, stack, required PTX) or when CTAs/SM fall.');
+  L.push('Registers, constant memory and PTX line counts depend on the toolkit that generated this file.');
   L.push('');
-  L.push(`- nvcc: ${release}`);
   L.push(`- compile: \`nvcc ${flags} -c -gencode arch=compute_XX,code=sm_XX -Xptxas ${PTXAS_OPTIONS}\` for ${manifest.targets.map((t) => `\`${t}\``).join(', ')}; any spill, local memory or stack frame fails the gate`);
   L.push(`- PTX check: \`nvcc ${flags} -ptx -arch=${ptxArch}\`, lines holding each required instruction`);
-  L.push('- CTAs/SM: `cudaOccMaxActiveBlocksPerMultiprocessor` (cuda_occupancy.h, via scripts/occupancy.cc) at the maximum shared-memory carveout; threads and dynamic smem per kernel from the manifest');
+  L.push('- CTAs/SM: `cudaOccMaxActiveBlocksPerMultiprocessor` (cuda_occupancy.h, via scripts/occupancy.cc) at the maximum shared-memory carveout; threads and dynamic smem per kernel from the kernel traits the manifest names');
   L.push('- smem and stack in bytes; cmem: constant bank[bytes]');
   for (const u of units) {
     L.push('');
@@ -492,6 +532,49 @@ function firstDifference(a, b) {
   return 'identical';
 }
 
+/**
+ * Compares a committed report with a generated one. The parts the code fixes must be equal: the
+ * report with the toolkit-dependent cells (registers, constant memory, CTAs/SM and its limit,
+ * PTX line counts) blanked. CTAs/SM must not fall. Returns { problems, registerChanges }.
+ */
+function compareReports(committed, generated) {
+  const blank = (line, columns) => {
+    const cells = line.split('|');
+    for (const c of columns) cells[c] = ' ~ ';
+    return cells.join('|');
+  };
+  const stable = (text) =>
+    text
+      .split('\n')
+      .map((l) => (/^\| sm_\d+ \|/.test(l) ? blank(l, [2, 8, 10, 11]) : /^\| `[^`]+` \| \d+ \|/.test(l) ? blank(l, [2]) : l))
+      .join('\n');
+  const problems = [];
+  if (stable(committed) !== stable(generated)) problems.push(`${REPORT} differs in what the code fixes, at ${firstDifference(stable(committed), stable(generated))}`);
+  const rows = (text) => {
+    const out = new Map();
+    let unit = '';
+    let kernel = '';
+    for (const l of text.split('\n')) {
+      if (l.startsWith('## ')) unit = l.slice(3);
+      else if (l.startsWith('### ')) kernel = l.slice(4);
+      else if (/^\| sm_\d+ \|/.test(l)) {
+        const c = l.split('|').map((x) => x.trim());
+        out.set(`${unit} ${kernel} [${c[1]}]`, { registers: +c[2], ctas: +c[10] });
+      }
+    }
+    return out;
+  };
+  const before = rows(committed);
+  let registerChanges = 0;
+  for (const [key, now] of rows(generated)) {
+    const was = before.get(key);
+    if (!was) continue;
+    if (now.ctas < was.ctas) problems.push(`${key}: CTAs/SM fell from ${was.ctas} to ${now.ctas} (${was.registers} -> ${now.registers} registers)`);
+    if (now.registers !== was.registers) registerChanges++;
+  }
+  return { problems, registerChanges };
+}
+
 /** Merges problems that differ only in their `[sm_XX]` target into one `[sm_80, sm_86]` line. */
 function collapseTargets(problems) {
   const groups = new Map();
@@ -523,12 +606,18 @@ async function main(argv) {
   const file = path.join(ROOT, REPORT);
   const committed = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
   if (check) {
-    if (committed !== report) {
-      console.error(`gate: ${REPORT} is ${committed === null ? 'missing' : 'stale'}; run \`npm run gate\` and commit it`);
-      if (committed !== null) console.error(`gate: first difference at ${firstDifference(committed, report)}`);
+    if (committed === null) {
+      console.error(`gate: ${REPORT} is missing; run \`npm run gate\` and commit it`);
       return 1;
     }
-    console.log(`gate: passed; ${REPORT} is current (${secs} s)`);
+    const { problems: stale, registerChanges } = compareReports(committed, report);
+    if (stale.length) {
+      console.error(`gate: ${REPORT} is stale; run \`npm run gate\` and commit it:`);
+      for (const p of stale) console.error(`  - ${p}`);
+      return 1;
+    }
+    const note = registerChanges ? `; registers differ on ${registerChanges} kernel targets (another toolkit, or code changed: \`npm run gate\` rewrites them)` : '';
+    console.log(`gate: passed; ${REPORT} is current${note} (${secs} s)`);
     return 0;
   }
   if (committed !== report) fs.writeFileSync(file, report);
@@ -542,6 +631,8 @@ module.exports = {
   checkPtx,
   runGate,
   renderReport,
+  compareReports,
+  evaluateConstants,
   loadManifest,
   haveNvcc,
   demangle,

@@ -1,6 +1,8 @@
 /**
- * CUDA compile gate (scripts/gate.js, DESIGN.md §3 layer 1): the ptxas -v parser on a captured
- * sample, a planted spill caught for sm_80, the PTX instruction check, and `--check` proving
+ * CUDA compile gate (scripts/gate.js): the ptxas -v parser on a captured sample, the report
+ * comparison of `--check` (toolkit-dependent figures may differ, what the code fixes may not,
+ * CTAs/SM may not fall), the CMake build's ptxas options, a planted spill caught for sm_80, the
+ * PTX instruction check, launch shapes evaluated from the traits, and `--check` proving
  * cuda/RESOURCES.md is current. The nvcc parts skip, with a message, where nvcc is not on PATH.
  */
 import { execFile } from 'node:child_process';
@@ -79,6 +81,59 @@ describe('ptxas -v parser', () => {
     const names = gate.demangle(['_Z12spill_kernelPfPKii']);
     const d = names.get('_Z12spill_kernelPfPKii');
     expect([ 'spill_kernel(float*, int const*, int)', '_Z12spill_kernelPfPKii' ]).toContain(d);
+  });
+});
+
+// A report of one kernel on one target, in the layout renderReport writes.
+function report({ registers = 176, smem = 34816, ctas = 2, cpAsync = 468 } = {}): string {
+  return [
+    '## cuda/attention/forward_hdim128.cu',
+    '',
+    '| instruction | PTX lines | result |',
+    '| --- | ---: | --- |',
+    `| \`cp.async\` | ${cpAsync} | present |`,
+    '',
+    '### `attention_forward_kernel<ForwardTraits<128>>`',
+    '',
+    '| target | registers | barriers | static smem | dynamic smem | spill st/ld | stack | cmem | threads | CTAs/SM | limited by |',
+    '| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |',
+    `| sm_80 | ${registers} | 1 | 0 | ${smem} | 0/0 | 0 | [0] 616 | 128 | ${ctas} | registers |`,
+    '',
+  ].join('\n');
+}
+
+describe('--check report comparison', () => {
+  test('registers and PTX line counts of another toolkit pass, and are counted', () => {
+    const r = gate.compareReports(report(), report({ registers: 190, cpAsync: 500 }));
+    expect(r.problems).toEqual([]);
+    expect(r.registerChanges).toBe(1);
+  });
+
+  test('a change of dynamic shared memory fails', () => {
+    const r = gate.compareReports(report(), report({ smem: 36864 }));
+    expect(r.problems.join('\n')).toContain('differs in what the code fixes');
+  });
+
+  test('CTAs per SM falling fails, naming the kernel and the registers', () => {
+    const r = gate.compareReports(report(), report({ registers: 260, ctas: 1 }));
+    expect(r.problems.join('\n')).toMatch(/attention_forward_kernel.*\[sm_80\]: CTAs\/SM fell from 2 to 1 \(176 -> 260 registers\)/);
+  });
+
+  test('the CMake CUDA build uses the gate\'s ptxas options, so a spill fails it', () => {
+    const cmake = fs.readFileSync(path.join(ROOT, 'CMakeLists.txt'), 'utf8');
+    expect(cmake).toContain(`-Xptxas=${gate.PTXAS_OPTIONS.replace(/^-v,/, '')}`);
+  });
+
+  test('launch shapes come from the kernels\' traits', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'psa-gate-shapes-'));
+    try {
+      const values = gate.evaluateConstants(gate.loadManifest().units, dir);
+      expect(values.get('psa::gpu::ForwardTraits<128>::kSmemBytes')).toBe(34816);
+      expect(values.get('psa::gpu::TopkTraits<64>::kThreads')).toBe(128);
+      expect([...values.values()].every((v: number) => Number.isInteger(v) && v > 0)).toBe(true);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -102,7 +102,7 @@ Oracle oracle(const Problem& p, const BlockLayout& layout, bool sparse, const st
         double tau = -INFINITY;
         const long long n = static_cast<long long>(allowed.size());
         if (p.topK != TopKKind::None) {
-          const long long kk = p.topK == TopKKind::Count ? p.topKCount : std::max(1LL, static_cast<long long>(std::ceil(p.topKRatio * n - 1e-9 * std::max(1.0, p.topKRatio * n))));
+          const long long kk = p.topK == TopKKind::Count ? p.topKCount : std::max(1LL, static_cast<long long>(std::ceil(p.topKRatio * n - 1e-9 * p.topKRatio * n)));
           if (n > kk) {
             std::sort(allowed.begin(), allowed.end(), std::greater<double>());
             tau = allowed[kk - 1];

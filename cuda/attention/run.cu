@@ -98,14 +98,6 @@ std::size_t elements(const AttentionRequest& r, bool keys) {
   return static_cast<std::size_t>(r.batch) * (keys ? r.kvHeads : r.heads) * (keys ? r.seqK : r.seqQ) * r.headDim;
 }
 
-// Strides of [B, H, N, D] (bhnd) or [B, N, H, D] (bnhd), in elements.
-void strides(const AttentionRequest& r, int heads, int seq, long long& row, long long& head, long long& batch) {
-  const long long D = r.headDim;
-  row = r.bnhd ? heads * D : D;
-  head = r.bnhd ? D : seq * D;
-  batch = static_cast<long long>(heads) * seq * D;
-}
-
 // The inputs and the parts of the kernels' parameters every step shares.
 struct Prepared {
   Owned q16, k16, v16;
@@ -113,6 +105,7 @@ struct Prepared {
   MmaType type = MmaType::F16;
 };
 
+// The forward kernels' parameters, built once from the request; selection takes its shared parts.
 Status prepare(const AttentionRequest& r, Prepared& p, bool withV) {
   PSA_TRY(cudaSetDevice(r.q.device), "selecting the CUDA device");
   const int dev = r.q.device;
@@ -122,21 +115,11 @@ Status prepare(const AttentionRequest& r, Prepared& p, bool withV) {
   if (s.ok() && withV) s = as_compute_type(r.v, r.vType, r.compute, elements(r, true), dev, p.v16, f.v);
   if (!s.ok()) return s;
   p.type = r.compute == DType::BF16 ? MmaType::BF16 : MmaType::F16;
-  strides(r, r.heads, r.seqQ, f.qRowStride, f.qHeadStride, f.qBatchStride);
-  strides(r, r.kvHeads, r.seqK, f.kRowStride, f.kHeadStride, f.kBatchStride);
-  strides(r, r.kvHeads, r.seqK, f.vRowStride, f.vHeadStride, f.vBatchStride);
-  strides(r, r.heads, r.seqQ, f.oRowStride, f.oHeadStride, f.oBatchStride);
-  f.batch = r.batch;
-  f.heads = r.heads;
-  f.kvHeads = r.kvHeads;
-  f.seqQ = r.seqQ;
-  f.seqK = r.seqK;
-  f.headDim = r.headDim;
+  f.qStrides = f.oStrides = strides_of(r.bnhd, r.heads, r.seqQ, r.headDim);
+  f.kStrides = f.vStrides = strides_of(r.bnhd, r.kvHeads, r.seqK, r.headDim);
+  f.shape = Shape{r.batch, r.heads, r.kvHeads, r.seqQ, r.seqK, r.headDim};
   f.scale = r.scale;
-  f.causal = r.causal;
-  f.windowLeft = r.windowLeft;
-  f.windowRight = r.windowRight;
-  f.globalTokens = r.globalTokens;
+  f.mask = MaskSpec{r.causal, r.windowLeft, r.windowRight, r.globalTokens};
   f.blockSize = r.blockSize;
   f.polyDegree = r.polyDegree;
   std::memcpy(f.polyCoefficients, r.polyCoefficients, sizeof f.polyCoefficients);
@@ -147,24 +130,12 @@ SelectParams select_params(const AttentionRequest& r, const ForwardParams& f) {
   SelectParams s;
   s.q = f.q;
   s.k = f.k;
-  s.qRowStride = f.qRowStride;
-  s.qHeadStride = f.qHeadStride;
-  s.qBatchStride = f.qBatchStride;
-  s.kRowStride = f.kRowStride;
-  s.kHeadStride = f.kHeadStride;
-  s.kBatchStride = f.kBatchStride;
-  s.batch = r.batch;
-  s.heads = r.heads;
-  s.kvHeads = r.kvHeads;
-  s.seqQ = r.seqQ;
-  s.seqK = r.seqK;
-  s.headDim = r.headDim;
-  s.scale = r.scale;
-  s.causal = r.causal;
-  s.windowLeft = r.windowLeft;
-  s.windowRight = r.windowRight;
-  s.globalTokens = r.globalTokens;
-  s.blockSize = r.blockSize;
+  s.qStrides = f.qStrides;
+  s.kStrides = f.kStrides;
+  s.shape = f.shape;
+  s.scale = f.scale;
+  s.mask = f.mask;
+  s.blockSize = f.blockSize;
   s.mode = static_cast<SelectMode>(static_cast<int>(r.choice));
   s.value = r.choiceValue;
   s.minBlocks = r.minBlocks;

@@ -23,40 +23,40 @@ struct Plan {
 };
 
 bool valid(const SelectParams& p) {
-  if (p.batch < 0 || p.seqQ < 0 || p.seqK < 0 || p.heads < 1 || p.kvHeads < 1 || p.heads % p.kvHeads != 0) return false;
-  if (p.batch > 65535 || p.heads > 65535) return false;
+  if (p.shape.batch < 0 || p.shape.seqQ < 0 || p.shape.seqK < 0 || p.shape.heads < 1 || p.shape.kvHeads < 1 || p.shape.heads % p.shape.kvHeads != 0) return false;
+  if (p.shape.batch > 65535 || p.shape.heads > 65535) return false;
   if (p.blockSize < 16 || p.blockSize > 256 || p.blockSize % 16 != 0) return false;
-  const bool noWindow = p.windowLeft == -1 && p.windowRight == -1;
-  if (!noWindow && (p.windowLeft < 0 || p.windowRight < 0)) return false;
-  if (p.globalTokens < 0) return false;
+  const bool noWindow = p.mask.windowLeft == -1 && p.mask.windowRight == -1;
+  if (!noWindow && (p.mask.windowLeft < 0 || p.mask.windowRight < 0)) return false;
+  if (p.mask.globalTokens < 0) return false;
   const int mode = static_cast<int>(p.mode);
   if (mode < 0 || mode > 3) return false;
   if (p.mode != SelectMode::None) {
-    if (p.headDim < 1 || p.headDim > 256) return false;
+    if (p.shape.headDim < 1 || p.shape.headDim > 256) return false;
     if (!std::isfinite(p.value) || p.value < 0) return false;
     if (p.minBlocks < 0 || p.maxBlocks < 0) return false;
-    if ((p.seqK + p.blockSize - 1) / p.blockSize > kSelectMaxKeyBlocks) return false;
+    if ((p.shape.seqK + p.blockSize - 1) / p.blockSize > kSelectMaxKeyBlocks) return false;
   }
-  const long long numQB = (p.seqQ + p.blockSize - 1) / p.blockSize;
-  const long long numKB = (p.seqK + p.blockSize - 1) / p.blockSize;
-  const long long rows = static_cast<long long>(p.batch) * p.heads * numQB;
+  const long long numQB = (p.shape.seqQ + p.blockSize - 1) / p.blockSize;
+  const long long numKB = (p.shape.seqK + p.blockSize - 1) / p.blockSize;
+  const long long rows = static_cast<long long>(p.shape.batch) * p.shape.heads * numQB;
   // Both factors are below 2^31, so the product fits a long long.
   return rows * numKB <= INT32_MAX && rows < INT32_MAX;
 }
 
 Plan plan_of(const SelectParams& p) {
   Plan s;
-  s.numQB = (p.seqQ + p.blockSize - 1) / p.blockSize;
-  s.numKB = (p.seqK + p.blockSize - 1) / p.blockSize;
-  s.rows = static_cast<long long>(p.batch) * p.heads * s.numQB;
-  s.group = p.heads / p.kvHeads;
+  s.numQB = (p.shape.seqQ + p.blockSize - 1) / p.blockSize;
+  s.numKB = (p.shape.seqK + p.blockSize - 1) / p.blockSize;
+  s.rows = static_cast<long long>(p.shape.batch) * p.shape.heads * s.numQB;
+  s.group = p.shape.heads / p.shape.kvHeads;
   s.selecting = p.mode != SelectMode::None && s.rows > 0 && s.numKB > 0;
   if (!s.selecting) return s;
   s.words = (s.numKB + 31) / 32;
   s.capacity = 32;
   while (s.capacity < s.numKB) s.capacity <<= 1;
-  const std::size_t D = static_cast<std::size_t>(p.headDim);
-  const std::size_t kBlocks = static_cast<std::size_t>(p.batch) * p.kvHeads * s.numKB * D;
+  const std::size_t D = static_cast<std::size_t>(p.shape.headDim);
+  const std::size_t kBlocks = static_cast<std::size_t>(p.shape.batch) * p.shape.kvHeads * s.numKB * D;
   std::size_t at = 0;
   s.qMean = at;
   at = align_up(at + static_cast<std::size_t>(s.rows) * D * sizeof(float));
@@ -80,12 +80,12 @@ cudaError_t pool(const SelectParams& p, const Plan& s, unsigned char* ws, cudaSt
   float* kMean = reinterpret_cast<float*>(ws + s.kMean);
   float* kMin = p.boundEstimate ? reinterpret_cast<float*>(ws + s.kMin) : nullptr;
   float* kMax = p.boundEstimate ? reinterpret_cast<float*>(ws + s.kMax) : nullptr;
-  PSA_LAUNCH(select_pool_kernel<T>, dim3(s.numQB, p.heads, p.batch), dim3(kPoolThreads), 0, stream)
-  (p.q, p.qRowStride, p.qHeadStride, p.qBatchStride, p.seqQ, s.numQB, p.heads, p.headDim, p.blockSize, qMean, nullptr, nullptr);
+  PSA_LAUNCH(select_pool_kernel<T>, dim3(s.numQB, p.shape.heads, p.shape.batch), dim3(kPoolThreads), 0, stream)
+  (p.q, p.qStrides, p.shape.seqQ, s.numQB, p.shape.heads, p.shape.headDim, p.blockSize, qMean, nullptr, nullptr);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
-  PSA_LAUNCH(select_pool_kernel<T>, dim3(s.numKB, p.kvHeads, p.batch), dim3(kPoolThreads), 0, stream)
-  (p.k, p.kRowStride, p.kHeadStride, p.kBatchStride, p.seqK, s.numKB, p.kvHeads, p.headDim, p.blockSize, kMean, kMin, kMax);
+  PSA_LAUNCH(select_pool_kernel<T>, dim3(s.numKB, p.shape.kvHeads, p.shape.batch), dim3(kPoolThreads), 0, stream)
+  (p.k, p.kStrides, p.shape.seqK, s.numKB, p.shape.kvHeads, p.shape.headDim, p.blockSize, kMean, kMin, kMax);
   return cudaGetLastError();
 }
 
@@ -102,15 +102,14 @@ cudaError_t rank(const SelectParams& p, const Plan& s, unsigned char* ws, cudaSt
   a.numKB = s.numKB;
   a.group = s.group;
   a.capacity = s.capacity;
-  // Sort keys, plus the float64 weights when progressive: at most 4096 * 16 bytes = 64 KiB.
-  const int smem = static_cast<int>(s.capacity * sizeof(std::uint64_t) * (p.mode == SelectMode::Progressive ? 2 : 1));
+  const int smem = rank_smem_bytes(s.capacity, p.mode == SelectMode::Progressive);  // at most kRankMaxSmemBytes
   auto kernel = &select_rank_kernel<Bound>;
   if (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
   }
-  const int ys = p.shareAcrossGroup ? p.kvHeads : p.heads;
-  PSA_LAUNCH(kernel, dim3(s.numQB, ys, p.batch), dim3(kRankThreads), smem, stream)(p, a);
+  const int ys = p.shareAcrossGroup ? p.shape.kvHeads : p.shape.heads;
+  PSA_LAUNCH(kernel, dim3(s.numQB, ys, p.shape.batch), dim3(kRankThreads), smem, stream)(p, a);
   return cudaGetLastError();
 }
 

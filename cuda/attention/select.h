@@ -1,7 +1,7 @@
 // Host launchers of block selection (select_kernel.cuh): the device side of buildBlockLayout.
 // Reproduces lib/reference/select.ts (estimates, ranking, keep counts) and
 // lib/layout.ts BlockLayout.fromSelection (the CSR with SELECTED / FULL flags) on the device.
-// Contract: DESIGN.md §2 "Block selection"; mask rule: lib/mask.ts.
+// Contract: docs/contract.md#block-selection; mask rule: docs/contract.md#allowed-keys.
 //
 // Two phases, because the number of layout entries is known only after selection:
 //   1. select_blocks_count: block means (and per-channel min/max for the bound estimate), the
@@ -43,26 +43,22 @@
 
 #include "../cuda_compat.h"
 #include "../primitives.cuh"
+#include "select_traits.h"
+#include "shape.h"
 
 namespace psa::gpu {
 
 // Selection modes. None: window and sinks only (no key block is selected).
 enum class SelectMode : int { None = 0, Ratio = 1, TopBlocks = 2, Progressive = 3 };
 
-// The most key blocks per row selection supports (size of the per-row sort).
-constexpr int kSelectMaxKeyBlocks = 4096;
-
 struct SelectParams {
   // 16-bit elements (float16 or bfloat16 bits, by the MmaType given to select_blocks_count).
   const std::uint16_t* q = nullptr;
   const std::uint16_t* k = nullptr;
-  // Strides in elements, as in attention/params.h (bhnd: row = D, head = N * D, batch = H * N * D;
-  // bnhd: row = H * D, head = D, batch = N * H * D).
-  long long qRowStride = 0, qHeadStride = 0, qBatchStride = 0, kRowStride = 0, kHeadStride = 0, kBatchStride = 0;
-  int batch = 0, heads = 0, kvHeads = 0, seqQ = 0, seqK = 0, headDim = 0;
+  Strides qStrides, kStrides;
+  Shape shape;
   float scale = 0;  // e(I, J) = scale * dot(...)
-  bool causal = false;
-  int windowLeft = -1, windowRight = -1, globalTokens = 0;  // -1: no window
+  MaskSpec mask;
   int blockSize = 64;  // query and key blocks; a multiple of 16 in 16..256
   SelectMode mode = SelectMode::None;
   double value = 0;  // ratio r, block count k, or progressive tau

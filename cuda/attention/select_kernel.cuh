@@ -20,18 +20,16 @@
 
 #include "../cuda_compat.h"
 #include "../primitives.cuh"
+#include "bits.cuh"
+#include "ceil_tolerant.cuh"
 #include "params.h"
 #include "select.h"
 
 namespace psa::gpu {
 namespace blocksel {
 
-constexpr int kPoolThreads = 128;
-constexpr int kRankThreads = 256;
 constexpr int kRankWarps = kRankThreads / 32;
-constexpr int kRowThreads = 128;
 constexpr int kRowWarps = kRowThreads / 32;
-constexpr int kScanThreads = 512;
 constexpr int kMaskWords = kSelectMaxKeyBlocks / 32;
 
 // ---------------------------------------------------------------------------------------------
@@ -114,47 +112,19 @@ __host__ __device__ inline bool is_candidate(const MaskGeometry& m, long long i0
   return candidate_row(m, i1, j0, j1) || candidate_row(m, i0, j0, j1);
 }
 
-__host__ __device__ inline MaskGeometry mask_of(const SelectParams& p) {
+__host__ __device__ inline MaskGeometry mask_of(const Shape& s, const MaskSpec& mask) {
   MaskGeometry m;
-  m.seqQ = p.seqQ;
-  m.seqK = p.seqK;
-  m.causal = p.causal;
-  m.left = p.windowLeft;
-  m.right = p.windowRight;
-  m.sinks = p.globalTokens;
+  m.seqQ = s.seqQ;
+  m.seqK = s.seqK;
+  m.causal = mask.causal;
+  m.left = mask.windowLeft;
+  m.right = mask.windowRight;
+  m.sinks = mask.globalTokens;
   return m;
 }
 
 // ---------------------------------------------------------------------------------------------
-// Small device helpers with an emulated spelling.
-
-__device__ __forceinline__ int popc(unsigned x) {
-#if defined(PSA_EMULATED)
-  return __builtin_popcount(x);
-#else
-  return __popc(x);
-#endif
-}
-
-__device__ __forceinline__ std::uint32_t float_bits(float x) {
-#if defined(PSA_EMULATED)
-  std::uint32_t u;
-  std::memcpy(&u, &x, 4);
-  return u;
-#else
-  return __float_as_uint(x);
-#endif
-}
-
-__device__ __forceinline__ float bits_float(std::uint32_t u) {
-#if defined(PSA_EMULATED)
-  float x;
-  std::memcpy(&x, &u, 4);
-  return x;
-#else
-  return __uint_as_float(u);
-#endif
-}
+// Small device helpers.
 
 template <MmaType T>
 __device__ __forceinline__ float widen(std::uint16_t bits) {
@@ -173,15 +143,10 @@ __device__ __forceinline__ float widen(std::uint16_t bits) {
 // reference's comparator). The high word is the complement of an order-preserving map of the
 // float; -0 counts as +0, since the reference's `est[y] - est[x]` calls them equal.
 __device__ __forceinline__ std::uint64_t rank_key(float e, int J) {
-  const std::uint32_t u = float_bits(e == 0.0f ? 0.0f : e);
-  const std::uint32_t ordered = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
-  return (static_cast<std::uint64_t>(~ordered) << 32) | static_cast<std::uint32_t>(J);
+  return (static_cast<std::uint64_t>(~ordered_key(e)) << 32) | static_cast<std::uint32_t>(J);
 }
 
-__device__ __forceinline__ float key_estimate(std::uint64_t key) {
-  const std::uint32_t ordered = ~static_cast<std::uint32_t>(key >> 32);
-  return bits_float((ordered & 0x80000000u) ? (ordered & 0x7fffffffu) : ~ordered);
-}
+__device__ __forceinline__ float key_estimate(std::uint64_t key) { return ordered_value(~static_cast<std::uint32_t>(key >> 32)); }
 
 __device__ __forceinline__ int key_block(std::uint64_t key) { return static_cast<int>(static_cast<std::uint32_t>(key)); }
 
@@ -197,19 +162,19 @@ __device__ __forceinline__ float warp_sum(float x) {
 // CTA reads contiguous elements.
 template <MmaType T>
 __global__ void __launch_bounds__(kPoolThreads)
-    select_pool_kernel(const std::uint16_t* __restrict__ src, long long rowStride, long long headStride, long long batchStride, int seq,
+    select_pool_kernel(const std::uint16_t* __restrict__ src, Strides strides, int seq,
                        int numBlocks, int heads, int headDim, int blockSize, float* __restrict__ mean, float* __restrict__ lo,
                        float* __restrict__ hi) {
   const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const long long n0 = static_cast<long long>(blk) * blockSize;
   const long long n1 = lmin(seq, n0 + blockSize);
-  const std::uint16_t* base = src + b * batchStride + h * headStride;
+  const std::uint16_t* base = src + offset_of(strides, b, h, 0);
   const std::size_t out = ((static_cast<std::size_t>(b) * heads + h) * numBlocks + blk) * headDim;
   const float count = static_cast<float>(n1 - n0);
   for (int d = threadIdx.x; d < headDim; d += kPoolThreads) {
     float sum = 0.0f, mn = INFINITY, mx = -INFINITY;
     for (long long n = n0; n < n1; n++) {
-      const float v = widen<T>(base[n * rowStride + d]);
+      const float v = widen<T>(base[n * strides.row + d]);
       sum += v;
       mn = fminf(mn, v);
       mx = fmaxf(mx, v);
@@ -233,8 +198,6 @@ struct RankArgs {
   int capacity = 0;  // power of two >= numKB: entries of the shared sort
 };
 
-__device__ __forceinline__ double ceil_tolerant(double x) { return ceil(x - 1e-9 * fmax(1.0, fabs(x))); }
-
 // keepCount's final clamp, in float64 like the reference's Math.min / Math.max.
 __device__ __forceinline__ int clamp_keep(double n, int c, const SelectParams& p) {
   const double k = fmin(static_cast<double>(c), fmax(static_cast<double>(p.minBlocks), fmin(static_cast<double>(p.maxBlocks), n)));
@@ -254,10 +217,10 @@ __global__ void __launch_bounds__(kRankThreads) select_rank_kernel(const SelectP
 
   const int I = blockIdx.x, hg = blockIdx.y, b = blockIdx.z;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-  const MaskGeometry m = mask_of(p);
+  const MaskGeometry m = mask_of(p.shape, p.mask);
   const long long bs = p.blockSize;
-  const long long i0 = I * bs, i1 = lmin(p.seqQ, i0 + bs) - 1;
-  const int nKB = a.numKB, D = p.headDim;
+  const long long i0 = I * bs, i1 = lmin(p.shape.seqQ, i0 + bs) - 1;
+  const int nKB = a.numKB, D = p.shape.headDim;
 
   // 1. Candidates in ascending J (order-preserving compaction: ballot within a warp, warp
   //    counts across the CTA), low words of `keys`.
@@ -267,7 +230,7 @@ __global__ void __launch_bounds__(kRankThreads) select_rank_kernel(const SelectP
     bool flag = false;
     if (J < nKB) {
       const long long j0 = J * bs;
-      flag = is_candidate(m, i0, i1, j0, lmin(p.seqK, j0 + bs) - 1);
+      flag = is_candidate(m, i0, i1, j0, lmin(p.shape.seqK, j0 + bs) - 1);
     }
     const unsigned ballot = __ballot_sync(0xffffffffu, flag);
     if (lane == 0) warpCount[warp] = popc(ballot);
@@ -285,13 +248,13 @@ __global__ void __launch_bounds__(kRankThreads) select_rank_kernel(const SelectP
   const int nh = share ? a.group : 1;
   const int head0 = share ? hg * a.group : hg;
   const int kvh = share ? hg : hg / a.group;
-  const std::size_t kBase = (static_cast<std::size_t>(b) * p.kvHeads + kvh) * nKB;
+  const std::size_t kBase = (static_cast<std::size_t>(b) * p.shape.kvHeads + kvh) * nKB;
   for (int r = warp; r < c; r += kRankWarps) {
     const int J = key_block(keys[r]);
     const std::size_t ko = (kBase + J) * D;
     float sum = 0.0f;
     for (int g = 0; g < nh; g++) {
-      const float* qv = a.qMean + ((static_cast<std::size_t>(b) * p.heads + head0 + g) * a.numQB + I) * D;
+      const float* qv = a.qMean + ((static_cast<std::size_t>(b) * p.shape.heads + head0 + g) * a.numQB + I) * D;
       float dot = 0.0f;
       for (int d = lane; d < D; d += 32) {
         if constexpr (Bound) {
@@ -348,7 +311,7 @@ __global__ void __launch_bounds__(kRankThreads) select_rank_kernel(const SelectP
       for (int r = tid; r < c; r += kRankThreads) {
         const int J = key_block(keys[r]);
         const long long j0 = J * bs;
-        const double count = static_cast<double>(lmin(p.seqK, j0 + bs) - j0);
+        const double count = static_cast<double>(lmin(p.shape.seqK, j0 + bs) - j0);
         weights[r] = count * exp(static_cast<double>(key_estimate(keys[r])) - top);
       }
     }
@@ -382,7 +345,7 @@ __global__ void __launch_bounds__(kRankThreads) select_rank_kernel(const SelectP
   }
   __syncthreads();
   for (int g = 0; g < nh; g++) {
-    const std::size_t row = (static_cast<std::size_t>(b) * p.heads + head0 + g) * a.numQB + I;
+    const std::size_t row = (static_cast<std::size_t>(b) * p.shape.heads + head0 + g) * a.numQB + I;
     for (int w = tid; w < a.words; w += kRankThreads) a.chosen[row * a.words + w] = mask[w];
   }
 }
@@ -398,13 +361,13 @@ __global__ void __launch_bounds__(kRowThreads)
   const int lane = threadIdx.x & 31;
   const long long r = static_cast<long long>(blockIdx.x) * kRowWarps + (threadIdx.x >> 5);
   if (r >= rows) return;  // the whole warp leaves: r is the same for its lanes
-  const MaskGeometry m = mask_of(p);
+  const MaskGeometry m = mask_of(p.shape, p.mask);
   const long long bs = p.blockSize;
   const long long I = r % numQB;
-  const long long i0 = I * bs, i1 = lmin(p.seqQ, i0 + bs) - 1;
+  const long long i0 = I * bs, i1 = lmin(p.shape.seqQ, i0 + bs) - 1;
   // Past the last row's causal limit no tile has an allowed key (window and sinks included).
   long long jEnd = numKB;
-  if (p.causal) {
+  if (p.mask.causal) {
     const long long last = causal_limit(m, i1);
     jEnd = last < 0 ? 0 : lmin(numKB, last / bs + 1);
   }
@@ -417,7 +380,7 @@ __global__ void __launch_bounds__(kRowThreads)
     std::uint8_t f = 0;
     if (J < jEnd) {
       const bool sel = mrow && ((mrow[J >> 5] >> (J & 31)) & 1u);
-      const long long j0 = J * bs, j1 = lmin(p.seqK, j0 + bs) - 1;
+      const long long j0 = J * bs, j1 = lmin(p.shape.seqK, j0 + bs) - 1;
       const int cov = sel ? causal_coverage(m, i0, i1, j0, j1) : window_sink_coverage(m, i0, i1, j0, j1);
       take = cov != kCoverNone;
       f = static_cast<std::uint8_t>((sel ? kBlockSelected : 0) | (cov == kCoverFull ? kBlockFull : 0));

@@ -2,8 +2,6 @@
 // become template arguments (head dim padded to 64/128/256, element type, causal).
 #include "topk.h"
 
-#include <cmath>
-
 #include "topk_kernel.cuh"
 #include "topk_traits.h"
 
@@ -16,14 +14,14 @@ cudaError_t launch(const ForwardParams& params, const TopkArgs& args, cudaStream
   const int smem = Traits::kSmemBytes;
   cudaError_t err = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
-  const dim3 grid((params.seqQ + Traits::kBlockM - 1) / Traits::kBlockM, params.heads, params.batch);
+  const dim3 grid((params.shape.seqQ + Traits::kBlockM - 1) / Traits::kBlockM, params.shape.heads, params.shape.batch);
   PSA_LAUNCH(kernel, grid, dim3(Traits::kThreads), smem, stream)(params, args);
   return cudaGetLastError();
 }
 
 template <typename Traits, MmaType T>
 cudaError_t dispatch_causal(const ForwardParams& params, const TopkArgs& args, cudaStream_t stream) {
-  return params.causal ? launch<Traits, T, true>(params, args, stream) : launch<Traits, T, false>(params, args, stream);
+  return params.mask.causal ? launch<Traits, T, true>(params, args, stream) : launch<Traits, T, false>(params, args, stream);
 }
 
 template <typename Traits>
@@ -34,27 +32,32 @@ cudaError_t dispatch_type(const ForwardParams& params, MmaType type, const TopkA
 }  // namespace
 
 int attention_topk_smem_bytes(int headDim) {
-  if (headDim >= 1 && headDim <= 64) return TopkTraits<64>::kSmemBytes;
-  if (headDim > 64 && headDim <= 128) return TopkTraits<128>::kSmemBytes;
-  if (headDim > 128 && headDim <= 256) return TopkTraits<256>::kSmemBytes;
-  return 0;
+  switch (padded_head_dim(headDim)) {
+    case 64: return TopkTraits<64>::kSmemBytes;
+    case 128: return TopkTraits<128>::kSmemBytes;
+    case 256: return TopkTraits<256>::kSmemBytes;
+    default: return 0;
+  }
 }
 
 cudaError_t attention_topk_thresholds(const ForwardParams& in, MmaType type, int topK, double topKRatio, float* thresholds, cudaStream_t stream) {
-  if (in.batch < 0 || in.heads <= 0 || in.kvHeads <= 0 || in.heads % in.kvHeads != 0 || in.seqQ < 0 || in.seqK < 0) return cudaErrorInvalidValue;
-  if (in.heads > 65535 || in.batch > 65535) return cudaErrorInvalidValue;
-  if (in.headDim < 1 || in.headDim > 256 || in.blockSize <= 0 || in.blockSize % TopkTraits<64>::kBlockN != 0) return cudaErrorInvalidValue;
+  const Shape& s = in.shape;
+  if (s.batch < 0 || s.heads <= 0 || s.kvHeads <= 0 || s.heads % s.kvHeads != 0 || s.seqQ < 0 || s.seqK < 0) return cudaErrorInvalidValue;
+  if (s.heads > 65535 || s.batch > 65535) return cudaErrorInvalidValue;
+  if (padded_head_dim(s.headDim) == 0 || in.blockSize <= 0 || in.blockSize % TileShape<64>::kBlockN != 0) return cudaErrorInvalidValue;
   if (topK <= 0 && !(topKRatio > 0.0 && topKRatio <= 1.0)) return cudaErrorInvalidValue;
-  if (in.batch == 0 || in.seqQ == 0) return cudaSuccess;
-  if (!in.q || !thresholds || (in.seqK > 0 && !in.k)) return cudaErrorInvalidValue;
+  if (s.batch == 0 || s.seqQ == 0) return cudaSuccess;
+  if (!in.q || !thresholds || (s.seqK > 0 && !in.k)) return cudaErrorInvalidValue;
   if (in.layoutOffsets && (!in.layoutIndices || !in.layoutFlags)) return cudaErrorInvalidValue;
   TopkArgs args;
   args.topK = topK > 0 ? topK : 0;
   args.ratio = topK > 0 ? 0.0 : topKRatio;
   args.thresholds = thresholds;
-  if (in.headDim <= 64) return dispatch_type<TopkTraits<64>>(in, type, args, stream);
-  if (in.headDim <= 128) return dispatch_type<TopkTraits<128>>(in, type, args, stream);
-  return dispatch_type<TopkTraits<256>>(in, type, args, stream);
+  switch (padded_head_dim(s.headDim)) {
+    case 64: return dispatch_type<TopkTraits<64>>(in, type, args, stream);
+    case 128: return dispatch_type<TopkTraits<128>>(in, type, args, stream);
+    default: return dispatch_type<TopkTraits<256>>(in, type, args, stream);
+  }
 }
 
 }  // namespace psa::gpu

@@ -6,15 +6,12 @@
 #include "../cuda_compat.h"
 #include "../primitives.cuh"
 #include "mma_matmul.h"
+#include "mma_matmul_traits.h"
 
 namespace psa::gpu {
 namespace {
 
-constexpr int kTile = 64;
-constexpr int kPad = 8;                // halves of padding per shared row: spreads rows over banks
-constexpr int kStride = kTile + kPad;  // 72 halves = 144 bytes, a multiple of 16 for ldmatrix
-constexpr int kThreads = 128;
-constexpr int kTileHalves = kTile * kStride;
+using namespace mma_check;
 
 // Copy a 64x64 tile of 16-bit values (rows of `ld` halves apart) into shared memory, 16 bytes per cp.async.
 __device__ __forceinline__ void load_tile(std::uint16_t* dst, const std::uint16_t* src, int ld) {
@@ -85,7 +82,7 @@ __global__ void __launch_bounds__(kThreads) mma_matmul_kernel(const std::uint16_
 
 template <MmaType T, bool BTransposed>
 cudaError_t launch(const std::uint16_t* a, const std::uint16_t* b, float* c, int M, int N, int K, cudaStream_t stream) {
-  const int smem = 4 * kTileHalves * static_cast<int>(sizeof(std::uint16_t));
+  const int smem = kSmemBytes;
   cudaError_t err = cudaFuncSetAttribute(reinterpret_cast<const void*>(&mma_matmul_kernel<T, BTransposed>), cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   PSA_LAUNCH((mma_matmul_kernel<T, BTransposed>), dim3(N / kTile, M / kTile), dim3(kThreads), smem, stream)(a, b, c, M, N, K);

@@ -17,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "../../attention/exp2_poly.cuh"
 #include "../../attention/forward.h"
 #include "../../cuda_compat.h"
 #include "../../primitives.cuh"
@@ -29,22 +30,15 @@ namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
 
-// Minimax coefficients of 2^f on [0, 1) (DESIGN.md §2), c0 first, rounded to float32.
+// Minimax coefficients of 2^f on [0, 1) (docs/contract.md#softmax-and-outputs), c0 first, rounded to float32.
 const std::vector<float> kPoly3 = {1.0f, 0.695146143436431884765625f, 0.227564394474029541015625f, 0.077119089663028717041015625f};
+// Half of kPoly3 (exact): c0 = 0.5 < 1, p(f) in [0.5, 1) within the library's [2^-8, 2^8], so
+// p * 2^-127 is subnormal; the exponent-bit addition turned it into a NaN.
+const std::vector<float> kPolyHalf = {0.5f, 0.3475730717182159423828125f, 0.1137821972370147705078125f, 0.0385595448315143585205078125f};
 const std::vector<float> kPoly5 = {1.0f, 0.693151414394378662109375f, 0.24016360938549041748046875f, 5.5802188813686370849609375e-2f,
                                    9.01452265679836273193359375e-3f, 1.86810153536498546600341796875e-3f};
 
-struct Case {
-  std::string name;
-  int batch = 1, heads = 1, kvHeads = 1, seqQ = 64, seqK = 64, headDim = 64;
-  bool bnhd = false;
-  bool causal = false;
-  // Sparse structure: allowed = causal ∩ (window ∪ sinks ∪ selected blocks). Without it: dense.
-  bool sparse = false;
-  int windowLeft = -1, windowRight = -1, globalTokens = 0;
-  std::function<bool(int b, int h, int I, int J)> selected;  // null: none selected
-  bool nullLayout = false;  // dense only: pass no layout, let the kernel enumerate blocks
-  int blockSize = 64;       // of the layout (and of `selected`'s I, J); the kernel tiles by 64 anyway
+struct Case : MaskedCase {
   std::vector<float> poly;  // empty: exact exp
   int topK = 0;             // > 0: per-row threshold at the topK-th largest allowed score
   float inputScale = 1.0f;  // q, k ~ N(0, inputScale^2)
@@ -72,50 +66,13 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   const double scale = 1.0 / std::sqrt(static_cast<double>(D));
   std::mt19937 rng(seed);
   std::normal_distribution<float> dist(0.0f, 1.0f);
-  // Index of element (b, h, n, d) of a tensor with H heads and N tokens.
-  auto at = [&](int nh, int N, int b, int h, int n, int d) -> std::size_t {
-    return c.bnhd ? ((static_cast<std::size_t>(b) * N + n) * nh + h) * D + d : ((static_cast<std::size_t>(b) * nh + h) * N + n) * D + d;
-  };
-  const std::size_t nq = static_cast<std::size_t>(B) * H * Nq * D, nk = static_cast<std::size_t>(B) * Hkv * Nk * D;
+  const std::size_t nq = c.elements(false), nk = c.elements(true);
   std::vector<std::uint16_t> qb(nq), kb(nk), vb(nk);
   std::vector<double> qf(nq), kf(nk), vf(nk);
   for (std::size_t i = 0; i < nq; i++) qf[i] = twin::to_float(qb[i] = encode(dist(rng) * c.inputScale, type), type);
   for (std::size_t i = 0; i < nk; i++) kf[i] = twin::to_float(kb[i] = encode(dist(rng) * c.inputScale, type), type);
   for (std::size_t i = 0; i < nk; i++) vf[i] = twin::to_float(vb[i] = encode(dist(rng), type), type);
-
-  auto allowed = [&](int b, int h, int i, int j) {
-    const int p = i + Nk - Nq;
-    if (c.causal && j > p) return false;
-    if (!c.sparse) return true;
-    if (c.selected && c.selected(b, h, i / c.blockSize, j / c.blockSize)) return true;
-    if (c.windowLeft >= 0 && j >= p - c.windowLeft && j <= p + c.windowRight) return true;
-    return j < c.globalTokens;
-  };
-
-  // The layout, element by element: a key block is listed when some valid pair is allowed, full
-  // when every valid pair is, selected when chosen (or dense).
-  const int kBlock = c.blockSize;
-  const int nQB = (Nq + kBlock - 1) / kBlock, nKB = (Nk + kBlock - 1) / kBlock;
-  std::vector<std::int32_t> offsets(static_cast<std::size_t>(B) * H * nQB + 1, 0), indices;
-  std::vector<std::uint8_t> flags;
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++)
-      for (int I = 0; I < nQB; I++) {
-        for (int J = 0; J < nKB; J++) {
-          bool any = false, all = true;
-          for (int i = I * kBlock; i < std::min(Nq, (I + 1) * kBlock); i++)
-            for (int j = J * kBlock; j < std::min(Nk, (J + 1) * kBlock); j++) {
-              const bool a = allowed(b, h, i, j);
-              any = any || a;
-              all = all && a;
-            }
-          if (!any) continue;
-          const bool sel = !c.sparse || (c.selected && c.selected(b, h, I, J));
-          indices.push_back(J);
-          flags.push_back(static_cast<std::uint8_t>((sel ? kBlockSelected : 0) | (all ? kBlockFull : 0)));
-        }
-        offsets[(static_cast<std::size_t>(b) * H + h) * nQB + I + 1] = static_cast<std::int32_t>(indices.size());
-      }
+  const HostLayout layout = layout_of(c);
 
   // Float64 scores, thresholds, oracle O and LSE.
   std::vector<double> want(nq, 0.0), wantLse(static_cast<std::size_t>(B) * H * Nq);
@@ -131,9 +88,9 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
         const std::size_t row = (static_cast<std::size_t>(b) * H + h) * Nq + i;
         std::vector<double> allowedScores;
         for (int j = 0; j < Nk; j++) {
-          keep[j] = allowed(b, h, i, j);
+          keep[j] = c.allowed(b, h, i, j);
           double dot = 0;
-          for (int d = 0; d < D; d++) dot += qf[at(H, Nq, b, h, i, d)] * kf[at(Hkv, Nk, b, kvh, j, d)];
+          for (int d = 0; d < D; d++) dot += qf[c.index(false, b, h, i, d)] * kf[c.index(true, b, kvh, j, d)];
           s[j] = scale * dot;
           if (keep[j]) allowedScores.push_back(s[j]);
         }
@@ -161,9 +118,9 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
           if (keep[j]) {
             const double e = host_exp(s[j] - m, c.poly);
             l += e;
-            for (int d = 0; d < D; d++) want[at(H, Nq, b, h, i, d)] += e * vf[at(Hkv, Nk, b, kvh, j, d)];
+            for (int d = 0; d < D; d++) want[c.index(false, b, h, i, d)] += e * vf[c.index(true, b, kvh, j, d)];
           }
-        for (int d = 0; d < D; d++) want[at(H, Nq, b, h, i, d)] /= l;
+        for (int d = 0; d < D; d++) want[c.index(false, b, h, i, d)] /= l;
         wantLse[row] = m + std::log(l);
       }
     }
@@ -172,52 +129,19 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   DeviceArray<std::uint16_t> dq(nq), dk(nk), dv(nk);
   DeviceArray<float> dout(nq), dlse(wantLse.size()), dtau(tau.size());
   DeviceArray<int> dkept(wantKept.size());
-  DeviceArray<std::int32_t> doff(offsets.size()), didx(indices.size());
-  DeviceArray<std::uint8_t> dflags(flags.size());
+  const DeviceLayout dlayout(layout);
   dq.put(qb);
   dk.put(kb);
   dv.put(vb);
   dtau.put(tau);
-  doff.put(offsets);
-  didx.put(indices);
-  dflags.put(flags);
-  std::vector<float> poison(nq, std::numeric_limits<float>::quiet_NaN());
-  dout.put(poison);
+  dout.poison();
   dkept.put(std::vector<int>(wantKept.size(), -1));
 
-  ForwardParams p;
-  p.q = dq.ptr;
-  p.k = dk.ptr;
+  ForwardParams p = forward_params(c, dlayout, dq.ptr, dk.ptr, static_cast<float>(scale));
   p.v = dv.ptr;
   p.o = dout.ptr;
   p.lse = dlse.ptr;
   p.keptCounts = dkept.ptr;
-  auto strides = [&](int nh, int N, long long& row, long long& head, long long& batch) {
-    row = c.bnhd ? static_cast<long long>(nh) * D : D;
-    head = c.bnhd ? D : static_cast<long long>(N) * D;
-    batch = static_cast<long long>(nh) * N * D;
-  };
-  strides(H, Nq, p.qRowStride, p.qHeadStride, p.qBatchStride);
-  strides(Hkv, Nk, p.kRowStride, p.kHeadStride, p.kBatchStride);
-  strides(Hkv, Nk, p.vRowStride, p.vHeadStride, p.vBatchStride);
-  strides(H, Nq, p.oRowStride, p.oHeadStride, p.oBatchStride);
-  p.batch = B;
-  p.heads = H;
-  p.kvHeads = Hkv;
-  p.seqQ = Nq;
-  p.seqK = Nk;
-  p.headDim = D;
-  p.scale = static_cast<float>(scale);
-  p.causal = c.causal;
-  p.windowLeft = c.windowLeft;
-  p.windowRight = c.windowRight;
-  p.globalTokens = c.globalTokens;
-  p.blockSize = kBlock;  // with no layout the kernel ignores it (64-key tiles)
-  if (!c.nullLayout) {
-    p.layoutOffsets = doff.ptr;
-    p.layoutIndices = didx.ptr;
-    p.layoutFlags = dflags.ptr;
-  }
   p.polyDegree = c.poly.empty() ? 0 : static_cast<int>(c.poly.size()) - 1;
   for (std::size_t i = 0; i < c.poly.size(); i++) p.polyCoefficients[i] = c.poly[i];
   for (int i = static_cast<int>(c.poly.size()); i < 9; i++) p.polyCoefficients[i] = 12345.0f;  // the launcher must ignore these
@@ -225,12 +149,8 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
 
   Result res;
   res.emptyRows = emptyRows;
-  const cudaError_t err = attention_forward(p, type, cudaStreamPerThread);
-  const cudaError_t last = cudaGetLastError();
-  if (err != cudaSuccess || last != cudaSuccess) {
-    res.why = std::string("launch: ") + cudaGetErrorString(err != cudaSuccess ? err : last);
-    return res;
-  }
+  res.why = launch_failure(attention_forward(p, type, cudaStreamPerThread));
+  if (!res.why.empty()) return res;
   const std::vector<float> out = dout.get(), lse = dlse.get();
   const std::vector<int> kept = dkept.get();
   for (std::size_t row = 0; row < kept.size(); row++) {
@@ -255,7 +175,7 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
         const std::size_t row = (static_cast<std::size_t>(b) * H + h) * Nq + i;
         if (wantLse[row] == -kInf) {
           bool zero = true;
-          for (int d = 0; d < D; d++) zero = zero && out[at(H, Nq, b, h, i, d)] == 0.0f;
+          for (int d = 0; d < D; d++) zero = zero && out[c.index(false, b, h, i, d)] == 0.0f;
           if (!(lse[row] == -std::numeric_limits<float>::infinity()) || !zero) {
             res.why = "empty row " + std::to_string(i) + " (b " + std::to_string(b) + ", h " + std::to_string(h) + "): LSE " + std::to_string(lse[row]) +
                       (zero ? "" : ", O not zero");
@@ -271,14 +191,10 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   return res;
 }
 
-// --quick (the sanitizer builds, where each CUDA thread is an OS thread and a case runs 50 to
-// 100 times slower): float16 only, and only the cases of at most 20000 (query, key) pairs, which
-// still take every code path: each layout kind, head dim and block size has a small case.
-bool quick = false;
-constexpr long long kQuickPairs = 20000;
+constexpr long long kQuickPairs = 20000;  // --quick: see skipped_when_quick
 
 void check(const Case& c, MmaType type, std::uint32_t seed = 1) {
-  if (quick && (type != MmaType::F16 || static_cast<long long>(c.seqQ) * c.seqK > kQuickPairs)) return;
+  if (skipped_when_quick(c, type, kQuickPairs)) return;
   const auto t0 = std::chrono::steady_clock::now();
   const Result r = run_case(c, type, seed);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -304,28 +220,76 @@ Case dense(const std::string& name, int Nq, int Nk, int D, bool causal) {
   return c;
 }
 
+// ---- exp2_poly against its host twin --------------------------------------------------------------
+
+// The host twin of exp2_poly.cuh: the same Horner in float32, then p * 2^n rounded once by
+// std::ldexp (gradual underflow), an independent construction of the power of two.
+float host_exp2_poly(float t, const std::vector<float>& c) {
+  t = std::max(t, -127.0f);
+  const float n = std::floor(t);
+  const float f = t - n;
+  float p = c.back();
+  for (int d = static_cast<int>(c.size()) - 2; d >= 0; --d) p = std::fma(p, f, c[d]);
+  return std::ldexp(p, static_cast<int>(n));
+}
+
+struct Coefficients {
+  float c[9];
+};
+
+// out[i] = exp2_poly<Degree>(t[i]) (coefficients above the polynomial's degree zero, as the
+// launcher pads them).
+template <int Degree>
+__global__ void exp2_poly_kernel(const float* t, float* out, int n, Coefficients c) {
+  for (int i = static_cast<int>(threadIdx.x); i < n; i += static_cast<int>(blockDim.x)) out[i] = exp2_poly<Degree>(t[i], c.c);
+}
+
+template <int Degree>
+void check_exp2_poly(const std::string& what, const std::vector<float>& poly) {
+  // Below, at and just above the clamp, through the subnormal range to 0.
+  std::vector<float> t = {-1000.0f, -128.0f, -127.5f, -127.0f, std::nextafter(-127.0f, 0.0f), -126.999f, -126.5f, -126.0f, std::nextafter(-126.0f, 0.0f),
+                          -125.25f, -100.0f, -88.0f * 1.4426950408889634f, -1.0f, -0.5f, std::nextafter(0.0f, -1.0f), 0.0f};
+  for (float x = -127.0f; x < 0.0f; x += 0.0625f) t.push_back(x);
+  Coefficients c = {};
+  for (std::size_t i = 0; i < poly.size(); i++) c.c[i] = poly[i];
+  DeviceArray<float> dt(t.size()), dout(t.size());
+  dt.put(t);
+  dout.poison();
+  PSA_LAUNCH(exp2_poly_kernel<Degree>, dim3(1), dim3(128), 0, cudaStreamPerThread)(dt.ptr, dout.ptr, static_cast<int>(t.size()), c);
+  const std::vector<float> got = dout.get();
+  std::string why;
+  int subnormal = 0;
+  for (std::size_t i = 0; i < t.size() && why.empty(); i++) {
+    const float want = host_exp2_poly(t[i], poly);
+    if (std::fpclassify(got[i]) == FP_SUBNORMAL) subnormal++;
+    char buf[160];
+    if (std::isnan(got[i]) || got[i] <= 0.0f || std::memcmp(&got[i], &want, 4) != 0) {
+      std::snprintf(buf, sizeof buf, "t %.9g: device %a, host twin %a", t[i], got[i], want);
+      why = buf;
+    }
+  }
+  if (why.empty() && subnormal == 0) why = "no subnormal result near the clamp";
+  report("exp2_poly equals its host twin bit for bit, positive, subnormal near the clamp: " + what, why.empty(), why);
+}
+
 void check_rejects() {
   ForwardParams p;
-  p.batch = 1;
-  p.heads = 3;
-  p.kvHeads = 2;
-  p.seqQ = p.seqK = 64;
-  p.headDim = 64;
+  p.shape = Shape{1, 3, 2, 64, 64, 64};
   auto rejected = [&] { return attention_forward(p, MmaType::BF16, cudaStreamPerThread) == cudaErrorInvalidValue; };
   bool ok = rejected();
-  p.kvHeads = 1;
+  p.shape.kvHeads = 1;
   for (int d : {0, 257}) {
-    p.headDim = d;
+    p.shape.headDim = d;
     ok = ok && rejected();
   }
-  p.headDim = 64;
+  p.shape.headDim = 64;
   for (int bs : {0, 32, 96, 320}) {
     p.blockSize = bs;
     ok = ok && rejected();
   }
   report("launcher rejects heads % kvHeads != 0, headDim 0 and 257, blockSize 0, 32, 96, 320", ok);
-  // The dynamic shared memory the compile gate checks occupancy with (cuda/gate.json).
-  report("dynamic shared memory per instantiation: d 64 18432 B, d 128 34816 B, d 256 101376 B (cuda/gate.json)",
+  // The launchers' dynamic shared memory: the traits' figures, which the compile gate's occupancy uses too.
+  report("dynamic shared memory per instantiation: d 64 18432 B, d 128 34816 B, d 256 101376 B",
          attention_forward_smem_bytes(1) == 18432 && attention_forward_smem_bytes(64) == 18432 && attention_forward_smem_bytes(65) == 34816 &&
              attention_forward_smem_bytes(128) == 34816 && attention_forward_smem_bytes(129) == 101376 && attention_forward_smem_bytes(256) == 101376 &&
              attention_forward_smem_bytes(0) == 0 && attention_forward_smem_bytes(257) == 0);
@@ -428,6 +392,21 @@ int main(int argc, char** argv) {
       c.selected = [](int, int, int I, int J) { return J == 0 || J == I; };
       check(c, type);
     }
+    // Windows as wide as validation allows: position + window overflows 32 bits.
+    for (int w : {2147483647, 2147483646, 2147483547}) {
+      Case c = dense("window [" + std::to_string(w) + ", " + std::to_string(w) + "] non-causal, Nq < Nk", 97, 200, 64, false);
+      c.sparse = true;
+      c.windowLeft = c.windowRight = w;
+      check(c, type);
+    }
+    {
+      Case c = dense("window 2^31 - 1 causal ([2^31 - 2, 0]) + 2 sinks, Nq > Nk", 200, 97, 64, true);
+      c.sparse = true;
+      c.windowLeft = 2147483646;
+      c.windowRight = 0;
+      c.globalTokens = 2;
+      check(c, type);
+    }
     // Head dims outside the tuned 64 and 128: 256 and 129..255 (padded to 256), odd ones (plain loads).
     {
       Case c = dense("head dim 256, dense causal, no layout", 97, 200, 256, true);
@@ -526,6 +505,13 @@ int main(int argc, char** argv) {
       check(c, type);
     }
     {
+      // Scores up to ~150 nats below the row max: E(x) near and at the exp2 clamp, c0 < 1.
+      Case c = dense("poly degree 3 with c0 0.5, scores far below the row max (exp2 clamp)", 97, 97, 64, false);
+      c.poly = kPolyHalf;
+      c.inputScale = 6.0f;
+      check(c, type);
+    }
+    {
       Case c = dense("top-k 16 threshold, dense causal", 200, 200, 64, true);
       c.topK = 16;
       c.heads = 2;
@@ -543,6 +529,10 @@ int main(int argc, char** argv) {
       check(c, type);
     }
   }
+  check_exp2_poly<3>("degree 3, c0 = 1", kPoly3);
+  check_exp2_poly<8>("degree 3 padded to 8, c0 = 1", kPoly3);
+  check_exp2_poly<3>("degree 3, c0 = 0.5", kPolyHalf);
+  check_exp2_poly<8>("degree 3 padded to 8, c0 = 0.5", kPolyHalf);
   check_rejects();
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::printf("%d failed (%.1f s)\n", failures, secs);

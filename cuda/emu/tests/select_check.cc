@@ -104,9 +104,7 @@ HostResult host_select(const Case& c, const std::vector<double>& q, const std::v
   const int B = c.batch, H = c.heads, Hkv = c.kvHeads, D = c.headDim, bs = c.blockSize;
   const int nQB = (c.seqQ + bs - 1) / bs, nKB = (c.seqK + bs - 1) / bs, group = H / Hkv;
   const Spec spec{c.seqQ, c.seqK, c.causal, c.windowLeft, c.windowRight, c.globalTokens};
-  auto at = [&](int nh, int N, int b, int h, int n, int d) -> std::size_t {
-    return c.bnhd ? ((static_cast<std::size_t>(b) * N + n) * nh + h) * D + d : ((static_cast<std::size_t>(b) * nh + h) * N + n) * D + d;
-  };
+  auto at = [&](int nh, int N, int b, int h, int n, int d) { return static_cast<std::size_t>(offset_of(strides_of(c.bnhd, nh, N, D), b, h, n)) + d; };
   struct Summary {
     std::vector<double> mean, mn, mx;
     std::vector<int> count;
@@ -162,7 +160,7 @@ HostResult host_select(const Case& c, const std::vector<double>& q, const std::v
     fragile = false;
     if (c.mode == SelectMode::Ratio) {
       const double x = c.value * cn;
-      n = std::ceil(x - 1e-9 * std::max(1.0, std::fabs(x)));
+      n = std::ceil(x - 1e-9 * std::fabs(x));
     } else if (c.mode == SelectMode::TopBlocks) {
       n = c.value;
     } else {
@@ -270,9 +268,7 @@ void run_case(const Case& c, std::uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::uniform_int_distribution<int> small(-c.range, c.range);
-  auto at = [&](int nh, int N, int b, int h, int n, int d) -> std::size_t {
-    return c.bnhd ? ((static_cast<std::size_t>(b) * N + n) * nh + h) * D + d : ((static_cast<std::size_t>(b) * nh + h) * N + n) * D + d;
-  };
+  auto at = [&](int nh, int N, int b, int h, int n, int d) { return static_cast<std::size_t>(offset_of(strides_of(c.bnhd, nh, N, D), b, h, n)) + d; };
   auto make = [&](int nh, int N, std::vector<std::uint16_t>& bits, std::vector<double>& vals) {
     const std::size_t total = static_cast<std::size_t>(B) * nh * N * D;
     bits.assign(total, 0);
@@ -303,24 +299,11 @@ void run_case(const Case& c, std::uint32_t seed) {
   dk.put(kb);
   p.q = dq.ptr;
   p.k = dk.ptr;
-  auto strides = [&](int nh, int N, long long& row, long long& head, long long& batch) {
-    row = c.bnhd ? static_cast<long long>(nh) * D : D;
-    head = c.bnhd ? D : static_cast<long long>(N) * D;
-    batch = static_cast<long long>(nh) * N * D;
-  };
-  strides(H, Nq, p.qRowStride, p.qHeadStride, p.qBatchStride);
-  strides(Hkv, Nk, p.kRowStride, p.kHeadStride, p.kBatchStride);
-  p.batch = B;
-  p.heads = H;
-  p.kvHeads = Hkv;
-  p.seqQ = Nq;
-  p.seqK = Nk;
-  p.headDim = D;
+  p.qStrides = strides_of(c.bnhd, H, Nq, D);
+  p.kStrides = strides_of(c.bnhd, Hkv, Nk, D);
+  p.shape = Shape{B, H, Hkv, Nq, Nk, D};
   p.scale = static_cast<float>(scale);
-  p.causal = c.causal;
-  p.windowLeft = c.windowLeft;
-  p.windowRight = c.windowRight;
-  p.globalTokens = c.globalTokens;
+  p.mask = MaskSpec{c.causal, c.windowLeft, c.windowRight, c.globalTokens};
   p.blockSize = bs;
   p.mode = c.mode;
   p.value = c.value;
@@ -449,10 +432,8 @@ void check_refusals() {
   DeviceArray<std::uint16_t> d(one.size());
   d.put(one);
   base.q = base.k = d.ptr;
-  base.batch = base.heads = base.kvHeads = 1;
-  base.seqQ = base.seqK = 64;
-  base.headDim = 1;
-  base.qRowStride = base.kRowStride = 1;
+  base.shape = Shape{1, 1, 1, 64, 64, 1};
+  base.qStrides.row = base.kStrides.row = 1;
   base.scale = 1;
   base.blockSize = 16;
   base.mode = SelectMode::Ratio;
@@ -466,15 +447,15 @@ void check_refusals() {
   const Bad bad[] = {
       {"blockSize 24", [](SelectParams& p) { p.blockSize = 24; }},
       {"blockSize 272", [](SelectParams& p) { p.blockSize = 272; }},
-      {"headDim 0", [](SelectParams& p) { p.headDim = 0; }},
-      {"headDim 257", [](SelectParams& p) { p.headDim = 257; }},
-      {"heads 3 kvHeads 2", [](SelectParams& p) { p.heads = 3; p.kvHeads = 2; }},
-      {"window [-1, 3]", [](SelectParams& p) { p.windowLeft = -1; p.windowRight = 3; }},
-      {"negative sinks", [](SelectParams& p) { p.globalTokens = -1; }},
+      {"headDim 0", [](SelectParams& p) { p.shape.headDim = 0; }},
+      {"headDim 257", [](SelectParams& p) { p.shape.headDim = 257; }},
+      {"heads 3 kvHeads 2", [](SelectParams& p) { p.shape.heads = 3; p.shape.kvHeads = 2; }},
+      {"window [-1, 3]", [](SelectParams& p) { p.mask.windowLeft = -1; p.mask.windowRight = 3; }},
+      {"negative sinks", [](SelectParams& p) { p.mask.globalTokens = -1; }},
       {"mode 7", [](SelectParams& p) { p.mode = static_cast<SelectMode>(7); }},
       {"value NaN", [](SelectParams& p) { p.value = NAN; }},
       {"minBlocks -1", [](SelectParams& p) { p.minBlocks = -1; }},
-      {"4097 key blocks", [](SelectParams& p) { p.seqK = 4097 * 16; }},
+      {"4097 key blocks", [](SelectParams& p) { p.shape.seqK = 4097 * 16; }},
   };
   std::string why;
   for (const Bad& b : bad) {
@@ -485,11 +466,11 @@ void check_refusals() {
   if (select_blocks_count(base, MmaType::F16, ws.ptr, nullptr, nullptr) != cudaErrorInvalidValue) why += " null offsets";
   if (select_blocks_count(base, MmaType::F16, nullptr, off.ptr, nullptr) != cudaErrorInvalidValue) why += " null workspace";
   SelectParams most = base;
-  most.seqK = 4096 * 16;
+  most.shape.seqK = 4096 * 16;
   if (select_workspace_bytes(most) == 0) why += " 4096 key blocks refused";
   SelectParams none = base;
   none.mode = SelectMode::None;
-  none.headDim = 0;
+  none.shape.headDim = 0;
   if (select_workspace_bytes(none) != 0 || select_blocks_count(none, MmaType::F16, nullptr, off.ptr, nullptr) != cudaSuccess) why += " mode None";
   cudaGetLastError();
   report("unsupported parameters are refused", why.empty(), "accepted:" + why);

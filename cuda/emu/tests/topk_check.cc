@@ -38,24 +38,14 @@ namespace {
 constexpr float kNegInf = -std::numeric_limits<float>::infinity();
 
 // lib/validate.ts ceilTolerant.
-double ceil_tolerant(double x) { return std::ceil(x - 1e-9 * std::max(1.0, std::fabs(x))); }
+double ceil_tolerant(double x) { return std::ceil(x - 1e-9 * std::fabs(x)); }
 
-struct Case {
-  std::string name;
-  int batch = 1, heads = 1, kvHeads = 1, seqQ = 64, seqK = 64, headDim = 64;
-  bool bnhd = false;
-  bool causal = false;
-  // Sparse structure: allowed = causal ∩ (window ∪ sinks ∪ selected blocks). Without it: dense.
-  bool sparse = false;
-  int windowLeft = -1, windowRight = -1, globalTokens = 0;
-  std::function<bool(int b, int h, int I, int J)> selected;  // in blockSize blocks; null: none selected
-  bool nullLayout = false;  // dense only: pass no layout, let the kernel enumerate blocks
-  int blockSize = 64;
-  int topK = 0;         // > 0: count mode
-  double ratio = 0.0;   // else ratio mode
-  int intRange = 3;     // integer inputs in -intRange..intRange; < 0: float N(0, 1) inputs
+struct Case : MaskedCase {
+  int topK = 0;            // > 0: count mode
+  double ratio = 0.0;      // else ratio mode
+  int intRange = 3;        // integer inputs in -intRange..intRange; < 0: float N(0, 1) inputs
   int zeroKeysRange = -1;  // >= 0: k drawn from -zeroKeysRange..zeroKeysRange instead (0: every score ties at 0)
-  double scale = 0.0;   // 0: 0.125 (integer) or 1/sqrt(D) (float)
+  double scale = 0.0;      // 0: 0.125 (integer) or 1/sqrt(D) (float)
 };
 
 struct Result {
@@ -64,7 +54,7 @@ struct Result {
 };
 
 Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
-  const int B = c.batch, H = c.heads, Hkv = c.kvHeads, Nq = c.seqQ, Nk = c.seqK, D = c.headDim, bs = c.blockSize;
+  const int B = c.batch, H = c.heads, Hkv = c.kvHeads, Nq = c.seqQ, Nk = c.seqK, D = c.headDim;
   const bool integer = c.intRange >= 0;
   const double scale = c.scale != 0.0 ? c.scale : integer ? 0.125 : 1.0 / std::sqrt(static_cast<double>(D));
   std::mt19937 rng(seed);
@@ -73,96 +63,25 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
     if (range < 0) return normal(rng);
     return static_cast<float>(std::uniform_int_distribution<int>(-range, range)(rng));
   };
-  auto at = [&](int nh, int N, int b, int h, int n, int d) -> std::size_t {
-    return c.bnhd ? ((static_cast<std::size_t>(b) * N + n) * nh + h) * D + d : ((static_cast<std::size_t>(b) * nh + h) * N + n) * D + d;
-  };
-  const std::size_t nq = static_cast<std::size_t>(B) * H * Nq * D, nk = static_cast<std::size_t>(B) * Hkv * Nk * D;
+  const std::size_t nq = c.elements(false), nk = c.elements(true);
   std::vector<std::uint16_t> qb(nq), kb(nk);
   std::vector<double> qf(nq), kf(nk);
   for (std::size_t i = 0; i < nq; i++) qf[i] = twin::to_float(qb[i] = encode(draw(c.intRange), type), type);
   for (std::size_t i = 0; i < nk; i++) kf[i] = twin::to_float(kb[i] = encode(draw(c.zeroKeysRange >= 0 ? c.zeroKeysRange : c.intRange), type), type);
 
-  auto allowed = [&](int b, int h, int i, int j) {
-    const int p = i + Nk - Nq;
-    if (c.causal && j > p) return false;
-    if (!c.sparse) return true;
-    if (c.selected && c.selected(b, h, i / bs, j / bs)) return true;
-    if (c.windowLeft >= 0 && j >= p - c.windowLeft && j <= p + c.windowRight) return true;
-    return j < c.globalTokens;
-  };
-
-  // The layout, element by element: a key block is listed when some valid pair is allowed, full
-  // when every valid pair is, selected when chosen (or dense).
-  const int nQB = (Nq + bs - 1) / bs, nKB = (Nk + bs - 1) / bs;
-  std::vector<std::int32_t> offsets(static_cast<std::size_t>(B) * H * nQB + 1, 0), indices;
-  std::vector<std::uint8_t> flags;
-  for (int b = 0; b < B; b++)
-    for (int h = 0; h < H; h++)
-      for (int I = 0; I < nQB; I++) {
-        for (int J = 0; J < nKB; J++) {
-          bool any = false, all = true;
-          for (int i = I * bs; i < std::min(Nq, (I + 1) * bs); i++)
-            for (int j = J * bs; j < std::min(Nk, (J + 1) * bs); j++) {
-              const bool a = allowed(b, h, i, j);
-              any = any || a;
-              all = all && a;
-            }
-          if (!any) continue;
-          const bool sel = !c.sparse || (c.selected && c.selected(b, h, I, J));
-          indices.push_back(J);
-          flags.push_back(static_cast<std::uint8_t>((sel ? kBlockSelected : 0) | (all ? kBlockFull : 0)));
-        }
-        offsets[(static_cast<std::size_t>(b) * H + h) * nQB + I + 1] = static_cast<std::int32_t>(indices.size());
-      }
-
   // The kernel.
   const std::size_t nRows = static_cast<std::size_t>(B) * H * Nq;
   DeviceArray<std::uint16_t> dq(nq), dk(nk);
   DeviceArray<float> dtau(nRows);
-  DeviceArray<std::int32_t> doff(offsets.size()), didx(indices.size());
-  DeviceArray<std::uint8_t> dflags(flags.size());
+  const DeviceLayout dlayout(layout_of(c));
   dq.put(qb);
   dk.put(kb);
-  doff.put(offsets);
-  didx.put(indices);
-  dflags.put(flags);
-  dtau.put(std::vector<float>(nRows, std::numeric_limits<float>::quiet_NaN()));
-
-  ForwardParams p;
-  p.q = dq.ptr;
-  p.k = dk.ptr;
-  auto strides = [&](int nh, int N, long long& row, long long& head, long long& batch) {
-    row = c.bnhd ? static_cast<long long>(nh) * D : D;
-    head = c.bnhd ? D : static_cast<long long>(N) * D;
-    batch = static_cast<long long>(nh) * N * D;
-  };
-  strides(H, Nq, p.qRowStride, p.qHeadStride, p.qBatchStride);
-  strides(Hkv, Nk, p.kRowStride, p.kHeadStride, p.kBatchStride);
-  p.batch = B;
-  p.heads = H;
-  p.kvHeads = Hkv;
-  p.seqQ = Nq;
-  p.seqK = Nk;
-  p.headDim = D;
-  p.scale = static_cast<float>(scale);
-  p.causal = c.causal;
-  p.windowLeft = c.windowLeft;
-  p.windowRight = c.windowRight;
-  p.globalTokens = c.globalTokens;
-  p.blockSize = bs;
-  if (!c.nullLayout) {
-    p.layoutOffsets = doff.ptr;
-    p.layoutIndices = didx.ptr;
-    p.layoutFlags = dflags.ptr;
-  }
+  dtau.poison();
+  const ForwardParams p = forward_params(c, dlayout, dq.ptr, dk.ptr, static_cast<float>(scale));
 
   Result res;
-  const cudaError_t err = attention_topk_thresholds(p, type, c.topK, c.ratio, dtau.ptr, cudaStreamPerThread);
-  const cudaError_t last = cudaGetLastError();
-  if (err != cudaSuccess || last != cudaSuccess) {
-    res.why = std::string("launch: ") + cudaGetErrorString(err != cudaSuccess ? err : last);
-    return res;
-  }
+  res.why = launch_failure(attention_topk_thresholds(p, type, c.topK, c.ratio, dtau.ptr, cudaStreamPerThread));
+  if (!res.why.empty()) return res;
   const std::vector<float> tau = dtau.get();
 
   // The host oracle, row by row.
@@ -176,10 +95,10 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
         sc.clear();
         double magnitude = 0;  // max over allowed j of scale * sum_d |q_d k_d|: the rounding scale of a float32 dot
         for (int j = 0; j < Nk; j++) {
-          if (!allowed(b, h, i, j)) continue;
+          if (!c.allowed(b, h, i, j)) continue;
           double dot = 0, adot = 0;
           for (int d = 0; d < D; d++) {
-            const double x = qf[at(H, Nq, b, h, i, d)] * kf[at(Hkv, Nk, b, kvh, j, d)];
+            const double x = qf[c.index(false, b, h, i, d)] * kf[c.index(true, b, kvh, j, d)];
             dot += x;
             adot += std::fabs(x);
           }
@@ -236,14 +155,10 @@ Result run_case(const Case& c, MmaType type, std::uint32_t seed) {
   return res;
 }
 
-// --quick (the sanitizer builds, where each CUDA thread is an OS thread and a case runs 50 to
-// 100 times slower): float16 only, and only the cases of at most 13000 (query, key) pairs, which
-// still take every code path: each layout kind, head dim and block size has a small case.
-bool quick = false;
-constexpr long long kQuickPairs = 13000;
+constexpr long long kQuickPairs = 13000;  // --quick: see skipped_when_quick
 
 void check(const Case& c, MmaType type, std::uint32_t seed = 1) {
-  if (quick && (type != MmaType::F16 || static_cast<long long>(c.seqQ) * c.seqK > kQuickPairs)) return;
+  if (skipped_when_quick(c, type, kQuickPairs)) return;
   const auto t0 = std::chrono::steady_clock::now();
   const Result r = run_case(c, type, seed);
   const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -274,22 +189,18 @@ Case make(const std::string& name, int Nq, int Nk, int D, bool causal, int topK,
 
 void check_rejects() {
   ForwardParams p;
-  p.batch = 1;
-  p.heads = 3;
-  p.kvHeads = 2;
-  p.seqQ = p.seqK = 64;
-  p.headDim = 64;
+  p.shape = Shape{1, 3, 2, 64, 64, 64};
   std::uint16_t dummy[8] = {};
   p.q = p.k = dummy;
   float out[64];
   auto rejects = [&](int topK, double ratio, float* th) { return attention_topk_thresholds(p, MmaType::BF16, topK, ratio, th, cudaStreamPerThread) == cudaErrorInvalidValue; };
   bool ok = rejects(4, 0, out);
-  p.kvHeads = 1;
-  p.headDim = 257;
+  p.shape.kvHeads = 1;
+  p.shape.headDim = 257;
   ok = ok && rejects(4, 0, out);
-  p.headDim = 0;
+  p.shape.headDim = 0;
   ok = ok && rejects(4, 0, out);
-  p.headDim = 64;
+  p.shape.headDim = 64;
   p.blockSize = 96;
   ok = ok && rejects(4, 0, out);
   p.blockSize = 0;
@@ -300,11 +211,11 @@ void check_rejects() {
   p.layoutOffsets = offs;  // without indices and flags
   ok = ok && rejects(4, 0, out);
   p.layoutOffsets = nullptr;
-  p.seqQ = 0;
+  p.shape.seqQ = 0;
   ok = ok && attention_topk_thresholds(p, MmaType::F16, 4, 0, nullptr, cudaStreamPerThread) == cudaSuccess;
   report("launcher rejects heads % kvHeads != 0, headDim outside 1..256, blockSize not a multiple of 64, no topK and ratio outside (0, 1], missing pointers; seqQ 0 launches nothing", ok);
-  // The dynamic shared memory the compile gate checks occupancy with (cuda/gate.json).
-  report("dynamic shared memory per instantiation: d 64 84496 B, d 128 100880 B, d 256 99856 B, all <= 101376 (cuda/gate.json)",
+  // The launchers' dynamic shared memory: the traits' figures, which the compile gate's occupancy uses too.
+  report("dynamic shared memory per instantiation: d 64 84496 B, d 128 100880 B, d 256 99856 B, all <= 101376",
          attention_topk_smem_bytes(1) == 84496 && attention_topk_smem_bytes(64) == 84496 && attention_topk_smem_bytes(65) == 100880 &&
              attention_topk_smem_bytes(128) == 100880 && attention_topk_smem_bytes(129) == 99856 && attention_topk_smem_bytes(256) == 99856 &&
              attention_topk_smem_bytes(257) == 0 && attention_topk_smem_bytes(0) == 0);
@@ -445,6 +356,27 @@ int main(int argc, char** argv) {
     {
       Case c = make("block size 128 dense layout, causal", 200, 200, 128, true, 0, 0.25);
       c.blockSize = 128;
+      check(c, type);
+    }
+    // Windows as wide as validation allows: position + window overflows 32 bits.
+    {
+      Case c = make("window [2^31 - 1, 2^31 - 1] non-causal, Nq < Nk", 97, 130, 64, false, 9);
+      c.sparse = true;
+      c.windowLeft = c.windowRight = 2147483647;
+      check(c, type);
+    }
+    {
+      Case c = make("window 2^31 - 1 causal ([2^31 - 2, 0]) + 2 sinks, Nq > Nk, ratio", 130, 97, 64, true, 0, 0.3);
+      c.sparse = true;
+      c.windowLeft = 2147483646;
+      c.windowRight = 0;
+      c.globalTokens = 2;
+      check(c, type);
+    }
+    {
+      Case c = make("window [2^31 - 101, 2^31 - 101] non-causal", 97, 130, 64, false, 5);
+      c.sparse = true;
+      c.windowLeft = c.windowRight = 2147483547;
       check(c, type);
     }
     // Float inputs: tau within rounding.
