@@ -145,7 +145,8 @@ export function nativeError(kind: string, name: string, message: string): Error 
  * earlier in this process), or null. Asked live: the latch can close after load.
  */
 export function unusableReason(addon: AddonState): string | null {
-  if (!addon.loaded) return null;
+  // An addon from an older build has no latch to ask.
+  if (!addon.loaded || typeof addon.addon.unusable !== 'function') return null;
   const u = addon.addon.unusable();
   return u ? `the device is unusable for the rest of this process: an earlier call failed with ${u.name} (${u.message}); restart the process` : null;
 }
