@@ -20,6 +20,7 @@ import { join, resolve } from 'node:path';
 import { attention, attentionBackward, progressiveSchedule } from '../lib';
 import type { AttentionOptions } from '../lib';
 import { lineChart } from '../bench/svg-plot';
+import { gaussian, prng } from '../lib/demo';
 
 interface Config {
   seq: number;
@@ -34,21 +35,11 @@ interface Config {
   steps: number;
   lr: number;
   seed: number;
-}
-
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
-function gaussian(rand: () => number): () => number {
-  return () => Math.sqrt(-2 * Math.log(1 - rand())) * Math.cos(2 * Math.PI * rand());
+  /** The schedule's end point: progressive threshold, window, block size and estimate. */
+  tau: number;
+  window: number;
+  blockSize: number;
+  estimate: 'mean' | 'bound' | 'moment';
 }
 
 /** A parameter with its Adam moments. */
@@ -157,7 +148,7 @@ async function train(c: Config, sparse: boolean, log: (s: StepLog) => void): Pro
   const Wv = Param.random(d * D, 1 / Math.sqrt(d), gauss);
   const Wo = Param.random(D * c.values, 1 / Math.sqrt(D), gauss);
   const { seq: N, queries: Qn, batch: B } = c;
-  const schedule = progressiveSchedule({ warmupSteps: Math.round(c.steps * 0.3), rampSteps: Math.round(c.steps * 0.3), curve: 'cosine', progressive: [1, 0.9], window: [N, 128], globalTokens: 4, minBlocks: 1 });
+  const schedule = progressiveSchedule({ warmupSteps: Math.round(c.steps * 0.3), rampSteps: Math.round(c.steps * 0.3), curve: 'cosine', progressive: [1, c.tau], window: [N, c.window], globalTokens: 4, minBlocks: 1 });
   const X = new Float32Array(B * N * d);
   const K = new Float32Array(B * N * D);
   const V = new Float32Array(B * N * D);
@@ -187,7 +178,7 @@ async function train(c: Config, sparse: boolean, log: (s: StepLog) => void): Pro
     const isSparse = Object.keys(sparsity).length > 0;
     const options: AttentionOptions = {
       shape: { batch: B, heads: 1, seqQ: Qn, seqK: N, headDim: D }, causal: true, saveForBackward: true, backend: 'js',
-      ...(isSparse ? { ...sparsity, blockSize: 64, queryBlockSize: 1, estimate: 'moment' } : {}),
+      ...(isSparse ? { ...sparsity, blockSize: c.blockSize, queryBlockSize: 1, estimate: c.estimate } : {}),
     };
     const fwd = await attention(Q, K, V, options);
     // Readout and cross-entropy.
@@ -244,11 +235,16 @@ async function main(): Promise<void> {
     .option('--seq <n>', 'context length', (x) => parseInt(x, 10), 2048)
     .option('--batch <n>', 'sequences per step', (x) => parseInt(x, 10), 4)
     .option('--seed <n>', 'seed', (x) => parseInt(x, 10), 1)
+    .option('--tau <x>', 'progressive threshold at the end of the schedule', parseFloat, 0.95)
+    .option('--window <n>', 'window at the end of the schedule', (x) => parseInt(x, 10), 128)
+    .option('--block-size <n>', 'key block size of the selection', (x) => parseInt(x, 10), 32)
+    .option('--estimate <name>', "block estimate: 'mean', 'bound' or 'moment'", 'bound')
     .option('--out <dir>', 'where the JSON and the plot go', 'examples/results')
     .parse()
-    .opts<{ steps: number; seq: number; batch: number; seed: number; out: string }>();
+    .opts<{ steps: number; seq: number; batch: number; seed: number; out: string; tau: number; window: number; blockSize: number; estimate: Config['estimate'] }>();
   const c: Config = {
     seq: o.seq, pairs: 64, queries: 32, keys: 256, values: 32, fillers: 16, model: 32, headDim: 32, batch: o.batch, steps: o.steps, lr: 1e-2, seed: o.seed,
+    tau: o.tau, window: o.window, blockSize: o.blockSize, estimate: o.estimate,
   };
   const runs: Record<string, StepLog[]> = {};
   for (const [name, sparse] of [['dense', false], ['progressive schedule', true]] as const) {

@@ -69,7 +69,7 @@ const BLOCK = 64;
 const WINDOW = 256;
 
 /** mulberry32: small, fast, seeded. */
-function prng(seed: number): () => number {
+export function prng(seed: number): () => number {
   let a = seed >>> 0;
   return () => {
     a = (a + 0x6d2b79f5) >>> 0;
@@ -80,7 +80,7 @@ function prng(seed: number): () => number {
   };
 }
 
-function gaussian(rand: () => number): () => number {
+export function gaussian(rand: () => number): () => number {
   return () => {
     const u = Math.max(rand(), 1e-12);
     return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rand());
