@@ -119,7 +119,7 @@ forEachBackend('properties', (be) => {
         const nQB = Math.ceil(shape.seqQ / bs);
         const layout = BlockLayout.fromSelection(geometry, (b, h, I) => chosen[(b * shape.heads + h) * nQB + I]);
         // The layout holds the geometry and the blocks it was given; the oracle is then given them.
-        expect(optionsFromLayout(layout)).toEqual({ causal: o.causal, window: win ?? undefined, globalTokens: geometry.globalTokens, blockSize: bs, selected: chosen });
+        expect(optionsFromLayout(layout)).toEqual({ causal: o.causal, window: win ?? undefined, globalTokens: geometry.globalTokens, blockSize: bs, queryBlockSize: bs, selected: chosen });
         const attend: OracleOptions = { causal: o.causal, topK: o.topK, topKRatio: o.topKRatio, softmax: o.softmax };
         for (const key of Object.keys(attend) as (keyof OracleOptions)[]) if (attend[key] === undefined) delete attend[key];
         await compareWithOracle(be, shape, attend, seed, { layout });
