@@ -154,8 +154,10 @@ forEachBackend('defects', (be) => {
       expect(Number.isFinite(r.output[0])).toBe(true);
       expect(Number.isFinite(r.lse![0])).toBe(true);
       // The 69 far keys weigh p * 2^-127 each against the maximum's p(0) = 0.9: output 1 + tiny.
-      expect(r.output[0]).toBe(1);
-      expect(r.lse![0]).toBeCloseTo(Math.log(0.9), 5);
+      // Exactly 1 and ln 0.9 in float32; within the profile's tolerance where P is rounded to 16 bits.
+      const tol = be.profile.tolerance[be.profile.dtypes[0]]!;
+      expect(Math.abs(r.output[0] - 1)).toBeLessThanOrEqual(be.profile.dtypes[0] === 'float32' ? 0 : tol);
+      expect(Math.abs(r.lse![0] - Math.log(0.9))).toBeLessThanOrEqual(be.profile.dtypes[0] === 'float32' ? 1e-6 : be.profile.lseTolerance);
     });
 
     test.each([true, false])('a window of 2^31 - 1 keeps every allowed pair (causal %s)', async (causal) => {

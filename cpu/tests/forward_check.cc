@@ -53,7 +53,7 @@ struct Oracle {
 
 bool allowedByWindowSinks(const MaskSpec& m, int i, int j) {
   const int pos = i + m.seqK - m.seqQ;
-  const bool window = m.windowLeft >= 0 && j >= pos - m.windowLeft && j <= pos + m.windowRight;
+  const bool window = m.windowLeft >= 0 && j >= 1LL * pos - m.windowLeft && j <= 1LL * pos + m.windowRight;
   return window || j < m.globalTokens;
 }
 
