@@ -12,7 +12,7 @@
  * dense to sparse by `progressiveSchedule`.
  *
  *   npm run example:recall                     # both runs, then a plot in examples/results/
- *   npm run example:recall -- --steps 300 --seq 2048
+ *   npm run example:recall -- --steps 800 --seq 4096 --tau 0.99
  */
 import { Command } from 'commander';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -231,7 +231,7 @@ async function train(c: Config, sparse: boolean, log: (s: StepLog) => void): Pro
 
 async function main(): Promise<void> {
   const o = new Command()
-    .option('--steps <n>', 'training steps per run', (x) => parseInt(x, 10), 300)
+    .option('--steps <n>', 'training steps per run', (x) => parseInt(x, 10), 500)
     .option('--seq <n>', 'context length', (x) => parseInt(x, 10), 2048)
     .option('--batch <n>', 'sequences per step', (x) => parseInt(x, 10), 4)
     .option('--seed <n>', 'seed', (x) => parseInt(x, 10), 1)
