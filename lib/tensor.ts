@@ -8,7 +8,7 @@
 import { types } from 'node:util';
 import { BackendUnavailableError, DisposedError, DtypeError, OptionError, ShapeError, ValueError } from './errors';
 import { checkRawValues, checkValues, OVERFLOW_BOUND, refusal } from './finite';
-import { loadAddon, loadEmuAddon, NativeDeviceTensor } from './native';
+import { DeviceStorage, uploadStorage } from './backends/device-storage';
 
 // Node 20 may lack Symbol.dispose; TypeScript's `using` looks it up at run time.
 if (!(Symbol as { dispose?: symbol }).dispose) (Symbol as { dispose?: symbol }).dispose = Symbol.for('nodejs.dispose');
@@ -39,29 +39,7 @@ class CpuStorage implements TensorStorage {
   }
 }
 
-/** A buffer on a CUDA device (or in the emulated build's device memory), owned by the addon. */
-export class DeviceStorage implements TensorStorage {
-  constructor(
-    readonly location: 'cuda' | 'cuda-emu',
-    /** The addon's handle (device backends pass it to their kernels). */
-    readonly native: NativeDeviceTensor,
-  ) {}
-  get type(): TensorType {
-    return this.native.type;
-  }
-  read(): Promise<Float32Array> {
-    return this.native.download();
-  }
-  /** The first index whose value x fails |x| < bound, checked on the device (-1: none). */
-  firstNonFinite(bound: number): Promise<number> {
-    const addon = this.location === 'cuda' ? loadAddon() : loadEmuAddon();
-    if (!addon.loaded) return Promise.reject(new BackendUnavailableError(this.location, addon.reason));
-    return addon.addon.firstNonFinite(this.native, bound);
-  }
-  dispose(): void {
-    this.native.dispose();
-  }
-}
+export { DeviceStorage } from './backends/device-storage';
 
 /** The largest device index the runtime takes (a 32-bit int). */
 const MAX_DEVICE = 0x7fffffff;
@@ -124,11 +102,7 @@ export class Tensor {
     if (location !== 'cuda' && location !== 'cuda-emu') throw new OptionError(`options.location must be 'cuda' or 'cuda-emu', got ${String(location)}`, 'options.location');
     if (raw16) checkRawValues('data', data as Uint16Array, type as 'float16' | 'bfloat16');
     else checkValues('data', data as Float32Array, type);
-    const addon = location === 'cuda' ? loadAddon() : loadEmuAddon();
-    if (!addon.loaded) throw new BackendUnavailableError(location, addon.reason);
-    // Both entries copy `data` before returning; nothing below reads it.
-    const pending = raw16 ? addon.addon.uploadRaw16(data as Uint16Array, type, device) : addon.addon.upload(data as Float32Array, type, device);
-    return new Tensor(new DeviceStorage(location, await pending), dims);
+    return new Tensor(await uploadStorage(data, raw16, type, device, location), dims);
   }
 
   get type(): TensorType {
