@@ -21,11 +21,9 @@ const CASES: [string, string, unknown][] = [
     [719, 'cudaErrorLaunchFailure', 'cudaErrorLaunchFailure', true, true]],
   ['later uploads, downloads and checks are refused as unavailable, naming the first failure',
     `const t = await emu.upload(new Float32Array(4), 'float32'); ${fault}
-     const codes = [];
-     for (const p of [emu.upload(new Float32Array(4), 'float32'), t.download(), emu.firstNonFinite(t), emu.faultForTests()]) {
-       codes.push(await p.then(() => 'resolved', (e) => e.code + (/cudaErrorLaunchFailure/.test(e.message) ? ' after cudaErrorLaunchFailure' : '')));
-     }
-     return codes;`,
+     // Every handler attached at once: a rejection left unhandled while another is awaited would end the process.
+     const calls = [emu.upload(new Float32Array(4), 'float32'), t.download(), emu.firstNonFinite(t), emu.faultForTests()];
+     return await Promise.all(calls.map((p) => p.then(() => 'resolved', (e) => e.code + (/cudaErrorLaunchFailure/.test(e.message) ? ' after cudaErrorLaunchFailure' : ''))));`,
     Array(4).fill('ERR_BACKEND_UNAVAILABLE after cudaErrorLaunchFailure')],
   ["attention on 'cuda-emu' is refused as unavailable", `${fault}
      const q = new Float32Array(64 * 16).fill(0.25);
