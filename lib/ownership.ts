@@ -20,9 +20,10 @@ export function ownInputs(inputs: Inputs): Inputs {
     if (s instanceof DeviceStorage) return new Tensor(new DeviceStorage(s.location, s.native.share()), t.dims);
     return Tensor.fromFloat32(t.data.slice(), t.dims);
   };
-  // k stands in for v in buildBlockLayout: keep one copy for both.
-  const k = own(inputs.k);
-  return { kind: 'tensor', q: own(inputs.q), k, v: inputs.v === inputs.k ? k : own(inputs.v) };
+  // One owned tensor per distinct input (k stands in for v in buildBlockLayout; a caller may pass one tensor twice).
+  const made = new Map<Tensor, Tensor>();
+  const once = (t: Tensor) => made.get(t) ?? made.set(t, own(t)).get(t)!;
+  return { kind: 'tensor', q: once(inputs.q), k: once(inputs.k), v: once(inputs.v) };
 }
 
 /**

@@ -261,5 +261,8 @@ export async function checkFiniteInputs(inputs: Inputs, dtype: Dtype | null): Pr
   }
   const names = ['q', 'k', 'v'] as const;
   const unique = names.filter((n, i) => names.findIndex((m) => inputs[m] === inputs[n]) === i);
-  await Promise.all(unique.map((n) => checkTensorFinite(n, inputs[n], type)));
+  // Checked at once, reported in argument order (q, then k, then v), whichever finishes first.
+  const settled = await Promise.allSettled(unique.map((n) => checkTensorFinite(n, inputs[n], type)));
+  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  if (failed) throw failed.reason;
 }
