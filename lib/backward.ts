@@ -2,24 +2,28 @@
  * `attentionBackward(dO, q, k, v, forward, options)`: the gradients of `attention` with
  * respect to q, k and v, for the forward call that produced `forward` (made with
  * `saveForBackward: true`). The forward's kept sets (layout, thresholds) and row maxima are
- * constants: selection has no gradient (docs/contract.md#backward).
+ * constants: selection has no gradient (docs/backward.md). One entry point; the backend is
+ * chosen by the registry like the forward's.
  */
 import { types } from 'node:util';
 import { OptionError, ShapeError } from './errors';
 import { checkValues } from './finite';
 import { ownInputs, releaseInputs } from './ownership';
-import { classifyInputs, Inputs, Problem } from './problem';
-import { layoutFor } from './reference';
-import { backward, Gradients } from './reference/backward';
-import { Tensor } from './tensor';
+import { checkFiniteInputs, classifyInputs, Problem } from './problem';
+import { pickBackwardBackend } from './backends/registry';
+import { checkTensorFinite, DeviceStorage, Tensor } from './tensor';
 import type { AttentionResult, BackendName } from './types';
-import { checkBoolean, checkKeys, checkOneOf, describe } from './validate';
+import { checkBoolean, checkInt, checkKeys, checkOneOf, describe } from './validate';
 
 export interface BackwardOptions {
-  /** 'auto' or 'js' in this version. */
+  /** 'auto' (default: the forward's backend when it has a backward pass, then cuda, cpu, js) or a backend name. */
   backend?: BackendName;
   /** Reject NaN or infinite values in dO, q, k, v (ERR_VALUE). Default true. */
   checkFinite?: boolean;
+  /** Gradients bit-identical from run to run on every backend (the device then sums dq without atomics). Default false. */
+  deterministic?: boolean;
+  /** Threads the cpu backend computes on, 1..1024. Default: the forward's, else the machine's hardware threads. */
+  threads?: number;
 }
 
 export interface BackwardResult<T = Float32Array | Tensor> {
@@ -28,8 +32,10 @@ export interface BackwardResult<T = Float32Array | Tensor> {
   /** Same shape and layout as k (summed over the query heads of each kv group). */
   dk: T;
   dv: T;
-  backend: 'js';
+  backend: Exclude<BackendName, 'auto'>;
 }
+
+type Home = { dims: readonly number[]; location: Tensor['location'] };
 
 export async function attentionBackward(dO: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, forward: AttentionResult, options?: BackwardOptions): Promise<BackwardResult<Float32Array>>;
 export async function attentionBackward(dO: Tensor, q: Tensor, k: Tensor, v: Tensor, forward: AttentionResult, options?: BackwardOptions): Promise<BackwardResult<Tensor>>;
@@ -40,45 +46,54 @@ export async function attentionBackward(
     throw new OptionError('forward must be the result of attention(..., { saveForBackward: true })', 'forward');
   }
   if (typeof options !== 'object' || options === null) throw new OptionError('options must be an object', 'options');
-  checkKeys('options', options, ['backend', 'checkFinite']);
-  const backend = checkOneOf('backend', options.backend, ['auto', 'js', 'cpu', 'cuda', 'cuda-emu'], 'auto');
-  if (backend !== 'auto' && backend !== 'js') throw new OptionError(`the backward pass runs on the js backend in this version, not '${backend}'`, 'backend');
+  checkKeys('options', options, ['backend', 'checkFinite', 'deterministic', 'threads']);
+  const requested = checkOneOf('backend', options.backend, ['auto', 'js', 'cpu', 'cuda', 'cuda-emu'], 'auto');
+  const checkFinite = checkBoolean('checkFinite', options.checkFinite, true);
+  const deterministic = checkBoolean('deterministic', options.deterministic, false);
   const saved = forward.saved;
-  const p = saved.problem as Problem;
+  const forwardProblem = saved.problem as Problem;
+  const threads = options.threads === undefined ? forwardProblem.threads : checkInt('threads', options.threads, 1, 1024);
   const inputs = classifyInputs(q, k, v);
-  const sizes = { q: p.batch * p.heads * p.seqQ * p.headDim, k: p.batch * p.kvHeads * p.seqK * p.headDim };
+  const sizes = { q: forwardProblem.batch * forwardProblem.heads * forwardProblem.seqQ * forwardProblem.headDim, k: forwardProblem.batch * forwardProblem.kvHeads * forwardProblem.seqK * forwardProblem.headDim };
   const lengthOf = (x: Float32Array | Tensor) => (x instanceof Tensor ? x.size : x.length);
   for (const [name, x, want] of [['q', inputs.q, sizes.q], ['k', inputs.k, sizes.k], ['v', inputs.v, sizes.k]] as const) {
     if (lengthOf(x) !== want) throw new ShapeError(`${name} holds ${lengthOf(x)} values; the forward's shape needs ${want}`, name);
   }
-  const dOk = inputs.kind === 'tensor' ? dO instanceof Tensor && !dO.disposed : types.isFloat32Array(dO);
-  if (!dOk) throw new OptionError(`dO must be ${inputs.kind === 'tensor' ? 'a Tensor' : 'a Float32Array'} like q, got ${describe(dO)}`, 'dO');
+  const dOk = inputs.kind === 'tensor' ? dO instanceof Tensor && !dO.disposed && dO.location === inputs.q.location : types.isFloat32Array(dO);
+  if (!dOk) throw new OptionError(`dO must be ${inputs.kind === 'tensor' ? `a Tensor on '${inputs.q.location}'` : 'a Float32Array'} like q, got ${describe(dO)}`, 'dO');
   if (lengthOf(dO) !== sizes.q) throw new ShapeError(`dO holds ${lengthOf(dO)} values; it must have q's shape (${sizes.q})`, 'dO');
+  const { name, backend, problem } = pickBackwardBackend({ ...forwardProblem, threads }, requested, forward.backend);
 
-  // Own copies of everything, checked, before the first await; where the gradients go, too.
-  const homes = inputs.kind === 'tensor' ? ([inputs.q, inputs.k, inputs.v] as Tensor[]).map((t) => ({ dims: t.dims, location: t.location })) : null;
+  // Own copies of everything before the first await (docs/contract.md#errors-and-input-ownership); where the gradients go, too.
+  const homes: Home[] | null = inputs.kind === 'tensor' ? ([inputs.q, inputs.k, inputs.v] as Tensor[]).map((t) => ({ dims: t.dims, location: t.location })) : null;
   const own = ownInputs(inputs);
-  const grad = (dO instanceof Tensor ? (dO.location === 'cpu' ? dO.data : null) : dO)?.slice() ?? null;
-  const host = async (x: Inputs['q']) => (x instanceof Tensor ? (x.location === 'cpu' ? x.data : x.download()) : x);
-  const checkFinite = checkBoolean('checkFinite', options.checkFinite, true);
-  if (checkFinite && grad) checkValues('dO', grad, 'float32');
-  if (checkFinite && own.kind === 'host') for (const name of ['q', 'k', 'v'] as const) checkValues(name, own[name], 'float32');
-
-  let hq: Float32Array, hk: Float32Array, hv: Float32Array, hdO: Float32Array;
+  const grad = ownGradient(dO as Float32Array | Tensor);
   try {
-    [hq, hk, hv, hdO] = await Promise.all([host(own.q), host(own.k), host(own.v), grad ?? (dO as Tensor).download()]);
+    if (checkFinite) {
+      // dO in float32 (gradients are float32 everywhere); q, k, v as the forward's backend converts them.
+      const dOCheck = grad instanceof Tensor ? checkTensorFinite('dO', grad, 'float32') : Promise.resolve(checkValues('dO', grad, 'float32'));
+      const settled = await Promise.allSettled([checkFiniteInputs(own, problem.dtype), dOCheck]);
+      const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+      if (failed) throw failed.reason;
+    }
+    const g = await backend.backward!(problem, { layout: saved.layout, thresholds: saved.thresholds, lse: saved.lse }, own, { dO: grad, deterministic });
+    const [dq, dk, dv] = await Promise.all([place(g.dq, homes?.[0]), place(g.dk, homes?.[1]), place(g.dv, homes?.[2])]);
+    return { dq, dk, dv, backend: name };
   } finally {
     releaseInputs(own);
+    if (grad instanceof Tensor && grad.storage instanceof DeviceStorage) grad.dispose();
   }
-  if (checkFinite && own.kind === 'tensor') {
-    for (const [name, x] of [['q', hq], ['k', hk], ['v', hv], ['dO', hdO]] as const) checkValues(name, x, 'float32');
-  }
-  const layout = saved.layout ?? layoutFor(p, hq, hk);
-  const g: Gradients = backward(p, layout, saved.thresholds, hq, hk, hv, hdO);
-  if (!homes) return { ...g, backend: 'js' };
-  // Gradients live where their inputs live (float32 tensors).
-  const wrap = (x: Float32Array, like: { dims: readonly number[]; location: Tensor['location'] }) =>
-    like.location === 'cpu' ? Tensor.fromFloat32(x, like.dims) : Tensor.upload(x, like.dims, { type: 'float32', location: like.location });
-  const [dq, dk, dv] = await Promise.all([wrap(g.dq, homes[0]), wrap(g.dk, homes[1]), wrap(g.dv, homes[2])]);
-  return { dq, dk, dv, backend: 'js' };
+}
+
+/** The call's own dO: host data copied, a device tensor shared (as ownInputs does for q, k, v). */
+function ownGradient(dO: Float32Array | Tensor): Float32Array | Tensor {
+  if (!(dO instanceof Tensor)) return dO.slice();
+  const s = dO.storage;
+  return s instanceof DeviceStorage ? new Tensor(new DeviceStorage(s.location, s.native.share()), dO.dims) : Tensor.fromFloat32(dO.data.slice(), dO.dims);
+}
+
+/** Gradients live where their inputs live, as float32 (a host-computed gradient of device inputs goes back up). */
+async function place(x: Float32Array | Tensor, home: Home | undefined): Promise<Float32Array | Tensor> {
+  if (!home || x instanceof Tensor) return x;
+  return home.location === 'cpu' ? Tensor.fromFloat32(x, home.dims) : Tensor.upload(x, home.dims, { type: 'float32', location: home.location });
 }

@@ -18,6 +18,8 @@ export interface CaseNeeds {
   estimate?: 'mean' | 'bound' | 'moment';
   /** With blockSize (default 64): a query block size other than blockSize. */
   queryBlockSize?: number;
+  /** The case runs attentionBackward. */
+  backward?: boolean;
 }
 
 export interface BackendUnderTest {
@@ -29,7 +31,8 @@ export interface BackendUnderTest {
 
 export function backendUnderTest(name: TestBackend): BackendUnderTest {
   const profile = PROFILES[name];
-  const cannot = ({ blockSize, dtype, softmax, estimate, queryBlockSize }: CaseNeeds): string | null => {
+  const cannot = ({ blockSize, dtype, softmax, estimate, queryBlockSize, backward }: CaseNeeds): string | null => {
+    if (backward && profile.backwardReason) return `backward: ${profile.backwardReason}`;
     if (blockSize !== undefined && !profile.blockSizes.includes(blockSize)) return `blockSize ${blockSize}: ${profile.blockSizeReason}`;
     if (dtype !== undefined && !profile.dtypes.includes(dtype)) return `dtype ${dtype}: computes in ${profile.dtypes.join(', ')}`;
     const poly = polyCoefficients(softmax);

@@ -6,16 +6,21 @@
  */
 import { attention, attentionBackward, PsaError, Tensor } from '../lib/index';
 import type { AttentionOptions } from '../lib/index';
+import { backendUnderTest, BackendUnderTest, forEachBackend, testIf } from './backends';
 import { relFrob } from './compare';
+import { inputsFor } from './harness';
 import { randomArray, randomQKV, ShapeLike } from './data';
 import { backwardOracle, frozenLoss, keptSets } from './backward-oracle';
 import { OracleShape, selectionOf } from './oracle';
 
-async function gradients(shape: ShapeLike, options: AttentionOptions, seed: number) {
-  const { q, k, v } = randomQKV(shape, seed);
+/** A forward on `be` with saveForBackward, its backward, and the oracle's gradients given the kept sets the forward used. */
+async function gradients(shape: ShapeLike, options: AttentionOptions, seed: number, be: BackendUnderTest = backendUnderTest('js')) {
+  const dtype = be.profile.dtypes[0];
+  const { q, k, v } = inputsFor(be, randomQKV(shape, seed), dtype);
   const dO = randomArray(q.length, seed + 5);
-  const fwd = await attention(q, k, v, { ...options, shape, saveForBackward: true, backend: 'js' });
-  const g = await attentionBackward(dO, q, k, v, fwd);
+  const fwd = await attention(q, k, v, { ...options, shape, saveForBackward: true, backend: be.name, dtype });
+  const g = await attentionBackward(dO, q, k, v, fwd, { backend: be.name });
+  expect(g.backend).toBe(be.name);
   const D = shape.headDim;
   const scale = options.scale ?? 1 / Math.sqrt(D);
   const L = fwd.saved!.layout;
@@ -25,10 +30,10 @@ async function gradients(shape: ShapeLike, options: AttentionOptions, seed: numb
     selected: L ? selectionOf(L) : null,
   }, fwd.saved!.thresholds, scale);
   const want = backwardOracle(q, k, v, dO, shape as OracleShape, sets, scale, options.softmax as never);
-  return { q, k, v, dO, g, want, sets, scale, fwd };
+  return { q, k, v, dO, g, want, sets, scale, fwd, tolerance: be.profile.gradientTolerance[dtype] ?? 0 };
 }
 
-function expectGradients(got: { dq: Float32Array; dk: Float32Array; dv: Float32Array }, want: { dq: Float64Array; dk: Float64Array; dv: Float64Array }, tol = 1e-5) {
+function expectGradients(got: { dq: Float32Array; dk: Float32Array; dv: Float32Array }, want: { dq: Float64Array; dk: Float64Array; dv: Float64Array }, tol: number) {
   for (const key of ['dq', 'dk', 'dv'] as const) {
     const err = relFrob(got[key], want[key]);
     if (!(err <= tol)) throw new Error(`${key}: relative Frobenius error ${err.toExponential(3)} > ${tol}`);
@@ -72,10 +77,15 @@ describe('the oracle gradients agree with central finite differences of the floa
   });
 });
 
-describe('attentionBackward [backend js] against the oracle', () => {
-  test.each([1, 59, 64, 111, 128, 256])('dense causal, head dim %i, N 97', async (D) => {
-    const { g, want } = await gradients(S(97, 97, { headDim: D }), { causal: true }, D);
-    expectGradients(g, want);
+forEachBackend('attentionBackward against the oracle', (be) => {
+  const run = (why: string | null, title: string, shape: ShapeLike, options: AttentionOptions, seed: number) =>
+    testIf(why, title, async () => {
+      const { g, want, tolerance } = await gradients(shape, options, seed, be);
+      expectGradients(g, want, tolerance);
+    });
+  const blockSize = (o: AttentionOptions) => o.blockSize ?? (o.window !== undefined || o.globalTokens !== undefined || o.blocks ? 64 : undefined);
+  describe('dense causal, N 97, head dims', () => {
+    for (const D of [1, 59, 64, 111, 128, 256]) run(be.cannot({ backward: true }), `head dim ${D}`, S(97, 97, { headDim: D }), { causal: true }, D);
   });
   const cases: [string, ShapeLike, AttentionOptions][] = [
     ['Nq 97 < Nk 200, causal', S(97, 200), { causal: true }],
@@ -87,6 +97,7 @@ describe('attentionBackward [backend js] against the oracle', () => {
     ['window [30, 10] non-causal', S(120, 140), { causal: false, window: [30, 10] }],
     ['sinks 4', S(130, 130), { causal: true, globalTokens: 4 }],
     ['ratio 0.3, blockSize 32', S(200, 200), { causal: true, blockSize: 32, blocks: { ratio: 0.3 } }],
+    ['ratio 0.5, blockSize 64', S(300, 300), { causal: true, blockSize: 64, blocks: { ratio: 0.5 } }],
     ['progressive 0.9, bound, shared across the group', S(200, 200, { heads: 4, kvHeads: 1 }), { causal: true, blockSize: 32, blocks: { progressive: 0.9 }, estimate: 'bound', shareAcrossGroup: true }],
     ['topK 8', S(100, 100), { causal: true, topK: 8 }],
     ['topKRatio 0.25', S(90, 120), { causal: false, topKRatio: 0.25 }],
@@ -94,12 +105,23 @@ describe('attentionBackward [backend js] against the oracle', () => {
     ['degree-5 poly + window + sinks + ratio + topK, GQA 2, bnhd', S(180, 180, { heads: 4, kvHeads: 2, layout: 'bnhd', headDim: 24 }), {
       causal: true, window: 32, globalTokens: 2, blockSize: 32, blocks: { ratio: 0.4 }, topK: 20, softmax: { degree: 5 },
     }],
+    ['degree-5 poly + window + sinks + ratio + topK, GQA 2, bnhd, blockSize 64', S(260, 260, { heads: 4, kvHeads: 2, layout: 'bnhd', headDim: 24 }), {
+      causal: true, window: 70, globalTokens: 2, blockSize: 64, blocks: { ratio: 0.5 }, topK: 20, softmax: { degree: 5 },
+    }],
   ];
-  test.each(cases)('%s', async (_t, shape, options) => {
-    const { g, want } = await gradients(shape, options, 11);
-    expectGradients(g, want);
+  for (const [title, shape, options] of cases) {
+    const why = be.cannot({ backward: true, blockSize: blockSize(options), softmax: options.softmax as never, estimate: options.estimate });
+    run(why, title, shape, options, 11);
+  }
+  testIf(be.profile.backwardReason ? null : 'the backend has a backward pass', 'a backend without a backward pass refuses it, naming backend', async () => {
+    const shape = S(10, 10);
+    const { q, k, v } = inputsFor(be, randomQKV(shape, 1));
+    const fwd = await attention(q, k, v, { shape, saveForBackward: true, backend: be.name });
+    await expect(attentionBackward(q, q, k, v, fwd, { backend: be.name })).rejects.toMatchObject({ code: 'ERR_OPTION', argument: 'backend' });
   });
+});
 
+describe('attentionBackward [backend js]: saved state, tensors, errors', () => {
   test('a passed layout: the backward uses it, and cpu Tensors give cpu Tensor gradients', async () => {
     const shape = S(100, 100);
     const { q, k, v } = randomQKV(shape, 4);
@@ -133,7 +155,9 @@ describe('attentionBackward [backend js] against the oracle', () => {
       [() => attentionBackward(new Float32Array(3), q, k, v, fwd), 'ERR_SHAPE', 'dO'],
       [() => attentionBackward(q, q, new Float32Array(3), v, fwd), 'ERR_SHAPE', 'k'],
       [() => attentionBackward(q.map(() => NaN), q, k, v, fwd), 'ERR_VALUE', 'dO'],
-      [() => attentionBackward(q, q, k, v, fwd, { backend: 'cuda' }), 'ERR_OPTION', 'backend'],
+      [() => attentionBackward(q, q, k, v, fwd, { backend: 'gpu' as never }), 'ERR_OPTION', 'backend'],
+      [() => attentionBackward(q, q, k, v, fwd, { deterministic: 'yes' as never }), 'ERR_OPTION', 'deterministic'],
+      [() => attentionBackward(q, q, k, v, fwd, { threads: 0 }), 'ERR_OPTION', 'threads'],
     ];
     for (const [call, code, argument] of cases) {
       const e = await call().then(() => null, (x: unknown) => x);

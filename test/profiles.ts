@@ -53,6 +53,10 @@ export interface BackendProfile {
   estimateReason: string;
   /** Why it selects only per query block of blockSize rows (queryBlockSize must equal blockSize), if it does. */
   queryBlocksReason?: string;
+  /** Why it has no backward pass, if it has none (attentionBackward refuses it with ERR_OPTION naming backend). */
+  backwardReason?: string;
+  /** Gradients (float32): relative Frobenius error against the oracle's, per compute type of the forward. */
+  gradientTolerance: Readonly<Partial<Record<ComputeType, number>>>;
   /** Unavailable under CI=true is a failure, not a skip: CI must run its kernels. */
   requiredInCI: boolean;
 }
@@ -72,6 +76,7 @@ const FLOAT32: Omit<BackendProfile, 'tensorHome' | 'requiredInCI'> = {
   blockSizeReason: '',
   estimates: ['mean', 'bound', 'moment'],
   estimateReason: '',
+  gradientTolerance: { float32: 1e-5 },
   budget: { longSeq: 1025, propertySeq: 200, propertyRuns: 60, selectionPropertySeq: 400 },
 };
 
@@ -94,6 +99,8 @@ const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget'> = {
   estimates: ['mean', 'bound'],
   estimateReason: "the device selection kernel computes 'mean' and 'bound'",
   queryBlocksReason: 'the device kernels select per query block of blockSize rows',
+  backwardReason: 'the device backward kernels are not in this build',
+  gradientTolerance: { float16: 1e-2, bfloat16: 3e-2 },
 };
 
 const TABLE = {
@@ -106,6 +113,7 @@ const TABLE = {
   cpu: {
     ...FLOAT32, tensorHome: 'cpu', requiredInCI: false,
     estimates: ['mean', 'bound'], estimateReason: "the cpu selection computes 'mean' and 'bound'", queryBlocksReason: 'the cpu kernels select per query block of blockSize rows',
+    backwardReason: 'the cpu backward is not in this build',
   },
   cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget },
 } satisfies Record<string, BackendProfile>;

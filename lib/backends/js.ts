@@ -1,6 +1,7 @@
 /** The js backend: the reference on the calling thread, float32. */
 import type { Inputs } from '../problem';
 import { layoutFor, runReference } from '../reference';
+import { backward } from '../reference/backward';
 import type { Backend } from './backend';
 
 /** Host float32 views of the inputs (device tensors are read back). */
@@ -18,5 +19,10 @@ export const jsBackend: Backend = {
   async buildLayout(p, inputs) {
     const [q, k] = await hostData(inputs);
     return layoutFor(p, q, k);
+  },
+  async backward(p, saved, inputs, { dO }) {
+    // The reference is deterministic: one thread, a fixed order.
+    const [[q, k, v], grad] = await Promise.all([hostData(inputs), dO instanceof Float32Array ? dO : dO.download()]);
+    return backward(p, saved.layout ?? layoutFor(p, q, k), saved.thresholds, q, k, v, grad);
   },
 };

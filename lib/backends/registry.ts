@@ -12,7 +12,7 @@ import { cpuBackend } from './cpu';
 import { cudaBackend, cudaEmuBackend } from './device';
 import { jsBackend } from './js';
 
-export type { Backend, BackendResult, BackendStatus } from './backend';
+export type { Backend, BackendGradients, BackendResult, BackendStatus, BackwardRequest, SavedKeptSets } from './backend';
 
 type Name = Exclude<BackendName, 'auto'>;
 
@@ -73,6 +73,40 @@ export function pickBackend(p: Problem, inputs?: Inputs): Choice {
   }
   const reasons = passedOver.map((r) => `${r.name}: ${r.why}`).join('; ');
   throw new DtypeError(`no available backend runs this call in ${p.dtype ?? 'any precision'}: ${reasons}`, 'dtype');
+}
+
+/**
+ * The backend for a backward pass: the one named, or for `auto` the backend that computed the
+ * forward when it has a backward pass for this problem, then cuda, cpu, js. The gradients are
+ * float32 whatever the forward computed in; a backend that does not compute in the forward's
+ * dtype uses its own (js recomputes a float16 forward's scores in float32).
+ */
+export function pickBackwardBackend(p: Problem, requested: BackendName, forwardBackend: Name): Choice {
+  const fits = (name: Name): { problem: Problem } | { why: string } => {
+    const backend = registry[name];
+    const s = backend.status();
+    if (!s.available) return { why: s.reason };
+    if (!backend.backward) return { why: 'has no backward pass in this version' };
+    const dtype = p.dtype !== null && s.dtypes.includes(p.dtype) ? p.dtype : s.dtypes[0];
+    const problem = { ...p, dtype };
+    const unsupported = backend.backwardUnsupported?.(problem);
+    return unsupported ? { why: unsupported } : { problem };
+  };
+  if (requested !== 'auto') {
+    const f = fits(requested);
+    if ('problem' in f) return { name: requested, backend: registry[requested], problem: f.problem, passedOver: [] };
+    const s = registry[requested].status();
+    if (!s.available) throw new BackendUnavailableError(requested, s.reason);
+    throw new OptionError(`backend '${requested}' cannot run this backward pass: ${f.why}`, 'backend');
+  }
+  const order = [forwardBackend, ...AUTO_ORDER.filter((n) => n !== forwardBackend)];
+  const passedOver: Choice['passedOver'] = [];
+  for (const name of order) {
+    const f = fits(name);
+    if ('problem' in f) return { name, backend: registry[name], problem: f.problem, passedOver };
+    passedOver.push({ name, why: f.why });
+  }
+  throw new OptionError(`no available backend runs this backward pass: ${passedOver.map((r) => `${r.name}: ${r.why}`).join('; ')}`, 'backend');
 }
 
 /** `pickBackend`, warning once per process when `auto` does not get CUDA (or the inputs' own device). */
