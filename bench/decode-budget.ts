@@ -3,7 +3,8 @@
  * demo's synthetic long context (topic segments and a planted needle), one query per head at
  * three positions (the last one a needle row), for each page estimate, page size and
  * progressive threshold τ. The exact dropped share of a row is 1 - exp(lse_sparse - lse_dense)
- * (exact softmax, no top-k), so it is measured, not estimated. Writes JSON and an SVG plot of
+ * (exact softmax, no top-k), so it is measured, not estimated. Beside the estimates, the floor:
+ * the fewest pages per row that exact page masses would need (decode-floor.ts). Writes JSON and an SVG plot of
  * pages read against dropped mass; the defaults of decode come from this table (docs/decode.md).
  *
  *   npm run build && node dist/bench/decode-budget.js --seq 16384
@@ -14,6 +15,7 @@ import { join, resolve } from 'node:path';
 import { decode, KvCache } from '../lib';
 import type { DecodeOptions } from '../lib';
 import { syntheticCase } from '../lib/demo';
+import { pageFloor } from './decode-floor';
 import { lineChart } from './svg-plot';
 
 interface Row {
@@ -69,13 +71,21 @@ async function main(): Promise<void> {
       }
     }
     cache.dispose();
+    for (const tau of [0.8, 0.9, 0.95, 0.99, 0.999]) {
+      const f = pageFloor({ q: c.q, k: c.k, heads: H, seq: N, dim: D, lengths, window: 512, sinks: 4, pageSize }, tau);
+      const row: Row = { estimate: 'floor', pageSize, tau, ...f, estimatedMax: 1 - tau };
+      rows.push(row);
+      process.stdout.write(`pages ${String(pageSize).padStart(2)}  floor   τ ${tau.toFixed(3)}  read ${(100 * row.pagesRead).toFixed(1).padStart(5)}%  dropped mean ${(100 * row.droppedMean).toFixed(2).padStart(6)}%  max ${(100 * row.droppedMax).toFixed(2).padStart(6)}%  (exact page masses)\n`);
+    }
   }
   const out = resolve(o.out);
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, 'decode-budget.json'), JSON.stringify({ seq: N, heads: H, dim: D, lengths, window: 512, globalTokens: 4, rows }, null, 2));
-  const series = [...new Set(rows.map((r) => `${r.estimate}, pages of ${r.pageSize}`))].map((name) => ({
+  // Every estimate at the default page size, 'moment' at each size, and the floor (exact page masses).
+  const plotted = rows.filter((r) => r.pageSize === 32 || r.estimate === 'moment');
+  const series = [...new Set(plotted.map((r) => `${r.estimate}, pages of ${r.pageSize}`))].map((name) => ({
     name,
-    points: rows.filter((r) => `${r.estimate}, pages of ${r.pageSize}` === name).map((r) => [100 * r.pagesRead, 100 * r.droppedMean] as [number, number]),
+    points: plotted.filter((r) => `${r.estimate}, pages of ${r.pageSize}` === name).map((r) => [100 * r.pagesRead, 100 * r.droppedMean] as [number, number]),
   }));
   writeFileSync(join(out, 'decode-budget.svg'), lineChart(series, {
     title: `Decode at ${N} tokens: pages read vs attention mass dropped (τ 0.8 .. 0.999)`, xLabel: 'pages read (% of dense)', yLabel: 'mass dropped, mean over rows (%)',
