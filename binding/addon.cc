@@ -12,6 +12,7 @@
 #include "addon_state.h"
 #include "attention.h"
 #include "cpu_attention.h"
+#include "cpu_decode.h"
 #include "device_tensor.h"
 #include "guard.h"
 #include "host_array.h"
@@ -197,6 +198,7 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("attention", Napi::Function::New<Guarded<Attention>>(env, "attention"));
   exports.Set("buildLayout", Napi::Function::New<Guarded<BuildLayout>>(env, "buildLayout"));
   RegisterCpu(env, exports);
+  RegisterCpuDecode(env, exports);
 #if defined(PSA_EMULATED)
   exports.Set("faultForTests", Napi::Function::New<Guarded<FaultForTests>>(env, "faultForTests"));
 #endif

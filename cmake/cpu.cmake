@@ -8,7 +8,8 @@ find_package(Threads REQUIRED)
 
 add_library(psa_cpu STATIC
   ${PSA_CPU_DIR}/dispatch.cc ${PSA_CPU_DIR}/portable.cc ${PSA_CPU_DIR}/forward.cc
-  ${PSA_CPU_DIR}/layout.cc ${PSA_CPU_DIR}/select.cc ${PSA_CPU_DIR}/thread_pool.cc)
+  ${PSA_CPU_DIR}/layout.cc ${PSA_CPU_DIR}/select.cc ${PSA_CPU_DIR}/thread_pool.cc
+  ${PSA_CPU_DIR}/decode.cc)
 set_target_properties(psa_cpu PROPERTIES POSITION_INDEPENDENT_CODE ON)
 target_include_directories(psa_cpu PUBLIC ${PSA_CPU_DIR})
 target_compile_options(psa_cpu PRIVATE -Wall -Wextra)
@@ -16,7 +17,7 @@ target_link_libraries(psa_cpu PUBLIC Threads::Threads)
 # Vector types cross no ABI boundary: the kernel functions have internal linkage.
 set_source_files_properties(${PSA_CPU_DIR}/portable.cc PROPERTIES COMPILE_OPTIONS "-Wno-psabi")
 # Block estimates must round as the reference's float64 does: no fused multiply-adds.
-set_source_files_properties(${PSA_CPU_DIR}/select.cc PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
+set_source_files_properties(${PSA_CPU_DIR}/select.cc ${PSA_CPU_DIR}/decode.cc PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   target_sources(psa_cpu PRIVATE ${PSA_CPU_DIR}/avx2.cc)
   set_source_files_properties(${PSA_CPU_DIR}/avx2.cc PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-ffp-contract=fast;-Wno-psabi")
@@ -30,6 +31,6 @@ endif()
 
 # In the addon build (included after the addon target exists): the cpu entry points join it.
 if(TARGET ${PROJECT_NAME})
-  target_sources(${PROJECT_NAME} PRIVATE ${PSA_CPU_DIR}/../binding/cpu_attention.cc)
+  target_sources(${PROJECT_NAME} PRIVATE ${PSA_CPU_DIR}/../binding/cpu_attention.cc ${PSA_CPU_DIR}/../binding/cpu_decode.cc)
   target_link_libraries(${PROJECT_NAME} PRIVATE psa_cpu)
 endif()

@@ -9,6 +9,7 @@ import { BackendUnavailableError, DtypeError, OptionError, ShapeError } from './
 import { checkValues } from './finite';
 import { KvCache } from './kv-cache';
 import { resolveSelection, resolveTopK, resolveWindowOption } from './problem';
+import { cpuDecodeAddon, decodeOnCpu } from './backends/cpu-decode';
 import { decodeReference, DecodeProblem, DecodeStats } from './reference/decode';
 import { resolveSoftmax } from './softmax';
 import { Tensor } from './tensor';
@@ -39,8 +40,10 @@ export interface DecodeOptions {
   returnLse?: boolean;
   /** Also return `pages`: per query row, the cache pages it attended to. */
   returnPages?: boolean;
-  /** 'auto' or 'js' in this version. */
+  /** 'auto' (default: cpu where the native addon has it, else js), 'js' or 'cpu' in this version. */
   backend?: 'auto' | 'js' | 'cpu' | 'cuda' | 'cuda-emu';
+  /** Threads the cpu backend decodes on, 1..1024. Default: the machine's hardware threads. */
+  threads?: number;
   /** Reject NaN or infinite values in q (ERR_VALUE). Default true. */
   checkFinite?: boolean;
 }
@@ -53,12 +56,12 @@ export interface DecodeResult {
   /** With returnPages, per row (b, h, i) in q's order: the pages (by index within the sequence) it attended to, ascending. */
   pages?: Int32Array[];
   stats: DecodeStats;
-  backend: 'js';
+  backend: 'js' | 'cpu';
 }
 
 const OPTION_KEYS = [
   'heads', 'sequences', 'scale', 'softmax', 'window', 'globalTokens', 'blocks', 'estimate', 'shareAcrossGroup',
-  'topK', 'topKRatio', 'returnLse', 'returnPages', 'backend', 'checkFinite',
+  'topK', 'topKRatio', 'returnLse', 'returnPages', 'backend', 'checkFinite', 'threads',
 ] as const;
 
 export async function decode(q: Float32Array | Tensor, cache: KvCache, options: DecodeOptions = {}): Promise<DecodeResult> {
@@ -66,11 +69,13 @@ export async function decode(q: Float32Array | Tensor, cache: KvCache, options: 
   const store = cache.storage; // ERR_DISPOSED when disposed
   if (typeof options !== 'object' || options === null) throw new OptionError('options must be an object', 'options');
   checkKeys('options', options, OPTION_KEYS);
-  const backend = options.backend ?? 'auto';
-  if (backend !== 'auto' && backend !== 'js') {
-    if (!['cpu', 'cuda', 'cuda-emu'].includes(backend)) throw new OptionError(`backend must be 'auto' or 'js', got ${describe(backend)}`, 'backend');
-    throw new BackendUnavailableError(backend, 'decode runs on the js backend in this version');
-  }
+  const requested = options.backend ?? 'auto';
+  if (!['auto', 'js', 'cpu', 'cuda', 'cuda-emu'].includes(requested)) throw new OptionError(`backend must be 'auto', 'js' or 'cpu', got ${describe(requested)}`, 'backend');
+  if (requested === 'cuda' || requested === 'cuda-emu') throw new BackendUnavailableError(requested, 'decode runs on the js and cpu backends in this version');
+  // A host cache decodes on cpu where the addon has it (as attention's auto), else on js.
+  const cpu = requested === 'js' ? null : cpuDecodeAddon();
+  if (requested === 'cpu' && cpu && 'reason' in cpu) throw new BackendUnavailableError('cpu', cpu.reason);
+  const threads = options.threads === undefined ? null : checkInt('threads', options.threads, 1, 1024);
 
   const sequences = options.sequences === undefined ? Array.from({ length: cache.batch }, (_, i) => i) : [...options.sequences];
   if (!Array.isArray(options.sequences ?? sequences) || sequences.length === 0) throw new OptionError('sequences must be a non-empty array of sequence indices', 'sequences');
@@ -126,8 +131,9 @@ export async function decode(q: Float32Array | Tensor, cache: KvCache, options: 
   // Computed now, before the promise is returned: nothing the caller does later can reach it.
   const own = data.slice();
   if (checkBoolean('checkFinite', options.checkFinite, true)) checkValues('q', own, 'float32');
-  const r = decodeReference(p, own, cache);
-  const result: DecodeResult = { output: r.output, stats: r.stats, backend: 'js' };
+  const onCpu = cpu && 'addon' in cpu ? cpu.addon : null;
+  const r = onCpu ? await decodeOnCpu(onCpu, p, own, cache, threads) : decodeReference(p, own, cache);
+  const result: DecodeResult = { output: r.output, stats: r.stats, backend: onCpu ? 'cpu' : 'js' };
   if (r.lse) result.lse = r.lse;
   if (r.pages) result.pages = r.pages;
   return result;
