@@ -117,6 +117,7 @@ gpu::AttentionRequest parse_request(Napi::Env env, const Napi::Value& value) {
   r.minBlocks = integer(env, o, "minBlocks", 0, INT_MAX);
   r.maxBlocks = integer(env, o, "maxBlocks", r.minBlocks, INT_MAX);
   r.boundEstimate = flag(o, "boundEstimate");
+  r.momentEstimate = flag(o, "momentEstimate");
   r.shareAcrossGroup = flag(o, "shareAcrossGroup");
   r.topK = integer(env, o, "topK", 0, INT_MAX);
   r.topKRatio = number(env, o, "topKRatio");

@@ -38,7 +38,7 @@ struct AttentionRequest {
   BlockChoice choice = BlockChoice::None;
   double choiceValue = 0;
   int minBlocks = 0, maxBlocks = INT_MAX;
-  bool boundEstimate = false, shareAcrossGroup = false;
+  bool boundEstimate = false, momentEstimate = false, shareAcrossGroup = false;
 
   // Top-k per row: topK > 0 (count), or topKRatio > 0; neither: no top-k.
   int topK = 0;

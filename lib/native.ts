@@ -96,7 +96,7 @@ export interface NativeAttentionRequest {
   layout?: NativeLayout;
   /** 0 none, 1 ratio, 2 topBlocks, 3 progressive. */
   choice: number; choiceValue: number; minBlocks: number; maxBlocks: number;
-  boundEstimate: boolean; shareAcrossGroup: boolean;
+  boundEstimate: boolean; momentEstimate: boolean; shareAcrossGroup: boolean;
   /** topK > 0: count; topKRatio > 0: ratio; both 0: none. */
   topK: number; topKRatio: number;
   /** Polynomial exp2 coefficients, c0 first; absent: exact exp. */

@@ -96,8 +96,8 @@ const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget'> = {
     reason: "the forward kernel's online softmax rescales by exact powers of two, which a polynomial E follows only up to its own error: " +
       'the device runs polynomials within 1e-4 of 2^f (degree 3 and up) and refuses the others',
   },
-  estimates: ['mean', 'bound'],
-  estimateReason: "the device selection kernel computes 'mean' and 'bound'",
+  estimates: ['mean', 'bound', 'moment'],
+  estimateReason: '',
   queryBlocksReason: 'the device kernels select per query block of blockSize rows',
   backwardReason: 'the device backward kernels are not in this build',
   gradientTolerance: { float16: 1e-2, bfloat16: 3e-2 },

@@ -18,6 +18,8 @@ const cases: [string, ShapeLike, OracleOptions][] = [
   ['queryBlockSize 7 (not a divisor), topBlocks 2, bound', S(50, 130), { causal: false, blockSize: 32, queryBlockSize: 7, blocks: { topBlocks: 2 }, estimate: 'bound' }],
   ['queryBlockSize 128 > blockSize 32, shared across a group of 4', S(150, 150, { heads: 4 }), { causal: true, blockSize: 32, queryBlockSize: 128, blocks: { ratio: 0.4 }, shareAcrossGroup: true }],
   ['moment, ratio 0.25', S(200, 200), { causal: true, blockSize: 32, blocks: { ratio: 0.25 }, estimate: 'moment' }],
+  ['moment, blockSize 64, ratio 0.4, GQA 2, bnhd', S(300, 330, { heads: 4, kvHeads: 2, layout: 'bnhd' }), { causal: true, blockSize: 64, blocks: { ratio: 0.4 }, estimate: 'moment' }],
+  ['moment, blockSize 64, progressive 0.9, shared across the group, window, sinks', S(260, 260, { heads: 4 }), { causal: true, blockSize: 64, window: 40, globalTokens: 4, blocks: { progressive: 0.9 }, estimate: 'moment', shareAcrossGroup: true }],
   ['moment, progressive 0.8, queryBlockSize 1, topK 9, poly', S(30, 180), { causal: true, blockSize: 16, queryBlockSize: 1, blocks: { progressive: 0.8 }, estimate: 'moment', topK: 9, softmax: 'poly' }],
 ];
 

@@ -141,6 +141,7 @@ SelectParams select_params(const AttentionRequest& r, const ForwardParams& f) {
   s.minBlocks = r.minBlocks;
   s.maxBlocks = r.maxBlocks;
   s.boundEstimate = r.boundEstimate;
+  s.momentEstimate = r.momentEstimate;
   s.shareAcrossGroup = r.shareAcrossGroup;
   return s;
 }

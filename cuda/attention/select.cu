@@ -19,7 +19,7 @@ struct Plan {
   long long rows = 0;
   int numQB = 0, numKB = 0, words = 0, group = 1, capacity = 0;
   bool selecting = false;  // mode != None and there is something to select from
-  std::size_t qMean = 0, kMean = 0, kMin = 0, kMax = 0, chosen = 0, bytes = 0;
+  std::size_t qMean = 0, kMean = 0, kMin = 0, kMax = 0, kVar = 0, chosen = 0, bytes = 0;
 };
 
 bool valid(const SelectParams& p) {
@@ -31,6 +31,7 @@ bool valid(const SelectParams& p) {
   if (p.mask.globalTokens < 0) return false;
   const int mode = static_cast<int>(p.mode);
   if (mode < 0 || mode > 3) return false;
+  if (p.boundEstimate && p.momentEstimate) return false;
   if (p.mode != SelectMode::None) {
     if (p.shape.headDim < 1 || p.shape.headDim > 256) return false;
     if (!std::isfinite(p.value) || p.value < 0) return false;
@@ -68,6 +69,10 @@ Plan plan_of(const SelectParams& p) {
     s.kMax = at;
     at = align_up(at + kBlocks * sizeof(float));
   }
+  if (p.momentEstimate) {
+    s.kVar = at;
+    at = align_up(at + kBlocks * sizeof(float));
+  }
   s.chosen = at;
   at = align_up(at + static_cast<std::size_t>(s.rows) * s.words * sizeof(std::uint32_t));
   s.bytes = at;
@@ -80,22 +85,24 @@ cudaError_t pool(const SelectParams& p, const Plan& s, unsigned char* ws, cudaSt
   float* kMean = reinterpret_cast<float*>(ws + s.kMean);
   float* kMin = p.boundEstimate ? reinterpret_cast<float*>(ws + s.kMin) : nullptr;
   float* kMax = p.boundEstimate ? reinterpret_cast<float*>(ws + s.kMax) : nullptr;
+  float* kVar = p.momentEstimate ? reinterpret_cast<float*>(ws + s.kVar) : nullptr;
   PSA_LAUNCH(select_pool_kernel<T>, dim3(s.numQB, p.shape.heads, p.shape.batch), dim3(kPoolThreads), 0, stream)
-  (p.q, p.qStrides, p.shape.seqQ, s.numQB, p.shape.heads, p.shape.headDim, p.blockSize, qMean, nullptr, nullptr);
+  (p.q, p.qStrides, p.shape.seqQ, s.numQB, p.shape.heads, p.shape.headDim, p.blockSize, qMean, nullptr, nullptr, nullptr);
   cudaError_t err = cudaGetLastError();
   if (err != cudaSuccess) return err;
   PSA_LAUNCH(select_pool_kernel<T>, dim3(s.numKB, p.shape.kvHeads, p.shape.batch), dim3(kPoolThreads), 0, stream)
-  (p.k, p.kStrides, p.shape.seqK, s.numKB, p.shape.kvHeads, p.shape.headDim, p.blockSize, kMean, kMin, kMax);
+  (p.k, p.kStrides, p.shape.seqK, s.numKB, p.shape.kvHeads, p.shape.headDim, p.blockSize, kMean, kMin, kMax, kVar);
   return cudaGetLastError();
 }
 
-template <bool Bound>
+template <BlockEstimate E>
 cudaError_t rank(const SelectParams& p, const Plan& s, unsigned char* ws, cudaStream_t stream) {
   RankArgs a;
   a.qMean = reinterpret_cast<const float*>(ws + s.qMean);
   a.kMean = reinterpret_cast<const float*>(ws + s.kMean);
-  a.kMin = Bound ? reinterpret_cast<const float*>(ws + s.kMin) : nullptr;
-  a.kMax = Bound ? reinterpret_cast<const float*>(ws + s.kMax) : nullptr;
+  a.kMin = E == BlockEstimate::Bound ? reinterpret_cast<const float*>(ws + s.kMin) : nullptr;
+  a.kMax = E == BlockEstimate::Bound ? reinterpret_cast<const float*>(ws + s.kMax) : nullptr;
+  a.kVar = E == BlockEstimate::Moment ? reinterpret_cast<const float*>(ws + s.kVar) : nullptr;
   a.chosen = reinterpret_cast<std::uint32_t*>(ws + s.chosen);
   a.words = s.words;
   a.numQB = s.numQB;
@@ -103,7 +110,7 @@ cudaError_t rank(const SelectParams& p, const Plan& s, unsigned char* ws, cudaSt
   a.group = s.group;
   a.capacity = s.capacity;
   const int smem = rank_smem_bytes(s.capacity, p.mode == SelectMode::Progressive);  // at most kRankMaxSmemBytes
-  auto kernel = &select_rank_kernel<Bound>;
+  auto kernel = &select_rank_kernel<E>;
   if (smem > 48 * 1024) {
     const cudaError_t err = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
     if (err != cudaSuccess) return err;
@@ -132,7 +139,9 @@ cudaError_t select_blocks_count(const SelectParams& p, MmaType type, void* works
   if (s.selecting) {
     err = type == MmaType::BF16 ? pool<MmaType::BF16>(p, s, ws, stream) : pool<MmaType::F16>(p, s, ws, stream);
     if (err != cudaSuccess) return err;
-    err = p.boundEstimate ? rank<true>(p, s, ws, stream) : rank<false>(p, s, ws, stream);
+    err = p.boundEstimate ? rank<BlockEstimate::Bound>(p, s, ws, stream)
+          : p.momentEstimate ? rank<BlockEstimate::Moment>(p, s, ws, stream)
+                             : rank<BlockEstimate::Mean>(p, s, ws, stream);
     if (err != cudaSuccess) return err;
   }
   const std::uint32_t* chosen = s.selecting ? reinterpret_cast<const std::uint32_t*>(ws + s.chosen) : nullptr;

@@ -50,6 +50,8 @@ namespace psa::gpu {
 
 // Selection modes. None: window and sinks only (no key block is selected).
 enum class SelectMode : int { None = 0, Ratio = 1, TopBlocks = 2, Progressive = 3 };
+// The block estimate e(I, J) (docs/contract.md#block-selection), a template argument of the rank kernel.
+enum class BlockEstimate : int { Mean = 0, Bound = 1, Moment = 2 };
 
 struct SelectParams {
   // 16-bit elements (float16 or bfloat16 bits, by the MmaType given to select_blocks_count).
@@ -64,6 +66,7 @@ struct SelectParams {
   double value = 0;  // ratio r, block count k, or progressive tau
   int minBlocks = 0, maxBlocks = INT_MAX;
   bool boundEstimate = false;     // estimate: 'bound' (Quest's per-channel bound) instead of 'mean'
+  bool momentEstimate = false;    // estimate: 'moment' (mean plus scale^2/2 * sum q_d^2 var_d); not with boundEstimate
   bool shareAcrossGroup = false;  // one choice per kv group, from the mean of the group's estimates
 };
 

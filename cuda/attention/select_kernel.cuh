@@ -1,6 +1,7 @@
 // Block selection kernels (launched by select.cu; API and limits in select.h). Four steps:
 //   pool   one CTA per (block, head, batch): the block's mean over its valid rows per channel in
-//          float32 (q and k), and for the bound estimate the per-channel min and max of k.
+//          float32 (q and k), for the bound estimate the per-channel min and max of k, and for
+//          the moment estimate the per-channel population variance of k (two passes).
 //   rank   one CTA per (query block I, query head or kv group, batch): the candidate key blocks
 //          in ascending J, their estimates (one warp per candidate, lanes over channels), the
 //          keep count, a bitonic sort of (estimate desc, J asc) keys in shared memory when the
@@ -164,7 +165,7 @@ template <MmaType T>
 __global__ void __launch_bounds__(kPoolThreads)
     select_pool_kernel(const std::uint16_t* __restrict__ src, Strides strides, int seq,
                        int numBlocks, int heads, int headDim, int blockSize, float* __restrict__ mean, float* __restrict__ lo,
-                       float* __restrict__ hi) {
+                       float* __restrict__ hi, float* __restrict__ var) {
   const int blk = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
   const long long n0 = static_cast<long long>(blk) * blockSize;
   const long long n1 = lmin(seq, n0 + blockSize);
@@ -179,10 +180,20 @@ __global__ void __launch_bounds__(kPoolThreads)
       mn = fminf(mn, v);
       mx = fmaxf(mx, v);
     }
-    mean[out + d] = sum / count;
+    const float mu = sum / count;
+    mean[out + d] = mu;
     if (lo) {
       lo[out + d] = mn;
       hi[out + d] = mx;
+    }
+    if (var) {
+      // Squared deviations from the mean, as the reference: no cancellation for keys far from 0.
+      float dev = 0.0f;
+      for (long long n = n0; n < n1; n++) {
+        const float x = widen<T>(base[n * strides.row + d]) - mu;
+        dev += x * x;
+      }
+      var[out + d] = dev / count;
     }
   }
 }
@@ -193,6 +204,7 @@ struct RankArgs {
   const float* kMean = nullptr;  // [batch, kvHeads, numKB, headDim]
   const float* kMin = nullptr;   // the same, bound estimate only
   const float* kMax = nullptr;
+  const float* kVar = nullptr;   // the same, moment estimate only
   std::uint32_t* chosen = nullptr;  // [rows, words] bitmask of chosen J
   int words = 0, numQB = 0, numKB = 0, group = 1;
   int capacity = 0;  // power of two >= numKB: entries of the shared sort
@@ -206,7 +218,7 @@ __device__ __forceinline__ int clamp_keep(double n, int c, const SelectParams& p
 
 // Dynamic shared memory: capacity sort keys (8 bytes), then for progressive capacity float64
 // weights. Small fixed arrays are static shared.
-template <bool Bound>
+template <BlockEstimate E>
 __global__ void __launch_bounds__(kRankThreads) select_rank_kernel(const SelectParams p, const RankArgs a) {
   PSA_DYNAMIC_SHARED(std::uint64_t, keys);
   double* weights = reinterpret_cast<double*>(keys + a.capacity);
@@ -255,16 +267,18 @@ __global__ void __launch_bounds__(kRankThreads) select_rank_kernel(const SelectP
     float sum = 0.0f;
     for (int g = 0; g < nh; g++) {
       const float* qv = a.qMean + ((static_cast<std::size_t>(b) * p.shape.heads + head0 + g) * a.numQB + I) * D;
-      float dot = 0.0f;
+      float dot = 0.0f, spread = 0.0f;
       for (int d = lane; d < D; d += 32) {
-        if constexpr (Bound) {
+        if constexpr (E == BlockEstimate::Bound) {
           const float x = qv[d];
           dot += fmaxf(x * a.kMin[ko + d], x * a.kMax[ko + d]);
         } else {
           dot += qv[d] * a.kMean[ko + d];
+          if constexpr (E == BlockEstimate::Moment) spread += qv[d] * qv[d] * a.kVar[ko + d];
         }
       }
       sum += p.scale * warp_sum(dot);
+      if constexpr (E == BlockEstimate::Moment) sum += (p.scale * p.scale * 0.5f) * warp_sum(spread);
     }
     const float e = share ? sum / static_cast<float>(nh) : sum;
     if (lane == 0) keys[r] = rank_key(e, J);

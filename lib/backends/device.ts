@@ -36,7 +36,6 @@ const CHOICE = { ratio: 1, topBlocks: 2, progressive: 3 } as const;
 /** Why this backend cannot run the problem (null: it can). Checked before any work. */
 export function deviceUnsupported(p: Problem): string | null {
   if (p.queryBlockSize !== p.blockSize) return `queryBlockSize ${p.queryBlockSize} differs from blockSize ${p.blockSize}: the device kernels select per query block of blockSize rows`;
-  if (p.selection?.estimate === 'moment') return "estimate 'moment' is not computed by the device selection kernel in this version";
   if (p.softmax.kind === 'poly' && polyRelativeError(p.softmax.coefficients) > DEVICE_POLY_ERROR) {
     return `the polynomial is within ${polyRelativeError(p.softmax.coefficients).toExponential(1)} of 2^f; the device kernels, which rescale by exact powers of two as a row's maximum moves, keep the accuracy contract only for polynomials within ${DEVICE_POLY_ERROR} (degree 3 and up)`;
   }
@@ -72,6 +71,7 @@ export function requestFor(p: Problem, dtype: Dtype): NativeAttentionRequest {
     // The addon takes 32-bit integers; "all" is any count at or above the number of key blocks.
     maxBlocks: sel ? Math.min(sel.maxBlocks, 0x7fffffff) : 0x7fffffff,
     boundEstimate: sel?.estimate === 'bound',
+    momentEstimate: sel?.estimate === 'moment',
     shareAcrossGroup: sel?.shareAcrossGroup ?? false,
     topK: p.topK?.kind === 'count' ? p.topK.k : 0,
     topKRatio: p.topK?.kind === 'ratio' ? p.topK.ratio : 0,

@@ -21,7 +21,7 @@ const x = Float32Array.from({ length: n }, (_, i) => Math.sin(i) / 2);
 const [q, k, v] = [await emu.upload(x, 'float16'), await emu.upload(x, 'float16'), await emu.upload(x, 'float16')];
 const request = (o = {}) => ({ compute: 'float16', batch: 1, heads: 1, kvHeads: 1, seqQ: 64, seqK: 64, headDim: 16, bnhd: false, scale: 0.25,
   causal: true, windowLeft: -1, windowRight: -1, globalTokens: 0, blockSize: 64, sparse: false, choice: 0, choiceValue: 0, minBlocks: 0,
-  maxBlocks: 0x7fffffff, boundEstimate: false, shareAcrossGroup: false, topK: 0, topKRatio: 0, returnLse: false, returnThresholds: false, ...o });
+  maxBlocks: 0x7fffffff, boundEstimate: false, momentEstimate: false, shareAcrossGroup: false, topK: 0, topKRatio: 0, returnLse: false, returnThresholds: false, ...o });
 const layout = (o = {}) => ({ offsets: Int32Array.of(0, 1), indices: Int32Array.of(0), flags: Uint8Array.of(1), ...o });
 `;
 const rejects = (code: string, argument?: string) => ({ rejects: { code, argument } });

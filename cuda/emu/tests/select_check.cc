@@ -82,7 +82,7 @@ struct Case {
   SelectMode mode = SelectMode::Ratio;
   double value = 0.5;
   int minBlocks = 0, maxBlocks = INT_MAX;
-  bool bound = false, share = false;
+  bool bound = false, moment = false, share = false;
   bool exact = true;
   int range = 3;  // exact inputs: integers in [-range, range]
   MmaType type = MmaType::F16;
@@ -106,10 +106,10 @@ HostResult host_select(const Case& c, const std::vector<double>& q, const std::v
   const Spec spec{c.seqQ, c.seqK, c.causal, c.windowLeft, c.windowRight, c.globalTokens};
   auto at = [&](int nh, int N, int b, int h, int n, int d) { return static_cast<std::size_t>(offset_of(strides_of(c.bnhd, nh, N, D), b, h, n)) + d; };
   struct Summary {
-    std::vector<double> mean, mn, mx;
+    std::vector<double> mean, mn, mx, var;
     std::vector<int> count;
   };
-  auto summarize = [&](const std::vector<double>& x, int b, int h, int nh, int seq, bool bounds) {
+  auto summarize = [&](const std::vector<double>& x, int b, int h, int nh, int seq, bool bounds, bool variance = false) {
     const int nb = (seq + bs - 1) / bs;
     Summary s;
     s.mean.assign(static_cast<std::size_t>(nb) * D, 0.0);
@@ -131,6 +131,13 @@ HostResult host_select(const Case& c, const std::vector<double>& q, const std::v
           }
         }
       for (int d = 0; d < D; d++) s.mean[blk * D + d] /= s.count[blk];
+      if (variance) {
+        // Two passes, as lib/reference/select.ts summarize.
+        s.var.resize(s.mean.size(), 0.0);
+        for (int n = n0; n < n1; n++)
+          for (int d = 0; d < D; d++) s.var[blk * D + d] += (x[at(nh, seq, b, h, n, d)] - s.mean[blk * D + d]) * (x[at(nh, seq, b, h, n, d)] - s.mean[blk * D + d]);
+        for (int d = 0; d < D; d++) s.var[blk * D + d] /= s.count[blk];
+      }
     }
     return s;
   };
@@ -193,7 +200,7 @@ HostResult host_select(const Case& c, const std::vector<double>& q, const std::v
   if (c.mode != SelectMode::None) {
     for (int b = 0; b < B; b++)
       for (int hk = 0; hk < Hkv; hk++) {
-        const Summary ks = summarize(k, b, hk, Hkv, c.seqK, c.bound);
+        const Summary ks = summarize(k, b, hk, Hkv, c.seqK, c.bound, c.moment);
         std::vector<Summary> qs;
         for (int g = 0; g < group; g++) qs.push_back(summarize(q, b, hk * group + g, H, c.seqQ, false));
         for (int I = 0; I < nQB; I++) {
@@ -202,17 +209,18 @@ HostResult host_select(const Case& c, const std::vector<double>& q, const std::v
           for (int g = 0; g < group; g++)
             for (std::size_t ci = 0; ci < cand.size(); ci++) {
               const int J = cand[ci];
-              double e = 0;
+              double e = 0, v = 0;
               for (int d = 0; d < D; d++) {
                 const double qm = qs[g].mean[I * D + d];
                 if (!c.bound) {
                   e += qm * ks.mean[J * D + d];
+                  if (c.moment) v += qm * qm * ks.var[J * D + d];
                 } else {
                   const double a = qm * ks.mn[J * D + d], cc = qm * ks.mx[J * D + d];
                   e += a > cc ? a : cc;
                 }
               }
-              est[g][ci] = scale * e;
+              est[g][ci] = scale * e + (c.moment ? ((scale * scale) / 2) * v : 0);
             }
           auto row = [&](int g) { return (static_cast<long long>(b) * H + hk * group + g) * nQB + I; };
           if (c.share) {
@@ -310,6 +318,7 @@ void run_case(const Case& c, std::uint32_t seed) {
   p.minBlocks = c.minBlocks;
   p.maxBlocks = c.maxBlocks;
   p.boundEstimate = c.bound;
+  p.momentEstimate = c.moment;
   p.shareAcrossGroup = c.share;
 
   const long long rows = static_cast<long long>(B) * H * ((Nq + bs - 1) / bs);
@@ -548,6 +557,14 @@ int main(int argc, char** argv) {
   c.seqQ = c.seqK = 300; c.headDim = 64; c.bound = true; c.mode = SelectMode::Progressive; c.value = 0.8; c.type = BF16;
   add(c);
   c = Case{};
+  c.name = "moment ratio 0.25 causal bs 16";
+  c.seqQ = c.seqK = 200; c.blockSize = 16; c.headDim = 16; c.causal = true; c.value = 0.25; c.moment = true;
+  add(c);
+  c = Case{};
+  c.name = "moment progressive 0.9 GQA 4:2 shared bs 64";
+  c.heads = 4; c.kvHeads = 2; c.seqQ = c.seqK = 300; c.headDim = 64; c.moment = true; c.mode = SelectMode::Progressive; c.value = 0.9; c.share = true;
+  add(c);
+  c = Case{};
   c.name = "GQA 4:1 shared ratio 0.3 causal bs 16";
   c.heads = 4; c.kvHeads = 1; c.seqQ = c.seqK = 150; c.blockSize = 16; c.headDim = 16; c.causal = true; c.value = 0.3; c.share = true;
   add(c);
@@ -647,7 +664,7 @@ int main(int argc, char** argv) {
   const std::size_t exactCases = cases.size();
   for (std::size_t i = 0; i < exactCases; i++) {
     const std::string n = cases[i].name;
-    const bool pick = n.rfind("ratio 0.3", 0) == 0 || n.rfind("progressive 0.9", 0) == 0 || n.rfind("bound", 0) == 0 || n.rfind("GQA", 0) == 0 ||
+    const bool pick = n.rfind("ratio 0.3", 0) == 0 || n.rfind("progressive 0.9", 0) == 0 || n.rfind("bound", 0) == 0 || n.rfind("moment", 0) == 0 || n.rfind("GQA", 0) == 0 ||
                       n.rfind("Nq 97", 0) == 0 || n.rfind("window [20", 0) == 0 || n.rfind("bs 128", 0) == 0 || n.rfind("batch 2", 0) == 0 ||
                       n.rfind("topBlocks 3", 0) == 0 || n.rfind("d 1 ", 0) == 0 || n.rfind("progressive 0.5", 0) == 0 || n.rfind("600 key", 0) == 0 || n.rfind("4096 key blocks decode", 0) == 0;
     if (!pick) continue;
