@@ -1,8 +1,10 @@
 // lib/backends/cpu-decode.ts resolves and validates every option; this file checks that the
 // request fits the cache's arrays (no read can leave them), copies q and the page tables, and
-// runs cpu/decode.cc off the event loop. The cache's pages and metadata are read in place: the
-// worker holds references on their arrays, and lib/kv-cache.ts holds appends, frees and
-// dispose back until the step is done. No math here.
+// runs cpu/decode.cc off the event loop. The cache's pages and metadata are read in place (the
+// worker holds references on their arrays): an append during the step writes only slots past
+// the lengths taken here and the metadata of partial last pages, which are copied here; a free
+// returns the pages a step reads to the pool only once the step is done (lib/kv-cache.ts).
+// No math here.
 #include "cpu_decode.h"
 
 #include <cstring>
@@ -182,6 +184,14 @@ Napi::Value CpuDecode(const Napi::CallbackInfo& info) {
     for (std::size_t J = 0; J < used; J++) if (t[J] < 0 || static_cast<std::size_t>(t[J]) >= poolPages) bad(env, "a page table names a page outside the pool");
     tables[b].assign(t, t + used);
     p.lengths.push_back(static_cast<int>(L));
+    // A partial last page: its metadata now, since an append during the step may change it.
+    std::vector<double> snap;
+    if (L % cache.pageSize != 0) {
+      const std::size_t plane = static_cast<std::size_t>(cache.kvHeads) * cache.headDim;
+      const std::size_t at = static_cast<std::size_t>(t[used - 1]) * plane;
+      for (const double* m : {cache.kMin, cache.kMax, cache.kSum, cache.kSumSq}) snap.insert(snap.end(), m + at, m + at + plane);
+    }
+    p.lastPageMeta.push_back(std::move(snap));
   }
   std::size_t nq = 0;
   const float* q = typed<float>(env, info[0], napi_float32_array, nq, "q");

@@ -93,7 +93,7 @@ class Step {
   std::size_t keyOffset(std::int32_t page, int hk, long long slot) const {
     return ((static_cast<std::size_t>(page) * c_.kvHeads + hk) * c_.pageSize + static_cast<std::size_t>(slot)) * c_.headDim;
   }
-  double pageEstimate(std::size_t qOff, std::int32_t page, int hk, long long count) const;
+  double pageEstimate(std::size_t b, long long J, std::size_t qOff, std::int32_t page, int hk, long long count) const;
   struct Chosen {
     std::vector<std::uint8_t> kept;
     double dropped = 0;
@@ -108,22 +108,30 @@ class Step {
   std::vector<double> q64_;
 };
 
-double Step::pageEstimate(std::size_t qOff, std::int32_t page, int hk, long long count) const {
+double Step::pageEstimate(std::size_t b, long long J, std::size_t qOff, std::int32_t page, int hk, long long count) const {
   const int D = p_.headDim;
-  const std::size_t meta = (static_cast<std::size_t>(page) * c_.kvHeads + hk) * D;
+  // The pool's metadata, or for a partial last page the copy taken when the step began.
+  const std::vector<double>& snap = p_.lastPageMeta[b];
+  const bool last = !snap.empty() && J == (p_.lengths[b] - 1) / c_.pageSize;
+  const std::size_t plane = static_cast<std::size_t>(c_.kvHeads) * D;
+  const std::size_t meta = last ? static_cast<std::size_t>(hk) * D : (static_cast<std::size_t>(page) * c_.kvHeads + hk) * D;
+  const double* kMin = last ? snap.data() : c_.kMin;
+  const double* kMax = last ? snap.data() + plane : c_.kMax;
+  const double* kSum = last ? snap.data() + 2 * plane : c_.kSum;
+  const double* kSumSq = last ? snap.data() + 3 * plane : c_.kSumSq;
   double e = 0;
   if (p_.estimate == PageEstimate::Bound) {
     for (int d = 0; d < D; d++) {
       const double x = q64_[qOff + d];
-      e += std::max(x * c_.kMin[meta + d], x * c_.kMax[meta + d]);
+      e += std::max(x * kMin[meta + d], x * kMax[meta + d]);
     }
     return p_.scale * e;
   }
   double varTerm = 0;
   for (int d = 0; d < D; d++) {
-    const double mean = c_.kSum[meta + d] / static_cast<double>(count);
+    const double mean = kSum[meta + d] / static_cast<double>(count);
     e += q64_[qOff + d] * mean;
-    if (p_.estimate == PageEstimate::Moment) varTerm += q64_[qOff + d] * q64_[qOff + d] * std::max(0.0, c_.kSumSq[meta + d] / static_cast<double>(count) - mean * mean);
+    if (p_.estimate == PageEstimate::Moment) varTerm += q64_[qOff + d] * q64_[qOff + d] * std::max(0.0, kSumSq[meta + d] / static_cast<double>(count) - mean * mean);
   }
   return p_.scale * e + (p_.estimate == PageEstimate::Moment ? ((p_.scale * p_.scale) / 2) * varTerm : 0);
 }
@@ -258,7 +266,7 @@ void Step::run(std::size_t b, int hk, Item& item) const {
     std::vector<std::vector<double>> est(group, std::vector<double>(cand.size()));
     for (int g = 0; g < group; g++) {
       const std::size_t qOff = ((b * H + static_cast<std::size_t>(hk * group + g)) * m + i) * D;
-      for (std::size_t c = 0; c < cand.size(); c++) est[g][c] = pageEstimate(qOff, pages[cand[c]], hk, std::min(ps, L - cand[c] * ps));
+      for (std::size_t c = 0; c < cand.size(); c++) est[g][c] = pageEstimate(b, cand[c], qOff, pages[cand[c]], hk, std::min(ps, L - cand[c] * ps));
     }
     std::vector<Chosen> chosen = p_.rule != PageRule::None ? choosePages(b, i, keys, pages, cand, nCand, est, hk) : std::vector<Chosen>(group);
     for (int g = 0; g < group; g++) {

@@ -50,6 +50,11 @@ struct DecodeProblem {
   // Per batch row of q: the sequence's length and its page table (pool page of each page).
   std::vector<int> lengths;
   std::vector<const std::int32_t*> pageTables;
+  // Per batch row: the metadata of its last page as it was when the step began, [min, max, sum,
+  // sumSq][kvHeads][headDim] (empty when that page is full). An append to the sequence while the
+  // step runs writes that page's later slots and its metadata in the pool; the step reads this
+  // copy instead, so what it computes is the cache at the call.
+  std::vector<std::vector<double>> lastPageMeta;
 };
 
 struct DecodeResult {
