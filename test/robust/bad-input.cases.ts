@@ -25,6 +25,33 @@ const request = (o = {}) => ({ compute: 'float16', batch: 1, heads: 1, kvHeads: 
 const layout = (o = {}) => ({ offsets: Int32Array.of(0, 1), indices: Int32Array.of(0), flags: Uint8Array.of(1), ...o });
 `;
 const rejects = (code: string, argument?: string) => ({ rejects: { code, argument } });
+
+/** One host cache of 2 pool pages (1 kv head, 4 slots, head dim 2) holding a 5-token sequence, and a decode request. */
+const decodeSetup = `
+const cache = (o = {}) => ({ keys: new Float32Array(16).fill(0.5), values: new Float32Array(16).fill(1), min: new Float64Array(4), max: new Float64Array(4),
+  sum: new Float64Array(4), sumSq: new Float64Array(4), kvHeads: 1, pageSize: 4, headDim: 2, ...o });
+const request = (o = {}) => ({ heads: 1, m: 1, scale: 1, windowLeft: -1, windowRight: -1, globalTokens: 0, rule: 0, ruleValue: 0, minPages: 0, maxPages: 0,
+  estimate: 0, shareAcrossGroup: false, topK: 0, topKRatio: 0, returnLse: true, returnPages: false, threads: 1,
+  lengths: Int32Array.of(5), pageTables: [Int32Array.of(0, 1)], ...o });
+const q = Float32Array.of(1, 1);
+`;
+
+function cpuDecodeCases(): BadInputCase[] {
+  const call = (c = '', r = '', qq = 'q') => `${decodeSetup} return Array.from((await emu.cpuDecode(${qq}, cache(${c}), request(${r}))).output);`;
+  return [
+    { name: 'cpuDecode: a valid request', quick: true, body: call(), expect: { resolves: [1, 1] } },
+    { name: 'cpuDecode: a page outside the pool', quick: true, body: call('', '{ pageTables: [Int32Array.of(0, 2)] }'), expect: rejects('ERR_SHAPE', 'request') },
+    { name: 'cpuDecode: a negative page', body: call('', '{ pageTables: [Int32Array.of(-1, 0)] }'), expect: rejects('ERR_SHAPE', 'request') },
+    { name: 'cpuDecode: a page table shorter than its sequence', body: call('', '{ pageTables: [Int32Array.of(0)] }'), expect: rejects('ERR_SHAPE', 'request') },
+    { name: 'cpuDecode: keys not whole pages', body: call('{ keys: new Float32Array(15), values: new Float32Array(15) }'), expect: rejects('ERR_SHAPE', 'request') },
+    { name: 'cpuDecode: metadata short of the pool', body: call('{ sumSq: new Float64Array(3) }'), expect: rejects('ERR_SHAPE', 'request') },
+    { name: 'cpuDecode: metadata as Float32Array', body: call('{ min: new Float32Array(4) }'), expect: rejects('ERR_SHAPE', 'cache.min') },
+    { name: 'cpuDecode: q of the wrong size', body: call('', '', 'new Float32Array(3)'), expect: rejects('ERR_SHAPE', 'q') },
+    { name: 'cpuDecode: m longer than the sequence', body: call('', '{ m: 6 }', 'new Float32Array(12)'), expect: rejects('ERR_SHAPE', 'request') },
+    { name: 'cpuDecode: an unknown rule', body: call('', '{ rule: 7 }'), expect: rejects('ERR_SHAPE', 'request') },
+    { name: 'cpuDecode: a detached q', body: `${decodeSetup} const d = Float32Array.of(1, 1); structuredClone(d, { transfer: [d.buffer] }); await emu.cpuDecode(d, cache(), request());`, expect: rejects('ERR_SHAPE', 'q') },
+  ];
+}
 const upload = (data: string, opts = "{ location: 'cuda-emu' }", dims = '[1, 1, 1, 4]') => `return Array.from(await (await psa.Tensor.upload(${data}, ${dims}, ${opts})).download());`;
 
 export const BAD_INPUT_CASES: BadInputCase[] = [
@@ -113,6 +140,8 @@ export const BAD_INPUT_CASES: BadInputCase[] = [
     body: `const a = new Float32Array(64 * 16).fill(0.5); const b = a.slice(); b[5] = 7e4;
       await psa.attention(a, b, a, { shape: { batch: 1, heads: 1, seqQ: 64, headDim: 16 }, backend: 'cuda-emu' });`,
     expect: rejects('ERR_VALUE', 'k') },
+  // cpuDecode, raw: a request that does not fit the cache's arrays is refused before any read
+  ...cpuDecodeCases(),
   // firstNonFinite and info
   { name: 'firstNonFinite: not a tensor', body: `await emu.firstNonFinite(new Float32Array(4));`, expect: rejects('ERR_DTYPE', 'tensor') },
   { name: 'firstNonFinite: a negative bound', body: `const t = await emu.upload(new Float32Array(4), 'float32'); await emu.firstNonFinite(t, -1);`, expect: rejects('ERR_OPTION', 'bound') },
