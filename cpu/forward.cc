@@ -100,16 +100,19 @@ struct Pass {
   ForwardResult& out;
   const Kernels& kernels;
 
+  // The first query row of layout row r.
+  int firstRow(std::int64_t r) const { return static_cast<int>(r % p.numQueryBlocks(layout.queryBlockSize)) * layout.queryBlockSize; }
+
   RowPass passOf(std::int64_t r, int i0) const {
     const int bs = layout.blockSize;
-    const int nQB = p.numQueryBlocks(bs);
+    const int nQB = p.numQueryBlocks(layout.queryBlockSize);
     const int I = static_cast<int>(r % nQB);
     const int h = static_cast<int>(r / nQB) % p.heads;
     const int b = static_cast<int>(r / nQB) / p.heads;
     const int e0 = layout.offsets[r];
     const int e1 = layout.offsets[r + 1];
     const int width = (e1 - e0) * bs;
-    const int rows = std::min({p.seqQ, I * bs + bs, i0 + kRowsPerPass}) - i0;
+    const int rows = std::min({p.seqQ, (I + 1) * layout.queryBlockSize, i0 + kRowsPerPass}) - i0;
     // The pitch is not a power of two: rows must not share L1 sets.
     return {b, h, b * p.kvHeads + h / (p.heads / p.kvHeads), e0, e1, width, width + kColStep, i0, rows, roundUp(rows, kRowStep)};
   }
@@ -172,9 +175,8 @@ struct Pass {
 
   // One layout row, kRowsPerPass rows at a time, on one thread.
   void run(std::int64_t r, Scratch& w) const {
-    const int bs = layout.blockSize;
-    const int I = static_cast<int>(r % p.numQueryBlocks(bs));
-    for (int i0 = I * bs; i0 < std::min(p.seqQ, I * bs + bs); i0 += kRowsPerPass) {
+    const int end = std::min(p.seqQ, firstRow(r) + layout.queryBlockSize);
+    for (int i0 = firstRow(r); i0 < end; i0 += kRowsPerPass) {
       const RowPass t = passOf(r, i0);
       score(t, t.e0, t.e1, w.q.data(), w.s.data());
       softmax(t, w.s.data(), w.sums.data(), w);
@@ -198,13 +200,13 @@ bool splitsKeys(const Problem& p) {
 }
 
 void forwardSplit(const Pass& pass, std::int64_t rows, std::vector<Scratch>& scratch, int workers) {
-  // With seqQ <= kRowsPerPass <= blockSize every layout row is a single pass.
+  // With seqQ <= kRowsPerPass every layout row is a single pass.
   std::vector<RowPass> passes;
   std::vector<std::size_t> sOffset{0}, oOffset{0};
   std::vector<std::int64_t> chunkStart{0};
   const int Dp = pass.keys.paddedDims;
   for (std::int64_t r = 0; r < rows; r++) {
-    const RowPass t = pass.passOf(r, 0);
+    const RowPass t = pass.passOf(r, pass.firstRow(r));
     passes.push_back(t);
     const int chunks = std::max(1, (t.e1 - t.e0 + kChunkEntries - 1) / kChunkEntries);
     chunkStart.push_back(chunkStart.back() + chunks);
@@ -247,7 +249,7 @@ void forwardSplit(const Pass& pass, std::int64_t rows, std::vector<Scratch>& scr
 void forward(const Problem& p, const BlockLayout& layout, const float* q, const float* k, const float* v, ForwardResult& out,
              int threads, const Kernels& kernels) {
   const int bs = layout.blockSize;
-  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.heads * p.numQueryBlocks(bs);
+  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.heads * p.numQueryBlocks(layout.queryBlockSize);
   int widest = 0;
   for (std::int64_t r = 0; r < rows; r++) widest = std::max(widest, (layout.offsets[r + 1] - layout.offsets[r]) * bs);
   const PackedKeys keys = pack(p, bs, k, v, threads);

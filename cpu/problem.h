@@ -21,9 +21,11 @@ struct MaskSpec {
   int globalTokens = 0;
 };
 
-// Key blocks visited per (batch, query head, query block): row r = (b * heads + h) * numQueryBlocks + I.
+// Key blocks visited per (batch, query head, query block): row r = (b * heads + h) * numQueryBlocks + I,
+// query block I being rows [I * queryBlockSize, (I + 1) * queryBlockSize).
 struct BlockLayout {
-  int blockSize = 64;
+  int blockSize = 64;       // keys per key block
+  int queryBlockSize = 64;  // queries per query block, 1..256
   std::vector<std::int32_t> offsets;
   std::vector<std::int32_t> indices;
   std::vector<std::uint8_t> flags;
