@@ -69,20 +69,31 @@ void maskTile(const MaskSpec& m, float* s, int pitch, int i0, int rows, int j0, 
   }
 }
 
+struct TopKScratch {
+  std::vector<float> candidates;
+  std::vector<int> counts = std::vector<int>(kTopKCountsSize);
+};
+
 // The k-th largest allowed score of a row (ties kept), or -inf when the row keeps all of them.
-float threshold(const Problem& p, const float* row, int width, std::vector<float>& scratch) {
-  int n = 0;
-  for (int c = 0; c < width; c++) {
-    if (row[c] != -kInf) scratch[n++] = row[c];
-  }
-  const long long k = p.topK == TopKKind::Count ? p.topKCount : std::max(1LL, ceilTolerant(p.topKRatio * n));
-  if (n <= k) return -kInf;
-  std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.begin() + n, std::greater<float>());
-  return scratch[k - 1];
+// A histogram of the allowed scores over [lo, hi] in equal buckets finds the bucket that holds
+// the k-th largest (kernels.topKBucket); the exact answer is then the (k - above)-th largest of
+// that bucket's scores alone: a whole-row nth_element costs several times more.
+float threshold(const Problem& p, const Kernels& kernels, const float* row, int width, TopKScratch& w) {
+  const RowRange range = kernels.rowRange(row, width);
+  const long long k = p.topK == TopKKind::Count ? p.topKCount : std::max(1LL, ceilTolerant(p.topKRatio * range.allowed));
+  if (range.allowed <= k) return -kInf;
+  // A range too wide or too narrow for a finite step puts every score in one bucket.
+  const float span = range.hi - range.lo;
+  const float step = span > 0 && span < kInf && kTopKBuckets / span < kInf ? kTopKBuckets / span : 0.0f;
+  const TopKBucket b = kernels.topKBucket(row, width, range.lo, step, k, w.counts.data(), w.candidates.data());
+  const auto kth = w.candidates.begin() + (k - b.above - 1);
+  std::nth_element(w.candidates.begin(), kth, w.candidates.begin() + b.candidates, std::greater<float>());
+  return *kth;
 }
 
 struct Scratch {
-  std::vector<float> q, s, o, sums, selection;
+  std::vector<float> q, s, o, sums;
+  TopKScratch topK;
   std::int64_t keptPairs = 0;
   std::int64_t emptyRows = 0;
 };
@@ -145,7 +156,7 @@ struct Pass {
     for (int ii = t.rows; ii < t.paddedRows; ii++) std::fill(s + ii * t.pitch, s + ii * t.pitch + t.width, 0.0f);
     for (int ii = 0; ii < t.rows; ii++) {
       float* row = s + ii * t.pitch;
-      const float tau = p.topK == TopKKind::None ? -kInf : threshold(p, row, t.width, w.selection);
+      const float tau = p.topK == TopKKind::None ? -kInf : threshold(p, kernels, row, t.width, w.topK);
       const RowSoftmax sm = kernels.softmax(row, t.width, tau, coefficients, degree);
       const std::size_t o = (static_cast<std::size_t>(t.b) * p.heads + t.h) * p.seqQ + t.i0 + ii;
       sums[ii] = sm.sum;
@@ -258,7 +269,7 @@ void forward(const Problem& p, const BlockLayout& layout, const float* q, const 
   std::vector<Scratch> scratch(workers);
   for (Scratch& w : scratch) {
     w.q.resize(static_cast<std::size_t>(kRowsPerPass) * p.headDim);
-    w.selection.resize(widest);
+    w.topK.candidates.resize(widest);
     if (split) continue;  // the split keeps its tile rows and sums per layout row
     w.s.resize(static_cast<std::size_t>(kRowsPerPass) * (widest + kColStep));
     w.o.resize(static_cast<std::size_t>(kRowsPerPass) * keys.paddedDims);

@@ -11,6 +11,20 @@ namespace psa::cpu {
 inline constexpr int kRowStep = 4;
 inline constexpr int kColStep = 16;
 
+// The top-k histogram: equal buckets over a row's [lo, hi], counted in one copy per vector lane.
+inline constexpr int kTopKBuckets = 256;
+inline constexpr int kTopKCountsSize = 16 * kTopKBuckets;  // ints, enough for 16 lanes
+
+struct RowRange {
+  int allowed;  // finite scores
+  float lo, hi; // their least and greatest (+inf, -inf when there are none)
+};
+
+struct TopKBucket {
+  int above;       // allowed scores in the buckets above it
+  int candidates;  // scores in it, written out
+};
+
 struct RowSoftmax {
   float max;    // over the kept scores
   float sum;    // of E(s - max) over the kept scores
@@ -23,9 +37,16 @@ struct Kernels {
   void (*scores)(const float* q, int qPitch, const float* kt, int ktPitch, int depth, int rows, int cols, float scale, float* s, int sPitch);
   // o[r][d] += sum_c p[r][c] * v[c][d], for rows % kRowStep == 0, dims % kColStep == 0.
   void (*accumulate)(const float* p, int pPitch, const float* v, int vPitch, int rows, int cols, int dims, float* o, int oPitch);
-  // In place: s[c] becomes E(s[c] - max) where s[c] is finite and >= tau, else 0; width % 8 == 0.
+  // In place: s[c] becomes E(s[c] - max) where s[c] is finite and >= tau, else 0; width % 16 == 0.
   // E is exp (coefficients null) or the polynomial exp2 of the contract with c0..c_degree.
   RowSoftmax (*softmax)(float* s, int width, float tau, const float* coefficients, int degree);
+  // The count and range of the finite scores of s; width % 16 == 0.
+  RowRange (*rowRange)(const float* s, int width);
+  // The bucket of min(kTopKBuckets - 1, trunc((x - lo) * step)) (a monotone function of x, so
+  // each bucket is a contiguous range of scores) that holds the k-th largest finite score, for
+  // 1 <= k <= the finite count, and that bucket's scores written to `candidates`; `counts`
+  // holds kTopKCountsSize ints of scratch; width % 16 == 0.
+  TopKBucket (*topKBucket)(const float* s, int width, float lo, float step, long long k, int* counts, float* candidates);
 };
 
 const Kernels& portableKernels();

@@ -22,6 +22,14 @@ inline void store(float* p, vf v) { __builtin_memcpy(p, &v, sizeof v); }
 inline vf splat(float x) { return vf{x, x, x, x, x, x, x, x}; }
 inline vf select(vi mask, vf a, vf b) { return mask ? a : b; }
 inline vf vmax(vf a, vf b) { return a > b ? a : b; }
+inline vf vmin(vf a, vf b) { return a < b ? a : b; }
+inline bool any(vi mask) {
+  std::uint64_t words[sizeof(vi) / 8];
+  __builtin_memcpy(words, &mask, sizeof mask);
+  std::uint64_t bits = 0;
+  for (std::uint64_t w : words) bits |= w;
+  return bits != 0;
+}
 // floor of values within int32 range.
 inline vf vfloor(vf x) {
   const vf t = __builtin_convertvector(__builtin_convertvector(x, vi), vf);
@@ -169,6 +177,64 @@ RowSoftmax softmax(float* s, int width, float tau, const float* coefficients, in
   return out;
 }
 
-const Kernels kKernels = {PSA_CPU_KERNELS_NAME, scores, accumulate, softmax};
+RowRange rowRange(const float* s, int width) {
+  const float inf = __builtin_inff();
+  vf lo = splat(inf), hi = splat(-inf);
+  vi allowed{};
+  for (int c = 0; c < width; c += kLanes) {
+    const vf x = load(s + c);
+    const vi finite = x > splat(-inf);
+    allowed -= finite;
+    lo = vmin(lo, select(finite, x, splat(inf)));
+    hi = vmax(hi, x);
+  }
+  RowRange out{0, inf, -inf};
+  for (int l = 0; l < kLanes; l++) {
+    out.allowed += allowed[l];
+    out.lo = lo[l] < out.lo ? lo[l] : out.lo;
+    out.hi = hi[l] > out.hi ? hi[l] : out.hi;
+  }
+  return out;
+}
+
+// Bucket of each lane's score, -1 for -inf ((x - lo) * step is -inf, or NaN when step is 0,
+// and vmax(NaN, -1) is -1).
+inline vi buckets(vf x, vf lo, vf step) {
+  const vi b = __builtin_convertvector(vmax((x - lo) * step, splat(-1.0f)), vi);
+  const vi last = vi{} + (kTopKBuckets - 1);
+  return b < last ? b : last;
+}
+
+TopKBucket topKBucket(const float* s, int width, float lo, float step, long long k, int* counts, float* candidates) {
+  for (int i = 0; i < kLanes * kTopKBuckets; i++) counts[i] = 0;
+  const vf vlo = splat(lo), vstep = splat(step);
+  // One histogram per lane: runs of scores in one bucket do not wait on each other's increments.
+  for (int c = 0; c < width; c += kLanes) {
+    const vi b = buckets(load(s + c), vlo, vstep);
+    for (int l = 0; l < kLanes; l++) {
+      if (b[l] >= 0) counts[l * kTopKBuckets + b[l]]++;
+    }
+  }
+  TopKBucket out{0, 0};
+  int bucket = kTopKBuckets - 1;
+  for (;; bucket--) {
+    int inBucket = 0;
+    for (int l = 0; l < kLanes; l++) inBucket += counts[l * kTopKBuckets + bucket];
+    if (out.above + inBucket >= k || bucket == 0) break;
+    out.above += inBucket;
+  }
+  const vi wanted = vi{} + bucket;
+  for (int c = 0; c < width; c += kLanes) {
+    const vf x = load(s + c);
+    const vi hit = buckets(x, vlo, vstep) == wanted;
+    if (!any(hit)) continue;
+    for (int l = 0; l < kLanes; l++) {
+      if (hit[l]) candidates[out.candidates++] = x[l];
+    }
+  }
+  return out;
+}
+
+const Kernels kKernels = {PSA_CPU_KERNELS_NAME, scores, accumulate, softmax, rowRange, topKBucket};
 
 }  // namespace
