@@ -1,9 +1,10 @@
-// The inner loops of the CPU forward, one set per instruction set: kernels.inl compiled once
-// for the baseline (portable.cc) and once with AVX2+FMA (avx2.cc, x86-64 only), chosen at run
-// time by the CPU's features. Everything else (masks, top-k, layouts, threads) is shared.
+// The inner loops of the CPU forward, one set per instruction set: kernels.inl compiled for the
+// baseline (portable.cc), with AVX2+FMA (avx2.cc) and with AVX-512 (avx512.cc, both x86-64
+// only), chosen at run time by the CPU's features. Everything else (masks, top-k, layouts, threads) is shared.
 #pragma once
 
 #include <cstdint>
+#include <vector>
 
 namespace psa::cpu {
 
@@ -50,9 +51,12 @@ struct Kernels {
 };
 
 const Kernels& portableKernels();
-// Null where the AVX2+FMA set is not compiled in (not x86-64).
+// Null where the AVX2+FMA and AVX-512 sets are not compiled in (not x86-64).
 const Kernels* avx2Kernels();
-// The best set this CPU runs (PSA_CPU_SIMD=portable forces the baseline).
+const Kernels* avx512Kernels();
+// The sets this CPU runs, the baseline first.
+std::vector<const Kernels*> supportedKernels();
+// The best set this CPU runs (PSA_CPU_SIMD=portable or avx2 caps it).
 const Kernels& bestKernels();
 
 }  // namespace psa::cpu

@@ -363,8 +363,7 @@ std::string checkPoolFailure() {
 }  // namespace
 
 int main() {
-  std::vector<const Kernels*> sets = {&portableKernels()};
-  if (&bestKernels() != &portableKernels()) sets.push_back(&bestKernels());
+  const std::vector<const Kernels*> sets = supportedKernels();
   int failed = 0, passed = 0;
   auto report = [&](const std::string& name, const std::string& why) {
     if (why.empty()) {
