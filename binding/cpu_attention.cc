@@ -247,7 +247,7 @@ Napi::Value CpuBuildLayout(const Napi::CallbackInfo& info) {
   return PromiseWorker::Start(std::make_unique<LayoutWorker>(env, std::move(r), std::move(q), std::move(k)));
 }
 
-// { simd: 'avx2+fma' | 'portable', threads: hardware threads }
+// { simd: 'avx512' | 'avx2+fma' | 'portable', threads: hardware threads }
 Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("simd", cpu::bestKernels().name);

@@ -21,7 +21,7 @@ if (!cpu.available) {
   else test.skip(`cpu backend: skipped because ${cpu.reason}`, () => {});
 } else {
   test('psa info names the SIMD level and the default thread count', () => {
-    expect(cpu.reason).toMatch(/\((avx2\+fma|portable)\), float32, \d+ threads by default/);
+    expect(cpu.reason).toMatch(/\((avx512|avx2\+fma|portable)\), float32, \d+ threads by default/);
     expect(cpu.dtypes).toEqual(['float32']);
   });
 
