@@ -71,25 +71,41 @@ void maskTile(const MaskSpec& m, float* s, int pitch, int i0, int rows, int j0, 
 }
 
 struct TopKScratch {
-  std::vector<float> candidates;
+  std::vector<float> candidates[2];  // each: the widest row, padded to kColStep
   std::vector<int> counts = std::vector<int>(kTopKCountsSize);
 };
 
+// Below this many candidates nth_element finishes the search.
+constexpr int kTopKDirect = 64;
+
 // The k-th largest allowed score of a row (ties kept), or -inf when the row keeps all of them.
-// A histogram of the allowed scores over [lo, hi] in equal buckets finds the bucket that holds
-// the k-th largest (kernels.topKBucket); the exact answer is then the (k - above)-th largest of
-// that bucket's scores alone: a whole-row nth_element costs several times more.
+// A histogram of the scores over their range in equal buckets finds the run of buckets that
+// holds the k-th largest (kernels.topKBucket); its scores are histogrammed again over their own
+// range until few are left, and nth_element picks the (k - above)-th largest of those: a
+// whole-row nth_element costs several times more.
 float threshold(const Problem& p, const Kernels& kernels, const float* row, int width, TopKScratch& w) {
-  const RowRange range = kernels.rowRange(row, width);
-  const long long k = p.topK == TopKKind::Count ? p.topKCount : std::max(1LL, ceilTolerant(p.topKRatio * range.allowed));
+  RowRange range = kernels.rowRange(row, width);
+  long long k = p.topK == TopKKind::Count ? p.topKCount : std::max(1LL, ceilTolerant(p.topKRatio * range.allowed));
   if (range.allowed <= k) return -kInf;
-  // A range too wide or too narrow for a finite step puts every score in one bucket.
-  const float span = range.hi - range.lo;
-  const float step = span > 0 && span < kInf && kTopKBuckets / span < kInf ? kTopKBuckets / span : 0.0f;
-  const TopKBucket b = kernels.topKBucket(row, width, range.lo, step, k, w.counts.data(), w.candidates.data());
-  const auto kth = w.candidates.begin() + (k - b.above - 1);
-  std::nth_element(w.candidates.begin(), kth, w.candidates.begin() + b.candidates, std::greater<float>());
-  return *kth;
+  const float* x = row;
+  for (int round = 0;; round++) {
+    if (range.lo == range.hi) return range.lo;
+    // A range too wide for a finite step puts every score in one bucket, and the search stops.
+    const float span = range.hi - range.lo;
+    const float step = span < kInf && kTopKBuckets / span < kInf ? kTopKBuckets / span : 0.0f;
+    std::vector<float>& out = w.candidates[round % 2];
+    const TopKBucket b = kernels.topKBucket(x, width, range.lo, step, k, range.allowed, w.counts.data(), out.data());
+    k -= b.above;
+    if (b.candidates <= kTopKDirect || b.candidates == range.allowed || step == 0) {
+      const auto kth = out.begin() + (k - 1);
+      std::nth_element(out.begin(), kth, out.begin() + b.candidates, std::greater<float>());
+      return *kth;
+    }
+    width = roundUp(b.candidates, kColStep);
+    std::fill(out.begin() + b.candidates, out.begin() + width, -kInf);
+    x = out.data();
+    range = kernels.rowRange(x, width);
+  }
 }
 
 struct Scratch {
@@ -270,7 +286,7 @@ void forward(const Problem& p, const BlockLayout& layout, const float* q, const 
   std::vector<Scratch> scratch(workers);
   for (Scratch& w : scratch) {
     w.q.resize(static_cast<std::size_t>(kRowsPerPass) * p.headDim);
-    w.topK.candidates.resize(widest);
+    for (std::vector<float>& c : w.topK.candidates) c.resize(widest + kColStep);
     if (split) continue;  // the split keeps its tile rows and sums per layout row
     w.s.resize(static_cast<std::size_t>(kRowsPerPass) * (widest + kColStep));
     w.o.resize(static_cast<std::size_t>(kRowsPerPass) * keys.paddedDims);

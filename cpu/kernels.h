@@ -14,7 +14,7 @@ inline constexpr int kColStep = 16;
 
 // The top-k histogram: equal buckets over a row's [lo, hi], counted in one copy per vector lane.
 inline constexpr int kTopKBuckets = 256;
-inline constexpr int kTopKCountsSize = 16 * kTopKBuckets;  // ints, enough for 16 lanes
+inline constexpr int kTopKCountsSize = 16 * (kTopKBuckets + 1);  // ints, enough for 16 lanes
 
 struct RowRange {
   int allowed;  // finite scores
@@ -22,8 +22,8 @@ struct RowRange {
 };
 
 struct TopKBucket {
-  int above;       // allowed scores in the buckets above it
-  int candidates;  // scores in it, written out
+  int above;       // finite scores in the buckets above the run
+  int candidates;  // scores in the run, written out
 };
 
 struct RowSoftmax {
@@ -43,11 +43,12 @@ struct Kernels {
   RowSoftmax (*softmax)(float* s, int width, float tau, const float* coefficients, int degree);
   // The count and range of the finite scores of s; width % 16 == 0.
   RowRange (*rowRange)(const float* s, int width);
-  // The bucket of min(kTopKBuckets - 1, trunc((x - lo) * step)) (a monotone function of x, so
-  // each bucket is a contiguous range of scores) that holds the k-th largest finite score, for
-  // 1 <= k <= the finite count, and that bucket's scores written to `candidates`; `counts`
-  // holds kTopKCountsSize ints of scratch; width % 16 == 0.
-  TopKBucket (*topKBucket)(const float* s, int width, float lo, float step, long long k, int* counts, float* candidates);
+  // Buckets min(kTopKBuckets - 1, trunc((x - lo) * step)) (a monotone function of x, so a
+  // run of buckets is a range of scores): a run of them that holds the k-th largest of the
+  // `allowed` finite scores (1 <= k <= allowed), the count above it, and its scores written to
+  // `candidates` (width floats at most); `counts` holds kTopKCountsSize ints of scratch;
+  // width % 16 == 0.
+  TopKBucket (*topKBucket)(const float* s, int width, float lo, float step, long long k, int allowed, int* counts, float* candidates);
 };
 
 const Kernels& portableKernels();

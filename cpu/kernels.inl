@@ -205,34 +205,97 @@ inline vi buckets(vf x, vf lo, vf step) {
   return b < last ? b : last;
 }
 
-TopKBucket topKBucket(const float* s, int width, float lo, float step, long long k, int* counts, float* candidates) {
-  for (int i = 0; i < kLanes * kTopKBuckets; i++) counts[i] = 0;
-  const vf vlo = splat(lo), vstep = splat(step);
-  // One histogram per lane: runs of scores in one bucket do not wait on each other's increments.
-  for (int c = 0; c < width; c += kLanes) {
-    const vi b = buckets(load(s + c), vlo, vstep);
-    for (int l = 0; l < kLanes; l++) {
-      if (b[l] >= 0) counts[l * kTopKBuckets + b[l]]++;
-    }
+// Per-lane histograms of one vector in `stride` (runs of scores in one bucket then do not wait
+// on each other's increments); bucket -1 (-inf) counts in a slot below each lane's histogram.
+// The lanes go through memory: scalar loads are cheaper than extracting lanes one by one.
+inline void laneHistograms(const float* s, int width, int stride, vf lo, vf step, int* counts) {
+  for (int i = 0; i < kLanes * (kTopKBuckets + 1); i++) counts[i] = 0;
+  std::int32_t lane[kLanes];
+  for (int c = 0; c < width; c += kLanes * stride) {
+    const vi b = buckets(load(s + c), lo, step);
+    __builtin_memcpy(lane, &b, sizeof b);
+    __asm__ volatile("" : : "m"(lane));  // keep the store, so the reads below are plain loads
+    for (int l = 0; l < kLanes; l++) counts[l * (kTopKBuckets + 1) + 1 + lane[l]]++;
   }
+}
+
+inline int bucketCount(const int* counts, int bucket) {
+  int n = 0;
+  for (int l = 0; l < kLanes; l++) n += counts[l * (kTopKBuckets + 1) + 1 + bucket];
+  return n;
+}
+
+// Counts the finite scores in buckets above `high` and writes out those in [low, high].
+inline TopKBucket band(const float* s, int width, vf lo, vf step, int low, int high, float* candidates) {
   TopKBucket out{0, 0};
-  int bucket = kTopKBuckets - 1;
-  for (;; bucket--) {
-    int inBucket = 0;
-    for (int l = 0; l < kLanes; l++) inBucket += counts[l * kTopKBuckets + bucket];
-    if (out.above + inBucket >= k || bucket == 0) break;
-    out.above += inBucket;
-  }
-  const vi wanted = vi{} + bucket;
+  const vi vlow = vi{} + low, vhigh = vi{} + high;
+  vi above{};
   for (int c = 0; c < width; c += kLanes) {
     const vf x = load(s + c);
-    const vi hit = buckets(x, vlo, vstep) == wanted;
+    const vi b = buckets(x, lo, step);
+    above -= b > vhigh;
+    const vi hit = (b >= vlow) & (b <= vhigh);
+#if defined(__AVX512DQ__) && PSA_CPU_LANES == 16
+    // One compressing store of the hits.
+    const unsigned short lanes = __builtin_ia32_cvtd2mask512(hit);
+    __builtin_ia32_compressstoresf512_mask(reinterpret_cast<vf*>(candidates + out.candidates), x, lanes);
+    out.candidates += __builtin_popcount(lanes);
+#else
     if (!any(hit)) continue;
     for (int l = 0; l < kLanes; l++) {
       if (hit[l]) candidates[out.candidates++] = x[l];
     }
+#endif
   }
+  for (int l = 0; l < kLanes; l++) out.above += above[l];
   return out;
+}
+
+// Rows this long are first histogrammed on one vector in kTopKSampleStride: the band of buckets
+// around the sample's estimate of the k-th largest (3 standard deviations of the estimate on
+// either side) is then counted exactly, and the full histogram runs only when it misses.
+// Only with a compressing store: elsewhere writing out a band of 10% of the row lane by lane
+// costs more than the full histogram saves.
+constexpr int kTopKSampleStride = 4;
+#if defined(__AVX512DQ__) && PSA_CPU_LANES == 16
+constexpr int kTopKSampledWidth = 16 * kLanes * kTopKSampleStride;
+#else
+constexpr int kTopKSampledWidth = 1 << 30;
+#endif
+
+TopKBucket topKBucket(const float* s, int width, float lo, float step, long long k, int allowed, int* counts, float* candidates) {
+  const vf vlo = splat(lo), vstep = splat(step);
+  if (width >= kTopKSampledWidth) {
+    laneHistograms(s, width, kTopKSampleStride, vlo, vstep, counts);
+    int sampled = 0;
+    for (int bucket = 0; bucket < kTopKBuckets; bucket++) sampled += bucketCount(counts, bucket);
+    const double target = static_cast<double>(k) * sampled / allowed;
+    const double margin = 3 * __builtin_sqrt(target + 1) + 2;
+    int high = kTopKBuckets - 1, low = 0;
+    double seen = 0;
+    for (int bucket = kTopKBuckets - 1; bucket >= 0; bucket--) {
+      const int n = bucketCount(counts, bucket);
+      if (seen + n < target - margin) high = bucket - 1;
+      seen += n;
+      if (seen >= target + margin) {
+        low = bucket;
+        break;
+      }
+    }
+    if (high >= low) {
+      const TopKBucket out = band(s, width, vlo, vstep, low, high, candidates);
+      if (out.above < k && out.above + out.candidates >= k) return out;
+    }
+  }
+  laneHistograms(s, width, 1, vlo, vstep, counts);
+  int above = 0;
+  int bucket = kTopKBuckets - 1;
+  for (; bucket > 0; bucket--) {
+    const int n = bucketCount(counts, bucket);
+    if (above + n >= k) break;
+    above += n;
+  }
+  return band(s, width, vlo, vstep, bucket, bucket, candidates);
 }
 
 const Kernels kKernels = {PSA_CPU_KERNELS_NAME, scores, accumulate, softmax, rowRange, topKBucket};
