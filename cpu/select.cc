@@ -67,26 +67,49 @@ BlockSummary summarize(const Problem& p, int bs, const float* x, int b, int h, i
   return s;
 }
 
-// e(I, J): 'mean' scale q̄·k̄; 'bound' scale Σ_d max(q̄_d min_d, q̄_d max_d); 'moment'
-// scale q̄·k̄ + scale²/2 Σ_d q̄_d² var_d.
-double estimate(const Problem& p, const BlockSummary& qs, int I, const BlockSummary& ks, int J, Estimate kind) {
+// e(I, J) for W key blocks J[0..W) at once: 'mean' scale q̄·k̄; 'bound' scale Σ_d max(q̄_d min_d,
+// q̄_d max_d); 'moment' scale q̄·k̄ + scale²/2 Σ_d q̄_d² var_d. Each sum runs over d in the
+// reference's order in an accumulator of its own, so W dependency chains overlap and every
+// value is the reference's, bit for bit.
+template <int W>
+void estimateBlocks(const Problem& p, const double* qm, const BlockSummary& ks, const int* J, Estimate kind, double* out) {
   const int D = p.headDim;
-  const double* qm = qs.mean.data() + static_cast<std::size_t>(I) * D;
-  const std::size_t ko = static_cast<std::size_t>(J) * D;
-  double e = 0;
+  std::size_t ko[W];
+  for (int w = 0; w < W; w++) ko[w] = static_cast<std::size_t>(J[w]) * D;
+  double e[W] = {};
   if (kind == Estimate::Bound) {
     for (int d = 0; d < D; d++) {
-      const double a = qm[d] * ks.min[ko + d];
-      const double c = qm[d] * ks.max[ko + d];
-      e += a > c ? a : c;
+      for (int w = 0; w < W; w++) {
+        const double a = qm[d] * ks.min[ko[w] + d];
+        const double c = qm[d] * ks.max[ko[w] + d];
+        e[w] += a > c ? a : c;
+      }
     }
-    return p.scale * e;
+    for (int w = 0; w < W; w++) out[w] = p.scale * e[w];
+    return;
   }
-  for (int d = 0; d < D; d++) e += qm[d] * ks.mean[ko + d];
-  if (kind == Estimate::Mean) return p.scale * e;
-  double v = 0;
-  for (int d = 0; d < D; d++) v += qm[d] * qm[d] * ks.variance[ko + d];
-  return p.scale * e + ((p.scale * p.scale) / 2) * v;
+  for (int d = 0; d < D; d++) {
+    for (int w = 0; w < W; w++) e[w] += qm[d] * ks.mean[ko[w] + d];
+  }
+  if (kind == Estimate::Mean) {
+    for (int w = 0; w < W; w++) out[w] = p.scale * e[w];
+    return;
+  }
+  double v[W] = {};
+  for (int d = 0; d < D; d++) {
+    for (int w = 0; w < W; w++) v[w] += qm[d] * qm[d] * ks.variance[ko[w] + d];
+  }
+  for (int w = 0; w < W; w++) out[w] = p.scale * e[w] + ((p.scale * p.scale) / 2) * v[w];
+}
+
+// e(I, J) of every candidate J of query block I, four at a time.
+void estimates(const Problem& p, const BlockSummary& qs, int I, const BlockSummary& ks, const std::vector<int>& cand, Estimate kind, std::vector<double>& out) {
+  constexpr int kWays = 4;
+  const double* qm = qs.mean.data() + static_cast<std::size_t>(I) * p.headDim;
+  out.resize(cand.size());
+  std::size_t c = 0;
+  for (; c + kWays <= cand.size(); c += kWays) estimateBlocks<kWays>(p, qm, ks, cand.data() + c, kind, out.data() + c);
+  for (; c < cand.size(); c++) estimateBlocks<1>(p, qm, ks, cand.data() + c, kind, out.data() + c);
 }
 
 // How many of `c` ranked candidates to keep; `weights` in ranked order (progressive only).
@@ -146,10 +169,7 @@ BlockLayout selectBlocks(const Problem& p, int bs, int qbs, const Selection& sel
     std::vector<std::vector<double>> est(group);
     for (int I = 0; I < nQB; I++) {
       const std::vector<int>& cand = candidates[I];
-      for (int g = 0; g < group; g++) {
-        est[g].resize(cand.size());
-        for (std::size_t c = 0; c < cand.size(); c++) est[g][c] = estimate(p, qs[g], I, ks, cand[c], sel.estimate);
-      }
+      for (int g = 0; g < group; g++) estimates(p, qs[g], I, ks, cand, sel.estimate, est[g]);
       auto pickOf = [&](int g) { return chosen.data() + ((static_cast<std::size_t>(b) * p.heads + hk * group + g) * nQB + I) * nKB; };
       if (sel.shareAcrossGroup) {
         std::vector<double> shared(cand.size());
