@@ -62,10 +62,18 @@ void maskTile(const MaskSpec& m, float* s, int pitch, int i0, int rows, int j0, 
     if (selected) {
       for (int j = std::max(j0, std::min(j1, causalLimit(m, i)) + 1); j <= j1; j++) row[j] = -kInf;
     } else {
+      // The allowed keys are the sinks [j0, sinkHi] and the window [winLo, winHi] (either may
+      // be empty): fill the gaps around them.
       const WindowSinkRanges r = windowSinkRanges(m, i, j0, j1);
-      for (int j = j0; j <= j1; j++) {
-        if (!((j >= r.winLo && j <= r.winHi) || (j >= r.sinkLo && j <= r.sinkHi))) row[j] = -kInf;
+      auto disallow = [&](int from, int to) {
+        if (from <= to) std::fill(row + from, row + to + 1, -kInf);
+      };
+      int next = std::max(j0, r.sinkHi + 1);
+      if (r.winLo <= r.winHi) {
+        disallow(next, r.winLo - 1);
+        next = std::max(next, r.winHi + 1);
       }
+      disallow(next, j1);
     }
   }
 }
