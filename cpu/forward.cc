@@ -137,18 +137,18 @@ struct Pass {
   const Kernels& kernels;
 
   // The first query row of layout row r.
-  int firstRow(std::int64_t r) const { return static_cast<int>(r % p.numQueryBlocks(layout.queryBlockSize)) * layout.queryBlockSize; }
+  int firstRow(std::int64_t r) const { return static_cast<int>(r % p.numQueryBlocks(layout.queryRows())) * layout.queryRows(); }
 
   RowPass passOf(std::int64_t r, int i0) const {
     const int bs = layout.blockSize;
-    const int nQB = p.numQueryBlocks(layout.queryBlockSize);
+    const int nQB = p.numQueryBlocks(layout.queryRows());
     const int I = static_cast<int>(r % nQB);
     const int h = static_cast<int>(r / nQB) % p.heads;
     const int b = static_cast<int>(r / nQB) / p.heads;
     const int e0 = layout.offsets[r];
     const int e1 = layout.offsets[r + 1];
     const int width = (e1 - e0) * bs;
-    const int rows = std::min({p.seqQ, (I + 1) * layout.queryBlockSize, i0 + kRowsPerPass}) - i0;
+    const int rows = std::min({p.seqQ, (I + 1) * layout.queryRows(), i0 + kRowsPerPass}) - i0;
     // The pitch is not a power of two: rows must not share L1 sets.
     return {b, h, b * p.kvHeads + h / (p.heads / p.kvHeads), e0, e1, width, width + kColStep, i0, rows, roundUp(rows, kRowStep)};
   }
@@ -211,7 +211,7 @@ struct Pass {
 
   // One layout row, kRowsPerPass rows at a time, on one thread.
   void run(std::int64_t r, Scratch& w) const {
-    const int end = std::min(p.seqQ, firstRow(r) + layout.queryBlockSize);
+    const int end = std::min(p.seqQ, firstRow(r) + layout.queryRows());
     for (int i0 = firstRow(r); i0 < end; i0 += kRowsPerPass) {
       const RowPass t = passOf(r, i0);
       score(t, t.e0, t.e1, w.q.data(), w.s.data());
@@ -285,7 +285,7 @@ void forwardSplit(const Pass& pass, std::int64_t rows, std::vector<Scratch>& scr
 void forward(const Problem& p, const BlockLayout& layout, const float* q, const float* k, const float* v, ForwardResult& out,
              int threads, const Kernels& kernels) {
   const int bs = layout.blockSize;
-  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.heads * p.numQueryBlocks(layout.queryBlockSize);
+  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.heads * p.numQueryBlocks(layout.queryRows());
   int widest = 0;
   for (std::int64_t r = 0; r < rows; r++) widest = std::max(widest, (layout.offsets[r + 1] - layout.offsets[r]) * bs);
   const PackedKeys keys = pack(p, bs, k, v, threads);

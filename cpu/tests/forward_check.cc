@@ -72,7 +72,7 @@ double polyE(const std::vector<float>& c, double x) {
 Oracle oracle(const Problem& p, const BlockLayout& layout, bool sparse, const std::vector<float>& q, const std::vector<float>& k,
               const std::vector<float>& v) {
   const int bs = layout.blockSize;
-  const int qbs = layout.queryBlockSize;
+  const int qbs = layout.queryRows();
   const int nQB = p.numQueryBlocks(qbs);
   const int nKB = p.numKeyBlocks(bs);
   const int D = p.headDim;
@@ -198,7 +198,11 @@ std::vector<float> inputs(Rng& rng, std::size_t n, bool integers, double scale) 
 BlockLayout layoutOf(const Case& c, const std::vector<float>& q, const std::vector<float>& k, Rng& rng) {
   const int qbs = c.queryBlockSize ? c.queryBlockSize : c.blockSize;
   switch (c.kind) {
-    case LayoutKind::Dense: return denseLayout(c.p, c.blockSize, qbs);
+    case LayoutKind::Dense: {
+      BlockLayout dense = denseLayout(c.p, c.blockSize, qbs);
+      if (!c.queryBlockSize) dense.queryBlockSize = 0;  // as a layout built by hand: 0 reads as blockSize
+      return dense;
+    }
     case LayoutKind::WindowSinks: return windowSinkLayout(c.p, c.blockSize, qbs);
     case LayoutKind::Select: return selectBlocks(c.p, c.blockSize, qbs, c.selection, q.data(), k.data(), 2);
     case LayoutKind::Random: break;
