@@ -52,6 +52,7 @@ std::vector<T> copy_typed(Napi::Env env, const Napi::Value& v, napi_typedarray_t
 struct Request {
   cpu::Problem problem;
   int blockSize = 64;
+  int queryBlockSize = 64;
   bool sparse = false;
   bool hasLayout = false;
   cpu::BlockLayout layout;
@@ -79,16 +80,19 @@ Request parse_request(Napi::Env env, const Napi::Value& value) {
   p.mask = cpu::MaskSpec{p.seqQ, p.seqK, flag(o, "causal"), integer(env, o, "windowLeft"), integer(env, o, "windowRight"), integer(env, o, "globalTokens")};
   r.blockSize = integer(env, o, "blockSize");
   if (r.blockSize < 16 || r.blockSize > 256 || r.blockSize % 16) bad(env, "blockSize must be a multiple of 16 in 16..256");
+  r.queryBlockSize = integer(env, o, "queryBlockSize");
+  if (r.queryBlockSize < 1 || r.queryBlockSize > 256) bad(env, "queryBlockSize must be in 1..256");
   r.sparse = flag(o, "sparse");
   const Napi::Value layout = o.Get("layout");
   if (layout.IsObject()) {
     const Napi::Object l = layout.As<Napi::Object>();
     r.hasLayout = true;
     r.layout.blockSize = r.blockSize;
+    r.layout.queryBlockSize = r.queryBlockSize;
     r.layout.offsets = copy_typed<std::int32_t>(env, l.Get("offsets"), napi_int32_array, "layout.offsets");
     r.layout.indices = copy_typed<std::int32_t>(env, l.Get("indices"), napi_int32_array, "layout.indices");
     r.layout.flags = copy_typed<std::uint8_t>(env, l.Get("flags"), napi_uint8_array, "layout.flags");
-    const std::size_t rows = static_cast<std::size_t>(p.batch) * p.heads * p.numQueryBlocks(r.blockSize);
+    const std::size_t rows = static_cast<std::size_t>(p.batch) * p.heads * p.numQueryBlocks(r.queryBlockSize);
     if (r.layout.offsets.size() != rows + 1 || r.layout.flags.size() != r.layout.indices.size()) bad(env, "the layout does not fit the shape");
   }
   const int choice = integer(env, o, "choice");
@@ -98,7 +102,7 @@ Request parse_request(Napi::Env env, const Napi::Value& value) {
   r.selection.value = number(env, o, "choiceValue");
   r.selection.minBlocks = integer(env, o, "minBlocks");
   r.selection.maxBlocks = integer(env, o, "maxBlocks");
-  r.selection.estimate = flag(o, "boundEstimate") ? cpu::Estimate::Bound : cpu::Estimate::Mean;
+  r.selection.estimate = flag(o, "boundEstimate") ? cpu::Estimate::Bound : flag(o, "momentEstimate") ? cpu::Estimate::Moment : cpu::Estimate::Mean;
   r.selection.shareAcrossGroup = flag(o, "shareAcrossGroup");
   const int topK = integer(env, o, "topK");
   const double topKRatio = number(env, o, "topKRatio");
@@ -126,9 +130,9 @@ std::vector<float> copy_input(Napi::Env env, const Napi::Value& v, std::size_t e
 // The layout the problem runs on: the caller's, the selection's, window and sinks, or dense.
 cpu::BlockLayout layout_for(const Request& r, const std::vector<float>& q, const std::vector<float>& k) {
   if (r.hasLayout) return r.layout;
-  if (r.hasSelection) return cpu::selectBlocks(r.problem, r.blockSize, r.selection, q.data(), k.data(), r.threads);
-  if (r.sparse) return cpu::windowSinkLayout(r.problem, r.blockSize);
-  return cpu::denseLayout(r.problem, r.blockSize);
+  if (r.hasSelection) return cpu::selectBlocks(r.problem, r.blockSize, r.queryBlockSize, r.selection, q.data(), k.data(), r.threads);
+  if (r.sparse) return cpu::windowSinkLayout(r.problem, r.blockSize, r.queryBlockSize);
+  return cpu::denseLayout(r.problem, r.blockSize, r.queryBlockSize);
 }
 
 Napi::Object layout_object(Napi::Env env, const cpu::BlockLayout& layout) {
@@ -243,7 +247,7 @@ Napi::Value CpuBuildLayout(const Napi::CallbackInfo& info) {
   return PromiseWorker::Start(std::make_unique<LayoutWorker>(env, std::move(r), std::move(q), std::move(k)));
 }
 
-// { simd: 'avx2+fma' | 'portable', threads: hardware threads }
+// { simd: 'avx512' | 'avx2+fma' | 'portable', threads: hardware threads }
 Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("simd", cpu::bestKernels().name);

@@ -19,8 +19,9 @@ set_source_files_properties(${PSA_CPU_DIR}/portable.cc PROPERTIES COMPILE_OPTION
 # Block estimates must round as the reference's float64 does: no fused multiply-adds.
 set_source_files_properties(${PSA_CPU_DIR}/select.cc ${PSA_CPU_DIR}/decode.cc PROPERTIES COMPILE_OPTIONS "-ffp-contract=off")
 if(CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
-  target_sources(psa_cpu PRIVATE ${PSA_CPU_DIR}/avx2.cc)
+  target_sources(psa_cpu PRIVATE ${PSA_CPU_DIR}/avx2.cc ${PSA_CPU_DIR}/avx512.cc)
   set_source_files_properties(${PSA_CPU_DIR}/avx2.cc PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-ffp-contract=fast;-Wno-psabi")
+  set_source_files_properties(${PSA_CPU_DIR}/avx512.cc PROPERTIES COMPILE_OPTIONS "-mavx512f;-mavx512vl;-mavx512dq;-mavx2;-mfma;-ffp-contract=fast;-Wno-psabi")
   target_compile_definitions(psa_cpu PRIVATE PSA_CPU_HAVE_AVX2)
 endif()
 

@@ -14,9 +14,10 @@
 namespace psa::cpu {
 namespace {
 
-// Query rows per pass: their scores against every visited key (16 x seqK floats) stay in L2
-// through the score, softmax and P·V steps; kRowStep divides it.
-constexpr int kRowsPerPass = 16;
+// Query rows per pass: their scores against every visited key (32 x seqK floats, 512 KB at 4096
+// keys) stay in L2 through the score, softmax and P·V steps, and each key block loaded from
+// L3 serves 32 rows (16 left the 4096-key passes bound by K and V traffic); kRowStep divides it.
+constexpr int kRowsPerPass = 32;
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 int roundUp(int x, int m) { return (x + m - 1) / m * m; }
@@ -61,28 +62,63 @@ void maskTile(const MaskSpec& m, float* s, int pitch, int i0, int rows, int j0, 
     if (selected) {
       for (int j = std::max(j0, std::min(j1, causalLimit(m, i)) + 1); j <= j1; j++) row[j] = -kInf;
     } else {
+      // The allowed keys are the sinks [j0, sinkHi] and the window [winLo, winHi] (either may
+      // be empty): fill the gaps around them.
       const WindowSinkRanges r = windowSinkRanges(m, i, j0, j1);
-      for (int j = j0; j <= j1; j++) {
-        if (!((j >= r.winLo && j <= r.winHi) || (j >= r.sinkLo && j <= r.sinkHi))) row[j] = -kInf;
+      auto disallow = [&](int from, int to) {
+        if (from <= to) std::fill(row + from, row + to + 1, -kInf);
+      };
+      int next = std::max(j0, r.sinkHi + 1);
+      if (r.winLo <= r.winHi) {
+        disallow(next, r.winLo - 1);
+        next = std::max(next, r.winHi + 1);
       }
+      disallow(next, j1);
     }
   }
 }
 
+struct TopKScratch {
+  std::vector<float> candidates[2];  // each: the widest row, padded to kColStep
+  std::vector<int> counts = std::vector<int>(kTopKCountsSize);
+};
+
+// Below this many candidates nth_element finishes the search.
+constexpr int kTopKDirect = 64;
+
 // The k-th largest allowed score of a row (ties kept), or -inf when the row keeps all of them.
-float threshold(const Problem& p, const float* row, int width, std::vector<float>& scratch) {
-  int n = 0;
-  for (int c = 0; c < width; c++) {
-    if (row[c] != -kInf) scratch[n++] = row[c];
+// A histogram of the scores over their range in equal buckets finds the run of buckets that
+// holds the k-th largest (kernels.topKBucket); its scores are histogrammed again over their own
+// range until few are left, and nth_element picks the (k - above)-th largest of those: a
+// whole-row nth_element costs several times more.
+float threshold(const Problem& p, const Kernels& kernels, const float* row, int width, TopKScratch& w) {
+  RowRange range = kernels.rowRange(row, width);
+  long long k = p.topK == TopKKind::Count ? p.topKCount : std::max(1LL, ceilTolerant(p.topKRatio * range.allowed));
+  if (range.allowed <= k) return -kInf;
+  const float* x = row;
+  for (int round = 0;; round++) {
+    if (range.lo == range.hi) return range.lo;
+    // A range too wide for a finite step puts every score in one bucket, and the search stops.
+    const float span = range.hi - range.lo;
+    const float step = span < kInf && kTopKBuckets / span < kInf ? kTopKBuckets / span : 0.0f;
+    std::vector<float>& out = w.candidates[round % 2];
+    const TopKBucket b = kernels.topKBucket(x, width, range.lo, step, k, range.allowed, w.counts.data(), out.data());
+    k -= b.above;
+    if (b.candidates <= kTopKDirect || b.candidates == range.allowed || step == 0) {
+      const auto kth = out.begin() + (k - 1);
+      std::nth_element(out.begin(), kth, out.begin() + b.candidates, std::greater<float>());
+      return *kth;
+    }
+    width = roundUp(b.candidates, kColStep);
+    std::fill(out.begin() + b.candidates, out.begin() + width, -kInf);
+    x = out.data();
+    range = kernels.rowRange(x, width);
   }
-  const long long k = p.topK == TopKKind::Count ? p.topKCount : std::max(1LL, ceilTolerant(p.topKRatio * n));
-  if (n <= k) return -kInf;
-  std::nth_element(scratch.begin(), scratch.begin() + (k - 1), scratch.begin() + n, std::greater<float>());
-  return scratch[k - 1];
 }
 
 struct Scratch {
-  std::vector<float> q, s, o, sums, selection;
+  std::vector<float> q, s, o, sums;
+  TopKScratch topK;
   std::int64_t keptPairs = 0;
   std::int64_t emptyRows = 0;
 };
@@ -100,16 +136,19 @@ struct Pass {
   ForwardResult& out;
   const Kernels& kernels;
 
+  // The first query row of layout row r.
+  int firstRow(std::int64_t r) const { return static_cast<int>(r % p.numQueryBlocks(layout.queryRows())) * layout.queryRows(); }
+
   RowPass passOf(std::int64_t r, int i0) const {
     const int bs = layout.blockSize;
-    const int nQB = p.numQueryBlocks(bs);
+    const int nQB = p.numQueryBlocks(layout.queryRows());
     const int I = static_cast<int>(r % nQB);
     const int h = static_cast<int>(r / nQB) % p.heads;
     const int b = static_cast<int>(r / nQB) / p.heads;
     const int e0 = layout.offsets[r];
     const int e1 = layout.offsets[r + 1];
     const int width = (e1 - e0) * bs;
-    const int rows = std::min({p.seqQ, I * bs + bs, i0 + kRowsPerPass}) - i0;
+    const int rows = std::min({p.seqQ, (I + 1) * layout.queryRows(), i0 + kRowsPerPass}) - i0;
     // The pitch is not a power of two: rows must not share L1 sets.
     return {b, h, b * p.kvHeads + h / (p.heads / p.kvHeads), e0, e1, width, width + kColStep, i0, rows, roundUp(rows, kRowStep)};
   }
@@ -142,7 +181,7 @@ struct Pass {
     for (int ii = t.rows; ii < t.paddedRows; ii++) std::fill(s + ii * t.pitch, s + ii * t.pitch + t.width, 0.0f);
     for (int ii = 0; ii < t.rows; ii++) {
       float* row = s + ii * t.pitch;
-      const float tau = p.topK == TopKKind::None ? -kInf : threshold(p, row, t.width, w.selection);
+      const float tau = p.topK == TopKKind::None ? -kInf : threshold(p, kernels, row, t.width, w.topK);
       const RowSoftmax sm = kernels.softmax(row, t.width, tau, coefficients, degree);
       const std::size_t o = (static_cast<std::size_t>(t.b) * p.heads + t.h) * p.seqQ + t.i0 + ii;
       sums[ii] = sm.sum;
@@ -172,9 +211,8 @@ struct Pass {
 
   // One layout row, kRowsPerPass rows at a time, on one thread.
   void run(std::int64_t r, Scratch& w) const {
-    const int bs = layout.blockSize;
-    const int I = static_cast<int>(r % p.numQueryBlocks(bs));
-    for (int i0 = I * bs; i0 < std::min(p.seqQ, I * bs + bs); i0 += kRowsPerPass) {
+    const int end = std::min(p.seqQ, firstRow(r) + layout.queryRows());
+    for (int i0 = firstRow(r); i0 < end; i0 += kRowsPerPass) {
       const RowPass t = passOf(r, i0);
       score(t, t.e0, t.e1, w.q.data(), w.s.data());
       softmax(t, w.s.data(), w.sums.data(), w);
@@ -198,13 +236,13 @@ bool splitsKeys(const Problem& p) {
 }
 
 void forwardSplit(const Pass& pass, std::int64_t rows, std::vector<Scratch>& scratch, int workers) {
-  // With seqQ <= kRowsPerPass <= blockSize every layout row is a single pass.
+  // With seqQ <= kRowsPerPass every layout row is a single pass.
   std::vector<RowPass> passes;
   std::vector<std::size_t> sOffset{0}, oOffset{0};
   std::vector<std::int64_t> chunkStart{0};
   const int Dp = pass.keys.paddedDims;
   for (std::int64_t r = 0; r < rows; r++) {
-    const RowPass t = pass.passOf(r, 0);
+    const RowPass t = pass.passOf(r, pass.firstRow(r));
     passes.push_back(t);
     const int chunks = std::max(1, (t.e1 - t.e0 + kChunkEntries - 1) / kChunkEntries);
     chunkStart.push_back(chunkStart.back() + chunks);
@@ -247,7 +285,7 @@ void forwardSplit(const Pass& pass, std::int64_t rows, std::vector<Scratch>& scr
 void forward(const Problem& p, const BlockLayout& layout, const float* q, const float* k, const float* v, ForwardResult& out,
              int threads, const Kernels& kernels) {
   const int bs = layout.blockSize;
-  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.heads * p.numQueryBlocks(bs);
+  const std::int64_t rows = static_cast<std::int64_t>(p.batch) * p.heads * p.numQueryBlocks(layout.queryRows());
   int widest = 0;
   for (std::int64_t r = 0; r < rows; r++) widest = std::max(widest, (layout.offsets[r + 1] - layout.offsets[r]) * bs);
   const PackedKeys keys = pack(p, bs, k, v, threads);
@@ -256,7 +294,7 @@ void forward(const Problem& p, const BlockLayout& layout, const float* q, const 
   std::vector<Scratch> scratch(workers);
   for (Scratch& w : scratch) {
     w.q.resize(static_cast<std::size_t>(kRowsPerPass) * p.headDim);
-    w.selection.resize(widest);
+    for (std::vector<float>& c : w.topK.candidates) c.resize(widest + kColStep);
     if (split) continue;  // the split keeps its tile rows and sums per layout row
     w.s.resize(static_cast<std::size_t>(kRowsPerPass) * (widest + kColStep));
     w.o.resize(static_cast<std::size_t>(kRowsPerPass) * keys.paddedDims);

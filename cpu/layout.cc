@@ -8,14 +8,14 @@ namespace psa::cpu {
 namespace {
 
 // Coverage of tile (I, J) under one rule, for all tiles: it depends on geometry only.
-std::vector<Coverage> coverages(const Problem& p, int bs, bool selected) {
-  const int nQB = p.numQueryBlocks(bs);
+std::vector<Coverage> coverages(const Problem& p, int bs, int qbs, bool selected) {
+  const int nQB = p.numQueryBlocks(qbs);
   const int nKB = p.numKeyBlocks(bs);
   std::vector<Coverage> cov(static_cast<std::size_t>(nQB) * nKB);
   for (int I = 0; I < nQB; I++) {
-    const int i1 = std::min(p.seqQ, I * bs + bs) - 1;
+    const int i1 = std::min(p.seqQ, I * qbs + qbs) - 1;
     for (int J = 0; J < nKB; J++) {
-      cov[static_cast<std::size_t>(I) * nKB + J] = tileCoverage(p.mask, I * bs, i1, J * bs, std::min(p.seqK, J * bs + bs) - 1, selected);
+      cov[static_cast<std::size_t>(I) * nKB + J] = tileCoverage(p.mask, I * qbs, i1, J * bs, std::min(p.seqK, J * bs + bs) - 1, selected);
     }
   }
   return cov;
@@ -23,13 +23,14 @@ std::vector<Coverage> coverages(const Problem& p, int bs, bool selected) {
 
 }  // namespace
 
-BlockLayout layoutFromChoice(const Problem& p, int bs, const ChosenBlocks& chosen) {
-  const int nQB = p.numQueryBlocks(bs);
+BlockLayout layoutFromChoice(const Problem& p, int bs, int qbs, const ChosenBlocks& chosen) {
+  const int nQB = p.numQueryBlocks(qbs);
   const int nKB = p.numKeyBlocks(bs);
-  const std::vector<Coverage> ws = coverages(p, bs, false);
-  const std::vector<Coverage> causal = coverages(p, bs, true);
+  const std::vector<Coverage> ws = coverages(p, bs, qbs, false);
+  const std::vector<Coverage> causal = coverages(p, bs, qbs, true);
   BlockLayout out;
   out.blockSize = bs;
+  out.queryBlockSize = qbs;
   out.offsets.assign(static_cast<std::size_t>(p.batch) * p.heads * nQB + 1, 0);
   std::size_t r = 0;
   for (int b = 0; b < p.batch; b++) {
@@ -50,16 +51,16 @@ BlockLayout layoutFromChoice(const Problem& p, int bs, const ChosenBlocks& chose
   return out;
 }
 
-BlockLayout denseLayout(const Problem& p, int bs) {
+BlockLayout denseLayout(const Problem& p, int bs, int qbs) {
   const int nKB = p.numKeyBlocks(bs);
-  const std::vector<Coverage> causal = coverages(p, bs, true);
+  const std::vector<Coverage> causal = coverages(p, bs, qbs, true);
   std::vector<std::uint8_t> chosen(causal.size());
   for (std::size_t t = 0; t < causal.size(); t++) chosen[t] = causal[t] != Coverage::None;
-  return layoutFromChoice(p, bs, [&](int, int, int I) { return chosen.data() + static_cast<std::size_t>(I) * nKB; });
+  return layoutFromChoice(p, bs, qbs, [&](int, int, int I) { return chosen.data() + static_cast<std::size_t>(I) * nKB; });
 }
 
-BlockLayout windowSinkLayout(const Problem& p, int bs) {
-  return layoutFromChoice(p, bs, [](int, int, int) -> const std::uint8_t* { return nullptr; });
+BlockLayout windowSinkLayout(const Problem& p, int bs, int qbs) {
+  return layoutFromChoice(p, bs, qbs, [](int, int, int) -> const std::uint8_t* { return nullptr; });
 }
 
 }  // namespace psa::cpu

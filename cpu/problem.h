@@ -21,12 +21,15 @@ struct MaskSpec {
   int globalTokens = 0;
 };
 
-// Key blocks visited per (batch, query head, query block): row r = (b * heads + h) * numQueryBlocks + I.
+// Key blocks visited per (batch, query head, query block): row r = (b * heads + h) * numQueryBlocks + I,
+// query block I being rows [I * queryBlockSize, (I + 1) * queryBlockSize).
 struct BlockLayout {
-  int blockSize = 64;
+  int blockSize = 64;      // keys per key block
+  int queryBlockSize = 0;  // queries per query block, 1..256; 0: blockSize (queryRows() resolves it)
   std::vector<std::int32_t> offsets;
   std::vector<std::int32_t> indices;
   std::vector<std::uint8_t> flags;
+  int queryRows() const { return queryBlockSize > 0 ? queryBlockSize : blockSize; }
 };
 
 enum class TopKKind { None, Count, Ratio };

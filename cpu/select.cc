@@ -14,13 +14,15 @@
 namespace psa::cpu {
 namespace {
 
-// Per block of one head: the mean of its rows, and for 'bound' the per-channel min and max.
+// Per block of one head: the mean of its rows, for 'bound' the per-channel min and max, for
+// 'moment' the per-channel population variance.
 struct BlockSummary {
-  std::vector<double> mean, min, max;  // [blocks][D]
-  std::vector<int> count;              // rows per block
+  std::vector<double> mean, min, max, variance;  // [blocks][D]
+  std::vector<int> count;                        // rows per block
 };
 
-BlockSummary summarize(const Problem& p, int bs, const float* x, int b, int h, int heads, int seq, bool bounds) {
+BlockSummary summarize(const Problem& p, int bs, const float* x, int b, int h, int heads, int seq, Estimate need) {
+  const bool bounds = need == Estimate::Bound;
   const int D = p.headDim;
   const int nb = (seq + bs - 1) / bs;
   BlockSummary s;
@@ -29,6 +31,7 @@ BlockSummary summarize(const Problem& p, int bs, const float* x, int b, int h, i
     s.min.assign(s.mean.size(), INFINITY);
     s.max.assign(s.mean.size(), -INFINITY);
   }
+  if (need == Estimate::Moment) s.variance.assign(s.mean.size(), 0.0);
   s.count.resize(nb);
   for (int B = 0; B < nb; B++) {
     const int n0 = B * bs;
@@ -48,25 +51,65 @@ BlockSummary summarize(const Problem& p, int bs, const float* x, int b, int h, i
       }
     }
     for (int d = 0; d < D; d++) mean[d] /= s.count[B];
+    if (need == Estimate::Moment) {
+      // Two passes (mean, then squared deviations), as the reference: no cancellation.
+      double* var = s.variance.data() + static_cast<std::size_t>(B) * D;
+      for (int n = n0; n < n1; n++) {
+        const float* row = x + p.rowBase(b, h, heads, seq, n);
+        for (int d = 0; d < D; d++) {
+          const double dev = row[d] - mean[d];
+          var[d] += dev * dev;
+        }
+      }
+      for (int d = 0; d < D; d++) var[d] /= s.count[B];
+    }
   }
   return s;
 }
 
-double estimate(const Problem& p, const BlockSummary& qs, int I, const BlockSummary& ks, int J, bool bound) {
+// e(I, J) for W key blocks J[0..W) at once: 'mean' scale q̄·k̄; 'bound' scale Σ_d max(q̄_d min_d,
+// q̄_d max_d); 'moment' scale q̄·k̄ + scale²/2 Σ_d q̄_d² var_d. Each sum runs over d in the
+// reference's order in an accumulator of its own, so W dependency chains overlap and every
+// value is the reference's, bit for bit.
+template <int W>
+void estimateBlocks(const Problem& p, const double* qm, const BlockSummary& ks, const int* J, Estimate kind, double* out) {
   const int D = p.headDim;
-  const double* qm = qs.mean.data() + static_cast<std::size_t>(I) * D;
-  const std::size_t ko = static_cast<std::size_t>(J) * D;
-  double e = 0;
-  for (int d = 0; d < D; d++) {
-    if (!bound) {
-      e += qm[d] * ks.mean[ko + d];
-    } else {
-      const double a = qm[d] * ks.min[ko + d];
-      const double c = qm[d] * ks.max[ko + d];
-      e += a > c ? a : c;
+  std::size_t ko[W];
+  for (int w = 0; w < W; w++) ko[w] = static_cast<std::size_t>(J[w]) * D;
+  double e[W] = {};
+  if (kind == Estimate::Bound) {
+    for (int d = 0; d < D; d++) {
+      for (int w = 0; w < W; w++) {
+        const double a = qm[d] * ks.min[ko[w] + d];
+        const double c = qm[d] * ks.max[ko[w] + d];
+        e[w] += a > c ? a : c;
+      }
     }
+    for (int w = 0; w < W; w++) out[w] = p.scale * e[w];
+    return;
   }
-  return p.scale * e;
+  for (int d = 0; d < D; d++) {
+    for (int w = 0; w < W; w++) e[w] += qm[d] * ks.mean[ko[w] + d];
+  }
+  if (kind == Estimate::Mean) {
+    for (int w = 0; w < W; w++) out[w] = p.scale * e[w];
+    return;
+  }
+  double v[W] = {};
+  for (int d = 0; d < D; d++) {
+    for (int w = 0; w < W; w++) v[w] += qm[d] * qm[d] * ks.variance[ko[w] + d];
+  }
+  for (int w = 0; w < W; w++) out[w] = p.scale * e[w] + ((p.scale * p.scale) / 2) * v[w];
+}
+
+// e(I, J) of every candidate J of query block I, four at a time.
+void estimates(const Problem& p, const BlockSummary& qs, int I, const BlockSummary& ks, const std::vector<int>& cand, Estimate kind, std::vector<double>& out) {
+  constexpr int kWays = 4;
+  const double* qm = qs.mean.data() + static_cast<std::size_t>(I) * p.headDim;
+  out.resize(cand.size());
+  std::size_t c = 0;
+  for (; c + kWays <= cand.size(); c += kWays) estimateBlocks<kWays>(p, qm, ks, cand.data() + c, kind, out.data() + c);
+  for (; c < cand.size(); c++) estimateBlocks<1>(p, qm, ks, cand.data() + c, kind, out.data() + c);
 }
 
 // How many of `c` ranked candidates to keep; `weights` in ranked order (progressive only).
@@ -104,16 +147,15 @@ void rankAndKeep(const Selection& sel, const std::vector<int>& cand, const std::
 
 }  // namespace
 
-BlockLayout selectBlocks(const Problem& p, int bs, const Selection& sel, const float* q, const float* k, int threads) {
-  const int nQB = p.numQueryBlocks(bs);
+BlockLayout selectBlocks(const Problem& p, int bs, int qbs, const Selection& sel, const float* q, const float* k, int threads) {
+  const int nQB = p.numQueryBlocks(qbs);
   const int nKB = p.numKeyBlocks(bs);
   const int group = p.heads / p.kvHeads;
-  const bool bound = sel.estimate == Estimate::Bound;
   std::vector<std::vector<int>> candidates(nQB);
   for (int I = 0; I < nQB; I++) {
-    const int i1 = std::min(p.seqQ, I * bs + bs) - 1;
+    const int i1 = std::min(p.seqQ, I * qbs + qbs) - 1;
     for (int J = 0; J < nKB; J++) {
-      if (isCandidate(p.mask, I * bs, i1, J * bs, std::min(p.seqK, J * bs + bs) - 1)) candidates[I].push_back(J);
+      if (isCandidate(p.mask, I * qbs, i1, J * bs, std::min(p.seqK, J * bs + bs) - 1)) candidates[I].push_back(J);
     }
   }
   // chosen[((b * heads + h) * nQB + I) * nKB + J]
@@ -121,16 +163,13 @@ BlockLayout selectBlocks(const Problem& p, int bs, const Selection& sel, const f
   ThreadPool::shared().run(threads, static_cast<std::int64_t>(p.batch) * p.kvHeads, [&](std::int64_t item, int) {
     const int b = static_cast<int>(item) / p.kvHeads;
     const int hk = static_cast<int>(item) % p.kvHeads;
-    const BlockSummary ks = summarize(p, bs, k, b, hk, p.kvHeads, p.seqK, bound);
+    const BlockSummary ks = summarize(p, bs, k, b, hk, p.kvHeads, p.seqK, sel.estimate);
     std::vector<BlockSummary> qs;
-    for (int g = 0; g < group; g++) qs.push_back(summarize(p, bs, q, b, hk * group + g, p.heads, p.seqQ, false));
+    for (int g = 0; g < group; g++) qs.push_back(summarize(p, qbs, q, b, hk * group + g, p.heads, p.seqQ, Estimate::Mean));
     std::vector<std::vector<double>> est(group);
     for (int I = 0; I < nQB; I++) {
       const std::vector<int>& cand = candidates[I];
-      for (int g = 0; g < group; g++) {
-        est[g].resize(cand.size());
-        for (std::size_t c = 0; c < cand.size(); c++) est[g][c] = estimate(p, qs[g], I, ks, cand[c], bound);
-      }
+      for (int g = 0; g < group; g++) estimates(p, qs[g], I, ks, cand, sel.estimate, est[g]);
       auto pickOf = [&](int g) { return chosen.data() + ((static_cast<std::size_t>(b) * p.heads + hk * group + g) * nQB + I) * nKB; };
       if (sel.shareAcrossGroup) {
         std::vector<double> shared(cand.size());
@@ -146,7 +185,7 @@ BlockLayout selectBlocks(const Problem& p, int bs, const Selection& sel, const f
       }
     }
   });
-  return layoutFromChoice(p, bs, [&](int b, int h, int I) { return chosen.data() + ((static_cast<std::size_t>(b) * p.heads + h) * nQB + I) * nKB; });
+  return layoutFromChoice(p, bs, qbs, [&](int b, int h, int I) { return chosen.data() + ((static_cast<std::size_t>(b) * p.heads + h) * nQB + I) * nKB; });
 }
 
 }  // namespace psa::cpu

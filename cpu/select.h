@@ -7,7 +7,7 @@
 namespace psa::cpu {
 
 enum class SelectionMode { Ratio, TopBlocks, Progressive };
-enum class Estimate { Mean, Bound };
+enum class Estimate { Mean, Bound, Moment };
 
 struct Selection {
   SelectionMode mode = SelectionMode::Ratio;
@@ -18,7 +18,11 @@ struct Selection {
   bool shareAcrossGroup = false;
 };
 
-// The full layout (window, sinks and the selected blocks) of a problem with a selection.
-BlockLayout selectBlocks(const Problem& p, int blockSize, const Selection& sel, const float* q, const float* k, int threads);
+// The full layout (window, sinks and the selected blocks) of a problem with a selection: key
+// blocks of blockSize keys ranked for each query block of queryBlockSize rows.
+BlockLayout selectBlocks(const Problem& p, int blockSize, int queryBlockSize, const Selection& sel, const float* q, const float* k, int threads);
+inline BlockLayout selectBlocks(const Problem& p, int blockSize, const Selection& sel, const float* q, const float* k, int threads) {
+  return selectBlocks(p, blockSize, blockSize, sel, q, k, threads);
+}
 
 }  // namespace psa::cpu

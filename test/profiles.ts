@@ -110,11 +110,7 @@ const TABLE = {
     ...DEVICE, tensorHome: 'cuda-emu', requiredInCI: true,
     budget: { longSeq: 1025, propertySeq: 160, propertyRuns: 30, selectionPropertySeq: 256 },
   },
-  cpu: {
-    ...FLOAT32, tensorHome: 'cpu', requiredInCI: false,
-    estimates: ['mean', 'bound'], estimateReason: "the cpu selection computes 'mean' and 'bound'", queryBlocksReason: 'the cpu kernels select per query block of blockSize rows',
-    backwardReason: 'the cpu backward is not in this build',
-  },
+  cpu: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: false, backwardReason: 'the cpu backward is not in this build' },
   cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget },
 } satisfies Record<string, BackendProfile>;
 

@@ -1,10 +1,7 @@
 /**
- * onnxruntime-node, when it is installed: from the package's node_modules, or from
- * build-ort/ (`npm install --prefix build-ort --ignore-scripts onnxruntime-node@1.30.0`: the
- * CPU binaries ship in the package; its install script only fetches CUDA libraries).
+ * onnxruntime-node, a dev dependency (its CPU binaries ship in the package; package.json's
+ * allowScripts denies its postinstall, which only fetches CUDA libraries), when it is installed.
  */
-import { join } from 'node:path';
-
 /** The parts of onnxruntime-node's API the bench uses. */
 export interface Ort {
   InferenceSession: {
@@ -20,15 +17,11 @@ export interface OrtSession {
 }
 
 export function loadOrt(root: string): { ort: Ort; path: string } | { reason: string } {
-  const reasons: string[] = [];
-  for (const dir of [root, join(root, 'build-ort')]) {
-    try {
-      const path = require.resolve('onnxruntime-node', { paths: [dir] });
-      // eslint-disable-next-line @typescript-eslint/no-require-imports
-      return { ort: require(path) as Ort, path };
-    } catch (e) {
-      reasons.push(`${dir}: ${String((e as Error).message).split('\n')[0]}`);
-    }
+  try {
+    const path = require.resolve('onnxruntime-node', { paths: [root] });
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    return { ort: require(path) as Ort, path };
+  } catch (e) {
+    return { reason: `onnxruntime-node is not installed (${String((e as Error).message).split('\n')[0]}); it is a dev dependency: \`npm install\` in the package installs it` };
   }
-  return { reason: `onnxruntime-node is not installed (${reasons.join('; ')})` };
 }

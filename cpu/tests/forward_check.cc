@@ -40,6 +40,7 @@ struct Case {
   std::string name;
   Problem p;
   int blockSize = 64;
+  int queryBlockSize = 0;  // 0: blockSize
   LayoutKind kind = LayoutKind::Dense;
   Selection selection;
   bool integers = false;  // small integer inputs: exact scores, many tied ones
@@ -71,7 +72,8 @@ double polyE(const std::vector<float>& c, double x) {
 Oracle oracle(const Problem& p, const BlockLayout& layout, bool sparse, const std::vector<float>& q, const std::vector<float>& k,
               const std::vector<float>& v) {
   const int bs = layout.blockSize;
-  const int nQB = p.numQueryBlocks(bs);
+  const int qbs = layout.queryRows();
+  const int nQB = p.numQueryBlocks(qbs);
   const int nKB = p.numKeyBlocks(bs);
   const int D = p.headDim;
   Oracle o;
@@ -85,7 +87,7 @@ Oracle oracle(const Problem& p, const BlockLayout& layout, bool sparse, const st
     for (int h = 0; h < p.heads; h++) {
       const int hk = h / (p.heads / p.kvHeads);
       for (int i = 0; i < p.seqQ; i++) {
-        const int r = (b * p.heads + h) * nQB + i / bs;
+        const int r = (b * p.heads + h) * nQB + i / qbs;
         std::fill(selected.begin(), selected.end(), 0);
         for (int e = layout.offsets[r]; e < layout.offsets[r + 1]; e++) selected[layout.indices[e]] = (layout.flags[e] & kBlockSelected) != 0;
         std::vector<double> allowed;
@@ -194,21 +196,26 @@ std::vector<float> inputs(Rng& rng, std::size_t n, bool integers, double scale) 
 }
 
 BlockLayout layoutOf(const Case& c, const std::vector<float>& q, const std::vector<float>& k, Rng& rng) {
+  const int qbs = c.queryBlockSize ? c.queryBlockSize : c.blockSize;
   switch (c.kind) {
-    case LayoutKind::Dense: return denseLayout(c.p, c.blockSize);
-    case LayoutKind::WindowSinks: return windowSinkLayout(c.p, c.blockSize);
-    case LayoutKind::Select: return selectBlocks(c.p, c.blockSize, c.selection, q.data(), k.data(), 2);
+    case LayoutKind::Dense: {
+      BlockLayout dense = denseLayout(c.p, c.blockSize, qbs);
+      if (!c.queryBlockSize) dense.queryBlockSize = 0;  // as a layout built by hand: 0 reads as blockSize
+      return dense;
+    }
+    case LayoutKind::WindowSinks: return windowSinkLayout(c.p, c.blockSize, qbs);
+    case LayoutKind::Select: return selectBlocks(c.p, c.blockSize, qbs, c.selection, q.data(), k.data(), 2);
     case LayoutKind::Random: break;
   }
   // Random picks among the blocks holding a causally allowed key (the rule fromSelection enforces).
-  const BlockLayout dense = denseLayout(c.p, c.blockSize);
+  const BlockLayout dense = denseLayout(c.p, c.blockSize, qbs);
   const int nKB = c.p.numKeyBlocks(c.blockSize);
   std::vector<std::uint8_t> chosen(dense.offsets.size() * nKB, 0);
   for (std::size_t r = 0; r + 1 < dense.offsets.size(); r++) {
     for (int e = dense.offsets[r]; e < dense.offsets[r + 1]; e++) chosen[r * nKB + dense.indices[e]] = rng.next() % 3 == 0;
   }
-  const int nQB = c.p.numQueryBlocks(c.blockSize);
-  return layoutFromChoice(c.p, c.blockSize, [&](int b, int h, int I) { return chosen.data() + ((static_cast<std::size_t>(b) * c.p.heads + h) * nQB + I) * nKB; });
+  const int nQB = c.p.numQueryBlocks(qbs);
+  return layoutFromChoice(c.p, c.blockSize, qbs, [&](int b, int h, int I) { return chosen.data() + ((static_cast<std::size_t>(b) * c.p.heads + h) * nQB + I) * nKB; });
 }
 
 Problem shape(int batch, int heads, int kvHeads, int seqQ, int seqK, int headDim, bool causal) {
@@ -266,6 +273,22 @@ std::vector<Case> cases() {
   add("selection progressive 0.9 shared GQA 4 min 2 max 5", shape(1, 8, 2, 500, 520, 64, true), [](Case& c) {
     c.kind = LayoutKind::Select, c.selection.mode = SelectionMode::Progressive, c.selection.value = 0.9, c.selection.shareAcrossGroup = true;
     c.selection.minBlocks = 2, c.selection.maxBlocks = 5, c.p.mask.globalTokens = 1;
+  });
+  add("selection ratio 0.4 moment GQA 4", shape(1, 8, 2, 400, 400, 64, true), [](Case& c) {
+    c.kind = LayoutKind::Select, c.selection.value = 0.4, c.selection.estimate = Estimate::Moment, c.p.mask.globalTokens = 2;
+  });
+  // Query blocks of other sizes than the key blocks: one layout row per queryBlockSize rows.
+  for (int qbs : {1, 7, 16, 100}) {
+    add("query blocks of " + std::to_string(qbs) + " rows, selection topBlocks 3 + window", shape(1, 2, 2, 230, 260, 59, true), [qbs](Case& c) {
+      c.kind = LayoutKind::Select, c.queryBlockSize = qbs, c.selection.mode = SelectionMode::TopBlocks, c.selection.value = 3;
+      c.p.mask.windowLeft = 40, c.p.mask.windowRight = 0, c.p.mask.globalTokens = 1;
+    });
+  }
+  add("query blocks of 5 rows, random layout bs32 bnhd topK 9", shape(1, 4, 2, 90, 120, 64, false), [](Case& c) {
+    c.kind = LayoutKind::Random, c.blockSize = 32, c.queryBlockSize = 5, c.p.bnhd = true, c.p.topK = TopKKind::Count, c.p.topKCount = 9;
+  });
+  add("decode Nq 4 query blocks of 1 row, selection", shape(1, 4, 4, 4, 2000, 64, true), [](Case& c) {
+    c.kind = LayoutKind::Select, c.queryBlockSize = 1, c.selection.value = 0.3;
   });
   add("topK 7 causal", shape(1, 2, 2, 200, 200, 64, true), [](Case& c) { c.p.topK = TopKKind::Count, c.p.topKCount = 7; });
   add("topKRatio 0.25 window 100 bnhd", shape(1, 2, 2, 300, 330, 59, true), [](Case& c) {
@@ -344,8 +367,7 @@ std::string checkPoolFailure() {
 }  // namespace
 
 int main() {
-  std::vector<const Kernels*> sets = {&portableKernels()};
-  if (&bestKernels() != &portableKernels()) sets.push_back(&bestKernels());
+  const std::vector<const Kernels*> sets = supportedKernels();
   int failed = 0, passed = 0;
   auto report = [&](const std::string& name, const std::string& why) {
     if (why.empty()) {

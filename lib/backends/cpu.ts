@@ -11,8 +11,11 @@ import type { Inputs, Problem } from '../problem';
 import type { Backend, BackendResult, BackendStatus } from './backend';
 import { requestFor } from './device';
 
-/** The request of binding/cpu_attention.cc: the device request without `compute`, with `threads`. */
-export type CpuRequest = Omit<NativeAttentionRequest, 'compute'> & { threads: number };
+/**
+ * The request of binding/cpu_attention.cc: the device request without `compute`, with
+ * `threads`, the query block size and the 'moment' estimate.
+ */
+export type CpuRequest = Omit<NativeAttentionRequest, 'compute'> & { threads: number; queryBlockSize: number; momentEstimate: boolean };
 
 export interface CpuAddon {
   cpuInfo(): { simd: string; threads: number };
@@ -43,7 +46,7 @@ function cpuAddon(load: () => AddonState): { addon: CpuAddon } | { reason: strin
 
 function cpuRequest(p: Problem, threads: number): CpuRequest {
   const { compute: _unused, ...request } = requestFor(p, 'float32');
-  return { ...request, threads };
+  return { ...request, threads, queryBlockSize: p.queryBlockSize, momentEstimate: p.selection?.estimate === 'moment' };
 }
 
 /**
@@ -71,12 +74,6 @@ export function cpuBackend(load: () => AddonState = loadAddon): Backend {
       if ('reason' in c) return { name: 'cpu', available: false, reason: c.reason, dtypes: [] };
       const { simd, threads } = c.addon.cpuInfo();
       return { name: 'cpu', available: true, reason: `C++ kernels (${simd}), float32, ${threads} threads by default`, dtypes: ['float32'] };
-    },
-
-    unsupported(p: Problem): string | null {
-      if (p.queryBlockSize !== p.blockSize) return `queryBlockSize ${p.queryBlockSize} differs from blockSize ${p.blockSize}: the cpu kernels select per query block of blockSize rows in this version`;
-      if (p.selection?.estimate === 'moment') return "estimate 'moment' is not computed by the cpu selection in this version";
-      return null;
     },
 
     async attention(p: Problem, inputs: Inputs): Promise<BackendResult> {

@@ -21,7 +21,7 @@ if (!cpu.available) {
   else test.skip(`cpu backend: skipped because ${cpu.reason}`, () => {});
 } else {
   test('psa info names the SIMD level and the default thread count', () => {
-    expect(cpu.reason).toMatch(/\((avx2\+fma|portable)\), float32, \d+ threads by default/);
+    expect(cpu.reason).toMatch(/\((avx512|avx2\+fma|portable)\), float32, \d+ threads by default/);
     expect(cpu.dtypes).toEqual(['float32']);
   });
 
@@ -33,6 +33,11 @@ if (!cpu.available) {
     ['topBlocks 2 + window, shared', { causal: true, window: 40, blocks: { topBlocks: 2 }, shareAcrossGroup: true, blockSize: 16 }],
     ['progressive 0.9, min 1 max 3', { causal: true, blocks: { progressive: 0.9, minBlocks: 1, maxBlocks: 3 }, globalTokens: 1, blockSize: 48 }],
     ['progressive 0.7 bound shared', { causal: true, blocks: { progressive: 0.7 }, estimate: 'bound', shareAcrossGroup: true }],
+    ['ratio 0.4 moment, bnhd', { causal: true, blocks: { ratio: 0.4 }, estimate: 'moment', shape: { ...shape, layout: 'bnhd' } }],
+    ['progressive 0.8 moment shared', { causal: true, blocks: { progressive: 0.8 }, estimate: 'moment', shareAcrossGroup: true, blockSize: 48 }],
+    ['query blocks of 1 row, topBlocks 3 + window', { causal: true, window: 30, blocks: { topBlocks: 3 }, queryBlockSize: 1, blockSize: 32 }],
+    ['query blocks of 37 rows, ratio 0.3 bound', { causal: false, blocks: { ratio: 0.3 }, estimate: 'bound', queryBlockSize: 37 }],
+    ['query blocks of 100 rows, moment, window + sinks', { causal: true, window: 64, globalTokens: 2, blocks: { ratio: 0.2 }, estimate: 'moment', queryBlockSize: 100, blockSize: 16 }],
   ];
   test.each(layoutCases)('layout bit-identical to the reference: %s', async (_name, options) => {
     const { q, k } = randomQKV(options.shape ?? shape, 11, 2);
