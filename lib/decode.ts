@@ -5,6 +5,7 @@
  * that `progressive` is PSA's rule on the exact visited mass.
  */
 import { types } from 'node:util';
+import { decodeOnDevice } from './backends/device-decode-step';
 import { BackendUnavailableError, DtypeError, OptionError, ShapeError } from './errors';
 import { checkValues } from './finite';
 import { KvCache } from './kv-cache';
@@ -39,7 +40,7 @@ export interface DecodeOptions {
   returnLse?: boolean;
   /** Also return `pages`: per query row, the cache pages it attended to. */
   returnPages?: boolean;
-  /** 'auto' or 'js' in this version. */
+  /** Where the step runs: the cache's location decides ('js' for a host cache, 'cuda' or 'cuda-emu' for a device cache); 'auto' (default) or that name. */
   backend?: 'auto' | 'js' | 'cpu' | 'cuda' | 'cuda-emu';
   /** Reject NaN or infinite values in q (ERR_VALUE). Default true. */
   checkFinite?: boolean;
@@ -53,7 +54,7 @@ export interface DecodeResult {
   /** With returnPages, per row (b, h, i) in q's order: the pages (by index within the sequence) it attended to, ascending. */
   pages?: Int32Array[];
   stats: DecodeStats;
-  backend: 'js';
+  backend: 'js' | 'cuda' | 'cuda-emu';
 }
 
 const OPTION_KEYS = [
@@ -63,13 +64,15 @@ const OPTION_KEYS = [
 
 export async function decode(q: Float32Array | Tensor, cache: KvCache, options: DecodeOptions = {}): Promise<DecodeResult> {
   if (!(cache instanceof KvCache)) throw new OptionError(`cache must be a KvCache, got ${describe(cache)}`, 'cache');
-  const store = cache.storage; // ERR_DISPOSED when disposed
+  const store = cache.book; // ERR_DISPOSED when disposed
   if (typeof options !== 'object' || options === null) throw new OptionError('options must be an object', 'options');
   checkKeys('options', options, OPTION_KEYS);
   const backend = options.backend ?? 'auto';
-  if (backend !== 'auto' && backend !== 'js') {
-    if (!['cpu', 'cuda', 'cuda-emu'].includes(backend)) throw new OptionError(`backend must be 'auto' or 'js', got ${describe(backend)}`, 'backend');
-    throw new BackendUnavailableError(backend, 'decode runs on the js backend in this version');
+  const home = cache.location === 'cpu' ? 'js' : cache.location;
+  if (!['auto', 'js', 'cpu', 'cuda', 'cuda-emu'].includes(backend)) throw new OptionError(`backend must be 'auto', 'js', 'cuda' or 'cuda-emu', got ${describe(backend)}`, 'backend');
+  if (backend === 'cpu') throw new BackendUnavailableError('cpu', 'decode runs where its cache is: js for a host cache, cuda or cuda-emu for a device cache');
+  if (backend !== 'auto' && backend !== home) {
+    throw new OptionError(`backend '${backend}' cannot decode a cache on '${cache.location}': decode runs where its cache is (create the cache with location '${backend === 'js' ? 'cpu' : backend}')`, 'backend');
   }
 
   const sequences = options.sequences === undefined ? Array.from({ length: cache.batch }, (_, i) => i) : [...options.sequences];
@@ -82,26 +85,28 @@ export async function decode(q: Float32Array | Tensor, cache: KvCache, options: 
   }
 
   const D = cache.headDim;
-  let data: Float32Array;
+  let data: Float32Array | null = null;
   let heads: number;
+  let m: number;
   if (q instanceof Tensor) {
-    if (q.location !== 'cpu') throw new OptionError(`decode takes a cpu Tensor or a Float32Array in this version, got a tensor on '${q.location}'`, 'q');
-    const [b, h, , d] = q.dims;
+    if (q.location !== 'cpu' && q.location !== cache.location) throw new OptionError(`q is a tensor on '${q.location}'; the cache is on '${cache.location}'`, 'q');
+    const [b, h, qm, d] = q.dims;
     if (b !== sequences.length || d !== D) throw new ShapeError(`q dims [${q.dims}] must be [${sequences.length}, heads, m, ${D}]`, 'q');
     if (options.heads !== undefined && options.heads !== h) throw new ShapeError(`heads is ${options.heads} but q has ${h}`, 'heads');
     heads = h;
-    data = q.data;
+    m = qm;
+    if (q.location === 'cpu') data = q.data;
   } else {
     if (!types.isFloat32Array(q)) throw new DtypeError(`q must be a Float32Array or a Tensor, got ${describe(q)}`, 'q');
     if (options.heads === undefined) throw new OptionError('heads is required with a Float32Array q ([batch, heads, m, headDim])', 'heads');
     heads = checkInt('heads', options.heads, 1, 2 ** 31 - 1, (m, a) => new ShapeError(m, a));
     data = q;
+    m = q.length / (sequences.length * heads * D);
+    if (!Number.isInteger(m) || m < 1) {
+      throw new ShapeError(`q holds ${q.length} floats: it must be [${sequences.length}, ${heads}, m, ${D}] with m >= 1${q.length === 0 ? ' (was its buffer transferred?)' : ''}`, 'q');
+    }
   }
   if (heads % cache.kvHeads !== 0) throw new ShapeError(`heads (${heads}) must be a multiple of the cache's kvHeads (${cache.kvHeads})`, 'heads');
-  const m = data.length / (sequences.length * heads * D);
-  if (!Number.isInteger(m) || m < 1) {
-    throw new ShapeError(`q holds ${data.length} floats: it must be [${sequences.length}, ${heads}, m, ${D}] with m >= 1${data.length === 0 ? ' (was its buffer transferred?)' : ''}`, 'q');
-  }
   for (const s of sequences) {
     if (store.lengths[s] < m) throw new ShapeError(`sequence ${s} holds ${store.lengths[s]} tokens, fewer than the ${m} queries: append the queries' keys first`, 'q');
   }
@@ -123,9 +128,11 @@ export async function decode(q: Float32Array | Tensor, cache: KvCache, options: 
     returnLse: checkBoolean('returnLse', options.returnLse, false),
     returnPages: checkBoolean('returnPages', options.returnPages, false),
   };
+  const checkFinite = checkBoolean('checkFinite', options.checkFinite, true);
+  if (cache.location !== 'cpu') return decodeOnDevice(p, data ?? (q as Tensor), cache, checkFinite);
   // Computed now, before the promise is returned: nothing the caller does later can reach it.
-  const own = data.slice();
-  if (checkBoolean('checkFinite', options.checkFinite, true)) checkValues('q', own, 'float32');
+  const own = data!.slice();
+  if (checkFinite) checkValues('q', own, 'float32');
   const r = decodeReference(p, own, cache);
   const result: DecodeResult = { output: r.output, stats: r.stats, backend: 'js' };
   if (r.lse) result.lse = r.lse;

@@ -55,13 +55,15 @@ export interface BackendProfile {
   queryBlocksReason?: string;
   /** Unavailable under CI=true is a failure, not a skip: CI must run its kernels. */
   requiredInCI: boolean;
+  /** Decode (docs/decode.md): where its KvCache lives and what its decode declines, or why it has none. */
+  decode: { cache: TensorHome; declines: { topK?: string } } | { none: string };
 }
 
 /** Every block size the library accepts (docs/contract.md#block-selection). */
 export const ALL_BLOCK_SIZES: readonly number[] = Array.from({ length: 16 }, (_, i) => 16 * (i + 1));
 const TILE_BLOCK_SIZES = ALL_BLOCK_SIZES.filter((bs) => bs % 64 === 0);
 
-const FLOAT32: Omit<BackendProfile, 'tensorHome' | 'requiredInCI'> = {
+const FLOAT32: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'decode'> = {
   dtypes: ['float32'],
   tolerance: { float32: 1e-5 },
   lseTolerance: 2e-5,
@@ -75,7 +77,7 @@ const FLOAT32: Omit<BackendProfile, 'tensorHome' | 'requiredInCI'> = {
   budget: { longSeq: 1025, propertySeq: 200, propertyRuns: 60, selectionPropertySeq: 400 },
 };
 
-const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget'> = {
+const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget' | 'decode'> = {
   dtypes: ['float16', 'bfloat16'],
   tolerance: { float16: 5e-3, bfloat16: 1.5e-2 },
   lseTolerance: 1e-3,
@@ -96,18 +98,22 @@ const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget'> = {
   queryBlocksReason: 'the device kernels select per query block of blockSize rows',
 };
 
+const DEVICE_DECODE_DECLINES = { topK: 'top-k is not computed by the device decode kernels in this version' };
+
 const TABLE = {
-  js: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: true },
+  js: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: true, decode: { cache: 'cpu', declines: {} } },
   // The emulated build computes as the device does, at the CPU execution model's speed.
   'cuda-emu': {
     ...DEVICE, tensorHome: 'cuda-emu', requiredInCI: true,
     budget: { longSeq: 1025, propertySeq: 160, propertyRuns: 30, selectionPropertySeq: 256 },
+    decode: { cache: 'cuda-emu', declines: DEVICE_DECODE_DECLINES },
   },
   cpu: {
     ...FLOAT32, tensorHome: 'cpu', requiredInCI: false,
     estimates: ['mean', 'bound'], estimateReason: "the cpu selection computes 'mean' and 'bound'", queryBlocksReason: 'the cpu kernels select per query block of blockSize rows',
+    decode: { none: 'decode runs where its cache is: host caches on js, device caches on cuda and cuda-emu' },
   },
-  cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget },
+  cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget, decode: { cache: 'cuda', declines: DEVICE_DECODE_DECLINES } },
 } satisfies Record<string, BackendProfile>;
 
 export type TestBackend = keyof typeof TABLE;
