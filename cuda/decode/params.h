@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "../cuda_compat.h"
+
 namespace psa::gpu::decode {
 
 // The pool: keys and values [page][kvHead][slot][headDim] in 16 bits (float16 or bfloat16),
@@ -63,8 +65,8 @@ struct StepParams {
   float* partLse = nullptr;     // [splits][rows]
   std::int32_t* partKept = nullptr;  // [splits][rows]: kept keys
 
-  int group() const { return heads / pool.kvHeads; }
-  long long rows() const { return static_cast<long long>(batch) * heads * m; }
+  __host__ __device__ int group() const { return heads / pool.kvHeads; }
+  __host__ __device__ long long rows() const { return static_cast<long long>(batch) * heads * m; }
 };
 
 // One append: n tokens to each of `sequences` sequences, from k and v [sequences][kvHeads][n][headDim].

@@ -38,7 +38,7 @@ __device__ __forceinline__ float warp_sum(float x) {
 }
 
 // The estimate of one page for one query row, from the metadata of its `count` valid keys.
-__device__ inline float page_estimate(const StepParams& p, const float* q, const float* meta, int count) {
+__device__ __forceinline__ float page_estimate(const StepParams& p, const float* q, const float* meta, int count) {
   const int D = p.pool.headDim;
   float e = 0.0f;
   if (p.estimate == Estimate::Bound) {
@@ -69,7 +69,7 @@ struct PlanUnit {
 };
 
 template <typename T>
-__device__ const std::uint16_t* key_at(const StepParams& p, const PlanUnit& u, int j) {
+__device__ __forceinline__ const std::uint16_t* key_at(const StepParams& p, const PlanUnit& u, int j) {
   const int ps = p.pool.pageSize;
   const int page = p.pageTable[static_cast<std::size_t>(u.b) * p.tableStride + j / ps];
   return p.pool.keys + pool_offset(p.pool, page, u.hk, j % ps);
@@ -77,7 +77,7 @@ __device__ const std::uint16_t* key_at(const StepParams& p, const PlanUnit& u, i
 
 // Exact log mass of candidate c's candidate keys for the query q, by one warp.
 template <typename T>
-__device__ float page_log_mass(const StepParams& p, const PlanUnit& u, const float* q, int c) {
+__device__ __forceinline__ float page_log_mass(const StepParams& p, const PlanUnit& u, const float* q, int c) {
   const int ps = p.pool.pageSize;
   const int lo = u.candPage[c] * ps;
   const int hi = min_of(u.span.pos, lo + ps - 1);
@@ -100,7 +100,7 @@ __device__ float page_log_mass(const StepParams& p, const PlanUnit& u, const flo
 
 // Exact log mass of the window and the sinks for q, by the whole CTA (every thread calls it).
 template <typename T>
-__device__ float base_log_mass(const StepParams& p, const PlanUnit& u, const float* q) {
+__device__ __forceinline__ float base_log_mass(const StepParams& p, const PlanUnit& u, const float* q) {
   __shared__ float warpM[kWarps], warpS[kWarps];
   const RowSpan& r = u.span;
   const int sinkCount = r.sinkHi + 1;
@@ -133,12 +133,19 @@ __device__ float base_log_mass(const StepParams& p, const PlanUnit& u, const flo
   return M == -INFINITY ? -INFINITY : M + logf(S);
 }
 
-__device__ inline bool sorted_before(const float* key, const int* idx, int a, int b) {
+// The least power of two >= n (n >= 1): the length the bitonic sort runs over.
+__device__ __forceinline__ int pow2_ceil(int n) {
+  int p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+__device__ __forceinline__ bool sorted_before(const float* key, const int* idx, int a, int b) {
   return key[a] > key[b] || (key[a] == key[b] && idx[a] < idx[b]);
 }
 
 // Bitonic sort of n (a power of two) entries, best first.
-__device__ inline void sort_best_first(float* key, int* idx, int n) {
+__device__ __forceinline__ void sort_best_first(float* key, int* idx, int n) {
   for (int k = 2; k <= n; k <<= 1) {
     for (int j = k >> 1; j > 0; j >>= 1) {
       for (int t = threadIdx.x; t < n; t += blockDim.x) {
@@ -160,7 +167,7 @@ __device__ inline void sort_best_first(float* key, int* idx, int n) {
 }
 
 template <typename T>
-__device__ void load_query(const StepParams& p, const PlanUnit& u, int head, float* q) {
+__device__ __forceinline__ void load_query(const StepParams& p, const PlanUnit& u, int head, float* q) {
   const std::uint16_t* src = p.q + ((static_cast<std::size_t>(u.b) * p.heads + head) * p.m + u.i) * p.pool.headDim;
   __syncthreads();
   for (int d = threadIdx.x; d < p.pool.headDim; d += blockDim.x) q[d] = widen16<T>(src[d]);
@@ -168,7 +175,7 @@ __device__ void load_query(const StepParams& p, const PlanUnit& u, int head, flo
 }
 
 template <typename T>
-__device__ float estimate_of(const StepParams& p, const PlanUnit& u, const float* q, int c) {
+__device__ __forceinline__ float estimate_of(const StepParams& p, const PlanUnit& u, const float* q, int c) {
   const int ps = p.pool.pageSize;
   const int J = u.candPage[c];
   const int page = p.pageTable[static_cast<std::size_t>(u.b) * p.tableStride + J];
@@ -179,7 +186,7 @@ __device__ float estimate_of(const StepParams& p, const PlanUnit& u, const float
 
 // ln R after the first r ordered candidates, for the head whose query is q.
 template <typename T>
-__device__ void suffix_masses(const StepParams& p, const PlanUnit& u, const float* q) {
+__device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUnit& u, const float* q) {
   const int nc = u.candidates;
   for (int r = threadIdx.x; r < nc; r += blockDim.x) {
     const int c = u.idx[r];
@@ -197,7 +204,7 @@ __device__ void suffix_masses(const StepParams& p, const PlanUnit& u, const floa
 
 // The masses of ordered positions [from, to) for head g, by the warps, into the workspace.
 template <typename T>
-__device__ void score_positions(const StepParams& p, const PlanUnit& u, const float* q, int g, int from, int to) {
+__device__ __forceinline__ void score_positions(const StepParams& p, const PlanUnit& u, const float* q, int g, int from, int to) {
   float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(p.maxPages);
   for (int r = from + (threadIdx.x >> 5); r < to; r += kWarps) {
     const float lm = page_log_mass<T>(p, u, q, u.idx[r]);
@@ -206,8 +213,9 @@ __device__ void score_positions(const StepParams& p, const PlanUnit& u, const fl
   __syncthreads();
 }
 
+// Four CTAs per SM: left to itself ptxas keeps this long kernel in 64 registers and spills.
 template <typename T>
-__global__ void __launch_bounds__(kThreads) plan_kernel(StepParams p) {
+__global__ void __launch_bounds__(kThreads, 4) plan_kernel(StepParams p) {
   PSA_DYNAMIC_SHARED(unsigned char, smem);
   __shared__ float q[256];
   __shared__ int walked[kMaxGroup];
@@ -232,7 +240,7 @@ __global__ void __launch_bounds__(kThreads) plan_kernel(StepParams p) {
   const int ps = p.pool.pageSize;
   u.rowPages = u.span.pos / ps + 1;
   const int N = p.maxPages;
-  const int pow2 = static_cast<int>(pow2_at_least(static_cast<std::size_t>(N > 0 ? N : 1)));
+  const int pow2 = pow2_ceil(N);
   u.key = reinterpret_cast<float*>(smem);
   u.idx = reinterpret_cast<int*>(u.key + pow2);
   u.suffix = reinterpret_cast<float*>(u.idx + pow2);
@@ -259,7 +267,7 @@ __global__ void __launch_bounds__(kThreads) plan_kernel(StepParams p) {
   __syncthreads();
   u.candidates = stop;
   const int nc = u.candidates;
-  const int sortN = static_cast<int>(pow2_at_least(static_cast<std::size_t>(nc > 0 ? nc : 1)));
+  const int sortN = pow2_ceil(nc);
 
   if (selecting) {
     // Sort keys: the estimate (shared: the mean of the group's).
