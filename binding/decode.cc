@@ -55,6 +55,9 @@ gpu::DecodeRequest parse(Napi::Env env, const Napi::Object& o, const gpu::PoolBu
   r.maxBlocks = fields::integer(env, o, "maxBlocks", r.minBlocks, 0x7fffffff);
   r.estimate = fields::integer(env, o, "estimate", 0, 2);
   r.shareAcrossGroup = fields::flag(o, "shareAcrossGroup");
+  r.topK = fields::integer(env, o, "topK", 0, 0x7fffffff);
+  r.topKRatio = fields::number(env, o, "topKRatio");
+  if (r.topKRatio < 0 || r.topKRatio > 1) fields::bad(env, "option", "topKRatio", "must be in [0, 1]");
   if (r.choice != 0 && !r.sparse) fields::bad(env, "option", "sparse", "must be set with a page selection");
   const Napi::Value poly = o.Get("polyCoefficients");
   if (!poly.IsUndefined() && !poly.IsNull()) {

@@ -21,16 +21,15 @@ interface DecodeHome {
   be: BackendUnderTest;
   location: 'cpu' | 'cuda' | 'cuda-emu';
   dtype: 'float32' | 'float16' | 'bfloat16';
-  declines: { topK?: string };
 }
 
 function homeOf(be: BackendUnderTest): DecodeHome | string {
   const d = be.profile.decode;
   if ('none' in d) return d.none;
-  return { be, location: d.cache, dtype: be.profile.dtypes[0], declines: d.declines };
+  return { be, location: d.cache, dtype: be.profile.dtypes[0] };
 }
 
-const JS: DecodeHome = { be: { name: 'js' } as BackendUnderTest, location: 'cpu', dtype: 'float32', declines: {} };
+const JS: DecodeHome = { be: { name: 'js' } as BackendUnderTest, location: 'cpu', dtype: 'float32' };
 
 /** forEachBackend over the backends with a decode; the others register one skip with the reason. */
 function forEachDecodeHome(title: string, body: (home: DecodeHome) => void): void {
@@ -104,10 +103,6 @@ async function check(home: DecodeHome, c: Case, seed: number, amp = 1): Promise<
   return { r, want };
 }
 
-/** Why the home cannot run the case's options (its profile's reason), or null. */
-function declined(home: DecodeHome, o: { topK?: number; topKRatio?: number }): string | null {
-  return o.topK !== undefined || o.topKRatio !== undefined ? home.declines.topK ?? null : null;
-}
 
 const base = (o: Partial<Case> = {}): Case => ({ lengths: [97, 1, 300], kvHeads: 2, heads: 4, D: 16, m: 1, pageSize: 32, options: {}, ...o });
 
@@ -139,17 +134,13 @@ forEachDecodeHome('decode against the oracle', (home) => {
     ['page size 7 (not a power of two)', base({ pageSize: 7, options: { window: 9, blocks: { topBlocks: 3 } } })],
     ['scale 0.05', base({ options: { scale: 0.05, blocks: { progressive: 0.8 } } })],
   ];
-  for (const [title, c] of alone) testIf(declined(home, c.options), title, () => check(home, c, 7));
-
-  testIf(declined(home, { topKRatio: 0.5 }), 'combined: window + sinks + progressive + shared + topKRatio + poly, m 3, head dim 59', async () => {
-    await check(home, base({ D: 59, m: 3, lengths: [200, 3, 64], heads: 8, kvHeads: 2, options: {
-      window: 24, globalTokens: 2, blocks: { progressive: 0.85, minBlocks: 1 }, shareAcrossGroup: true, topKRatio: 0.5, softmax: { degree: 4 },
-    } }), 11);
+  test.each(alone)('%s', async (_t, c) => {
+    await check(home, c, 7);
   });
 
-  test('combined without top-k: window + sinks + progressive + shared + poly, m 3, head dim 59', async () => {
+  test('combined: window + sinks + progressive + shared + topKRatio + poly, m 3, head dim 59', async () => {
     await check(home, base({ D: 59, m: 3, lengths: [200, 3, 64], heads: 8, kvHeads: 2, options: {
-      window: 24, globalTokens: 2, blocks: { progressive: 0.85, minBlocks: 1 }, shareAcrossGroup: true, softmax: { degree: 4 },
+      window: 24, globalTokens: 2, blocks: { progressive: 0.85, minBlocks: 1 }, shareAcrossGroup: true, topKRatio: 0.5, softmax: { degree: 4 },
     } }), 11);
   });
 
@@ -164,7 +155,7 @@ forEachDecodeHome('decode against the oracle', (home) => {
       window: fc.option(fc.integer({ min: 1, max: 60 }), { nil: undefined }), sinks: fc.option(fc.integer({ min: 1, max: 6 }), { nil: undefined }),
       mode: fc.constantFrom('none', 'ratio', 'topBlocks', 'progressive'), value: fc.double({ min: 0, max: 1, noNaN: true }),
       estimate: fc.constantFrom('mean', 'bound', 'moment'), share: fc.boolean(),
-      topK: home.declines.topK ? fc.constant(undefined) : fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined }), seed: fc.integer({ min: 1, max: 1e6 }),
+      topK: fc.option(fc.integer({ min: 1, max: 30 }), { nil: undefined }), seed: fc.integer({ min: 1, max: 1e6 }),
     });
     await fc.assert(fc.asyncProperty(arb, async (c) => {
       const lengths = c.lengths.map((L) => Math.max(L, c.m));
@@ -347,13 +338,6 @@ forEachDecodeHome('decode refuses what it cannot compute', (home) => {
       expect(e).toBeInstanceOf(PsaError);
       expect({ code: (e as PsaError).code, argument: (e as PsaError).argument }).toEqual({ code, argument });
     }
-  });
-
-  testIf(home.declines.topK ? null : 'it runs top-k', 'top-k it declines: ERR_OPTION naming backend, with the reason', async () => {
-    const { cache, q } = await setup(home, [40], 1, 2, 4, 1, 8, 3);
-    const e = await decode(q, cache, { heads: 2, topK: 3 }).then(() => null, (x: unknown) => x);
-    expect({ code: (e as PsaError).code, argument: (e as PsaError).argument }).toEqual({ code: 'ERR_OPTION', argument: 'backend' });
-    expect((e as Error).message).toContain(home.declines.topK);
   });
 
   test('heads that are not a multiple of the cache kv heads: ERR_SHAPE naming heads', async () => {

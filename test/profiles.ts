@@ -55,8 +55,8 @@ export interface BackendProfile {
   queryBlocksReason?: string;
   /** Unavailable under CI=true is a failure, not a skip: CI must run its kernels. */
   requiredInCI: boolean;
-  /** Decode (docs/decode.md): where its KvCache lives and what its decode declines, or why it has none. */
-  decode: { cache: TensorHome; declines: { topK?: string } } | { none: string };
+  /** Decode (docs/decode.md): where its KvCache lives, or why it has none. */
+  decode: { cache: TensorHome } | { none: string };
 }
 
 /** Every block size the library accepts (docs/contract.md#block-selection). */
@@ -98,22 +98,20 @@ const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget' | 'd
   queryBlocksReason: 'the device kernels select per query block of blockSize rows',
 };
 
-const DEVICE_DECODE_DECLINES = { topK: 'top-k is not computed by the device decode kernels in this version' };
-
 const TABLE = {
-  js: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: true, decode: { cache: 'cpu', declines: {} } },
+  js: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: true, decode: { cache: 'cpu' } },
   // The emulated build computes as the device does, at the CPU execution model's speed.
   'cuda-emu': {
     ...DEVICE, tensorHome: 'cuda-emu', requiredInCI: true,
     budget: { longSeq: 1025, propertySeq: 160, propertyRuns: 30, selectionPropertySeq: 256 },
-    decode: { cache: 'cuda-emu', declines: DEVICE_DECODE_DECLINES },
+    decode: { cache: 'cuda-emu' },
   },
   cpu: {
     ...FLOAT32, tensorHome: 'cpu', requiredInCI: false,
     estimates: ['mean', 'bound'], estimateReason: "the cpu selection computes 'mean' and 'bound'", queryBlocksReason: 'the cpu kernels select per query block of blockSize rows',
     decode: { none: 'decode runs where its cache is: host caches on js, device caches on cuda and cuda-emu' },
   },
-  cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget, decode: { cache: 'cuda', declines: DEVICE_DECODE_DECLINES } },
+  cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget, decode: { cache: 'cuda' } },
 } satisfies Record<string, BackendProfile>;
 
 export type TestBackend = keyof typeof TABLE;

@@ -100,8 +100,7 @@ __global__ void __launch_bounds__(kThreads) split_attention_kernel(StepParams p)
     __syncthreads();
     for (int e = threadIdx.x; e < kTileRows * ps; e += blockDim.x) {
       const int r = e / ps, j = e % ps, key = J * ps + j;
-      const std::uint8_t f = flagOf[r];
-      const bool allowed = f && j < count && key <= spanOf[r].pos && ((f & kPageWhole) || in_window_or_sinks(spanOf[r], key));
+      const bool allowed = j < count && key_allowed(flagOf[r], spanOf[r], key);
       float s = allowed ? key_score<T>(qs + r * D, ks + j * D, D, p.scale) : -INFINITY;
       if (s < tauOf[r]) s = -INFINITY;
       sc[e] = s == -INFINITY ? -INFINITY : s * kLog2e;

@@ -18,6 +18,7 @@
 #include "combine_kernel.cuh"
 #include "decode_api.h"
 #include "plan_kernel.cuh"
+#include "topk_kernel.cuh"
 #include "traits.h"
 
 namespace psa::gpu {
@@ -106,7 +107,7 @@ Status launch_attention(const StepParams& p, dim3 grid) {
 }
 
 template <typename T>
-Status launch_step(const StepParams& p, int* pagesRead) {
+Status launch_step(const StepParams& p, int* pagesRead, float* thresholds) {
   const std::size_t planSmem = plan_shared_bytes(p.maxPages);
   PSA_TRY(cudaFuncSetAttribute(plan_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(planSmem)), "configuring the page plan");
   const unsigned units = static_cast<unsigned>(p.rows() / (p.shareAcrossGroup ? p.group() : 1));
@@ -114,6 +115,10 @@ Status launch_step(const StepParams& p, int* pagesRead) {
   PSA_TRY(cudaGetLastError(), "launching the page plan");
   PSA_LAUNCH(pages_read_kernel, grid_for(static_cast<std::size_t>(p.batch) * p.pool.kvHeads * p.maxPages), kThreads, 0, stream())(p, pagesRead);
   PSA_TRY(cudaGetLastError(), "counting the pages read");
+  if (thresholds) {
+    PSA_LAUNCH(topk_threshold_kernel<T>, static_cast<unsigned>(p.rows()), kThreads, 0, stream())(p, thresholds);
+    PSA_TRY(cudaGetLastError(), "launching the top-k thresholds");
+  }
   const unsigned tiles = static_cast<unsigned>((p.group() * p.m + kTileRows - 1) / kTileRows);
   const dim3 grid(static_cast<unsigned>(p.splits), tiles, static_cast<unsigned>(p.batch * p.pool.kvHeads));
   if (p.polyDegree == 0) return launch_attention<T, 0>(p, grid);
@@ -211,7 +216,7 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   const int unitHeads = r.shareAcrossGroup ? G : 1;
   const std::size_t units = static_cast<std::size_t>(rows / unitHeads);
 
-  Owned q16, table, lengths, flags, dropped, visited, masses, partOut, partLse, partKept, pointers, counter, output, lse;
+  Owned q16, table, lengths, flags, dropped, visited, masses, partOut, partLse, partKept, pointers, counter, output, lse, thresholds;
   Status s;
   if (!(s = upload_vector(r.pageTable, dev, table)).ok() || !(s = upload_vector(r.lengths, dev, lengths)).ok()) return s;
   const std::uint16_t* q = static_cast<const std::uint16_t*>(r.q.ptr);
@@ -233,6 +238,8 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
     return s;
   }
   if (r.returnLse && !(s = lse.alloc(rows * 4, dev)).ok()) return s;
+  const bool topK = r.topK > 0 || r.topKRatio > 0;
+  if (topK && !(s = thresholds.alloc(rows * 4, dev)).ok()) return s;
 
   StepParams p;
   p.pool = view_of(pool);
@@ -255,6 +262,9 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   p.maxBlocks = r.maxBlocks;
   p.estimate = static_cast<Estimate>(r.estimate);
   p.shareAcrossGroup = r.shareAcrossGroup;
+  p.topK = r.topK;
+  p.topKRatio = r.topKRatio;
+  p.thresholds = topK ? thresholds.as<const float>() : nullptr;
   p.polyDegree = r.polyDegree;
   std::memcpy(p.polyCoefficients, r.polyCoefficients, sizeof p.polyCoefficients);
   p.pageFlags = flags.as<std::uint8_t>();
@@ -275,7 +285,8 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   }
   PSA_TRY(cudaMemcpyAsync(pointers.as<void>(), partTable.data(), partTable.size() * sizeof(float*), cudaMemcpyHostToDevice, stream()), "copying the split table");
   PSA_TRY(cudaMemsetAsync(counter.as<void>(), 0, 4, stream()), "counting the pages read");
-  s = pool.type == DType::BF16 ? launch_step<__nv_bfloat16>(p, counter.as<int>()) : launch_step<__half>(p, counter.as<int>());
+  float* tau = topK ? thresholds.as<float>() : nullptr;
+  s = pool.type == DType::BF16 ? launch_step<__nv_bfloat16>(p, counter.as<int>(), tau) : launch_step<__half>(p, counter.as<int>(), tau);
   if (!s.ok()) return s;
   const float* const* parts = pointers.as<const float* const>();
   if (!(s = combine(parts, parts + splits, splits, rows, static_cast<int>(D), output.as<float>(), r.returnLse ? lse.as<float>() : nullptr)).ok()) return s;

@@ -52,6 +52,8 @@ struct DecodeRequest {
   int minBlocks = 0, maxBlocks = 0x7fffffff;
   int estimate = 2;  // 0 mean, 1 bound, 2 moment
   bool shareAcrossGroup = false;
+  int topK = 0;          // > 0: keep each row's topK best scores
+  double topKRatio = 0;  // else > 0: ceil(ratio * allowed keys), at least 1
   int polyDegree = 0;
   float polyCoefficients[9] = {};
   bool returnLse = false, returnPages = false;

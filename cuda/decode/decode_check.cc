@@ -10,6 +10,7 @@
 //   plan      ratio and topBlocks keep their counts; progressive keeps the shortest prefix:
 //             with the device's own order, Z >= tau (Z + R) holds at its count and fails one
 //             page earlier (Z, R in float64 from the metadata and the keys);
+//   top-k     the attention over the k best scores of the allowed keys;
 //   merge     the LSE combine against a float64 merge, empty parts and empty rows included.
 //
 // Prints "PASS <case>" or "FAIL <case>: <why>" per case and "<n> failed"; exits 1 if any
@@ -18,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <random>
 #include <string>
@@ -46,6 +48,7 @@ struct Case {
   double value = 0;
   int estimate = 2;
   bool share = false;
+  int topK = 0;
   float scale = 0.25f;
 };
 
@@ -306,6 +309,7 @@ std::string run_case(const Case& c, std::uint32_t seed) {
   r.choiceValue = c.value;
   r.estimate = c.estimate;
   r.shareAcrossGroup = c.share;
+  r.topK = c.topK;
   r.returnLse = true;
   r.returnPages = true;
   DecodeResult out;
@@ -332,6 +336,22 @@ std::string run_case(const Case& c, std::uint32_t seed) {
           if (!fl || (!(fl & 1) && !rk.inWindowOrSink(j, c))) continue;
           sc.push_back(score(c, f, q, row, b, hk, j));
           keys.push_back(j);
+        }
+        if (c.topK > 0 && static_cast<int>(sc.size()) > c.topK) {
+          // The topK best scores (random inputs: no ties at the cut).
+          std::vector<double> sorted = sc;
+          std::nth_element(sorted.begin(), sorted.begin() + (c.topK - 1), sorted.end(), std::greater<double>());
+          const double tau = sorted[c.topK - 1];
+          std::vector<double> keptScores;
+          std::vector<int> keptKeys;
+          for (std::size_t e = 0; e < sc.size(); e++) {
+            if (sc[e] >= tau) {
+              keptScores.push_back(sc[e]);
+              keptKeys.push_back(keys[e]);
+            }
+          }
+          sc.swap(keptScores);
+          keys.swap(keptKeys);
         }
         double mx = -kInf;
         for (double x : sc) mx = std::max(mx, x);
@@ -435,6 +455,7 @@ int main(int argc, char** argv) {
   add({.name = "ratio 0.4, moment, window 5", .heads = 2, .lengths = {90}, .windowLeft = 5, .windowRight = 0, .choice = 1, .value = 0.4});
   add({.name = "topBlocks 2, bound, sinks 3, m 2", .heads = 2, .m = 2, .lengths = {80}, .globalTokens = 3, .choice = 2, .value = 2, .estimate = 1});
   add({.name = "progressive 0.9, mean, shared over GQA 4", .heads = 4, .lengths = {120}, .windowLeft = 8, .windowRight = 0, .choice = 3, .value = 0.9, .estimate = 0, .share = true});
+  add({.name = "top-k 11 over window, sinks and ratio 0.5 pages, m 2", .heads = 2, .m = 2, .lengths = {90}, .windowLeft = 6, .windowRight = 0, .globalTokens = 2, .choice = 1, .value = 0.5, .topK = 11});
   if (!quick) {
     add({.name = "dense, head dim 256, pages of 64, m 5", .heads = 2, .m = 5, .headDim = 256, .pageSize = 64, .lengths = {150}});
     add({.name = "progressive 0.95, moment, bfloat16, m 4, GQA 2", .type = DType::BF16, .batch = 2, .heads = 4, .kvHeads = 2, .m = 4, .headDim = 33, .lengths = {200, 64}, .windowLeft = 16, .windowRight = 0, .globalTokens = 1, .choice = 3, .value = 0.95});

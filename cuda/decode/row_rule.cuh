@@ -40,6 +40,12 @@ __host__ __device__ inline RowSpan row_span(const StepParams& p, int length, int
 
 __host__ __device__ inline bool in_window_or_sinks(const RowSpan& r, int j) { return j <= r.sinkHi || (j >= r.wLo && j <= r.wHi); }
 
+// Key j (by position) for a row whose page flag for j's page is `flag`: causal, and the whole
+// page is attended to or j is in the window or the sinks.
+__host__ __device__ inline bool key_allowed(std::uint8_t flag, const RowSpan& r, int j) {
+  return flag && j <= r.pos && ((flag & kPageWhole) || in_window_or_sinks(r, j));
+}
+
 __host__ __device__ inline int span_of(int lo, int hi) { return hi >= lo ? hi - lo + 1 : 0; }
 __host__ __device__ inline int min_of(int a, int b) { return a < b ? a : b; }
 __host__ __device__ inline int max_of(int a, int b) { return a > b ? a : b; }

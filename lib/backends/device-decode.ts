@@ -103,10 +103,12 @@ export class DevicePool {
       sparse: p.windowLeft >= 0 || p.globalTokens > 0 || sel !== null,
       choice: sel ? CHOICE[sel.mode] : 0,
       choiceValue: sel ? sel.value : 0,
-      minBlocks: sel ? sel.minBlocks : 0,
+      minBlocks: sel ? Math.min(sel.minBlocks, 0x7fffffff) : 0,
       maxBlocks: sel ? Math.min(sel.maxBlocks, 0x7fffffff) : 0x7fffffff,
       estimate: sel ? ESTIMATE[sel.estimate as keyof typeof ESTIMATE] : 2,
       shareAcrossGroup: sel?.shareAcrossGroup ?? false,
+      topK: p.topK?.kind === 'count' ? Math.min(p.topK.k, 0x7fffffff) : 0,
+      topKRatio: p.topK?.kind === 'ratio' ? p.topK.ratio : 0,
       polyCoefficients: p.softmax.kind === 'poly' ? Float32Array.from(p.softmax.coefficients) : undefined,
       returnLse: p.returnLse,
       returnPages: p.returnPages,
@@ -126,7 +128,6 @@ const ESTIMATE = { mean: 0, bound: 1, moment: 2 } as const;
 
 /** Why the device decode cannot run `p` (null: it can); checked before any work. */
 export function deviceDecodeUnsupported(p: DecodeProblem, pageSize: number): string | null {
-  if (p.topK) return 'top-k is not computed by the device decode kernels in this version';
   if (p.heads / p.kvHeads > MAX_GROUP) return `a kv group of ${p.heads / p.kvHeads} query heads exceeds the ${MAX_GROUP} the page plan holds`;
   if (pageSize > MAX_PAGE_SIZE) return `pages of ${pageSize} tokens exceed the ${MAX_PAGE_SIZE} the decode kernel stages in shared memory`;
   if (p.softmax.kind === 'poly' && p.softmax.coefficients.length - 1 > 8) return 'polynomials above degree 8 are not run by the device kernels';
