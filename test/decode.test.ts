@@ -144,6 +144,15 @@ forEachDecodeHome('decode against the oracle', (home) => {
     } }), 11);
   });
 
+  // Chunked prefill runs through decode (docs/decode.md#chunked-prefill): the chunk's m queries
+  // are rows of the same plan and split-KV kernels, each with its own causal end and pages.
+  test('chunked prefill: m 100 against a 300-token cache, GQA 4, dense', async () => {
+    await check(home, base({ m: 100, lengths: [300], heads: 4, kvHeads: 1, D: 16 }), 13);
+  });
+  test('chunked prefill: m 32 against a 160-token cache, GQA 4, window + sinks + progressive 0.9', async () => {
+    await check(home, base({ m: 32, lengths: [160], heads: 4, kvHeads: 1, D: 16, options: { window: 24, globalTokens: 2, blocks: { progressive: 0.9 } } }), 13);
+  });
+
   test('a 1025-token sequence, D 64, progressive 0.95', async () => {
     await check(home, base({ lengths: [1025], heads: 4, kvHeads: 1, D: 64, options: { window: 64, globalTokens: 4, blocks: { progressive: 0.95 } } }), 5);
   });
