@@ -349,6 +349,15 @@ forEachDecodeHome('decode refuses what it cannot compute', (home) => {
     }
   });
 
+  testIf(home.location === 'cpu' ? 'a host cache has no shared-memory limit' : null, 'pages the decode kernel cannot stage: ERR_OPTION naming backend, with the reason', async () => {
+    const cache = await KvCache.create(cacheOptions(home, { batch: 1, kvHeads: 1, headDim: 256, capacity: 128, pageSize: 128 }));
+    await cache.append(randomArray(128 * 256, 1), randomArray(128 * 256, 2));
+    const e = await decode(randomArray(256, 3), cache, { heads: 1 }).then(() => null, (x: unknown) => x);
+    expect({ code: (e as PsaError).code, argument: (e as PsaError).argument }).toEqual({ code: 'ERR_OPTION', argument: 'backend' });
+    expect((e as Error).message).toMatch(/shared memory/);
+    cache.dispose();
+  });
+
   test('heads that are not a multiple of the cache kv heads: ERR_SHAPE naming heads', async () => {
     const { cache } = await setup(home, [10], 2, 2, 4, 1, 4, 1);
     await expect(decode(new Float32Array(12), cache, { heads: 3 })).rejects.toMatchObject({ code: 'ERR_SHAPE', argument: 'heads' });

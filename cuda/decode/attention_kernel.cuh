@@ -86,7 +86,7 @@ __global__ void __launch_bounds__(kThreads) split_attention_kernel(StepParams p)
       const long long row = rowOf[threadIdx.x];
       const std::uint8_t f = row >= 0 && J <= spanOf[threadIdx.x].pos / ps ? p.pageFlags[row * N + J] : 0;
       flagOf[threadIdx.x] = f;
-      if (f) anyRow = 1;
+      if (f) atomicExch(&anyRow, 1);
     }
     __syncthreads();
     if (!anyRow) continue;  // no row of the tile attends to this page: it is not read

@@ -202,6 +202,9 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   for (int L : r.lengths) maxLength = std::max(maxLength, L);
   const int maxPages = (maxLength + pool.pageSize - 1) / pool.pageSize;
   if (maxPages < 1 || maxPages > std::min(r.tableStride, kMaxPlanPages)) return invalid("the decode request's sequences are empty or longer than the page plan handles");
+  if (static_cast<long long>(r.batch) * pool.kvHeads > 65535 || attention_shared_bytes(pool.pageSize, pool.headDim) > kMaxSharedBytes) {
+    return invalid("the decode request exceeds the launch grid or the shared memory of the decode kernel");
+  }
   const int dev = pool.keys.device;
   PSA_TRY(cudaSetDevice(dev), "selecting the CUDA device");
   const long long rows = static_cast<long long>(r.batch) * r.heads * r.m;

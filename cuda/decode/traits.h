@@ -27,6 +27,9 @@ constexpr std::size_t plan_shared_bytes(int pages) {
   return pow2_at_least(static_cast<std::size_t>(pages > 0 ? pages : 1)) * 8 + static_cast<std::size_t>(pages + 1) * 4 + static_cast<std::size_t>(pages) * 8;
 }
 
+// Dynamic shared memory every target grants a CTA (sm_86 and sm_89 opt in to 99 KB).
+constexpr std::size_t kMaxSharedBytes = 99 * 1024;
+
 // Attention: q rows and accumulators in float32, one page of keys and values in 16 bits, scores.
 constexpr std::size_t attention_shared_bytes(int pageSize, int headDim) {
   return static_cast<std::size_t>(kTileRows) * headDim * 4 * 2 + static_cast<std::size_t>(pageSize) * headDim * 2 * 2 +

@@ -128,14 +128,21 @@ const ESTIMATE = { mean: 0, bound: 1, moment: 2 } as const;
 
 /** Why the device decode cannot run `p` (null: it can); checked before any work. */
 export function deviceDecodeUnsupported(p: DecodeProblem, pageSize: number): string | null {
+  if (p.sequences.length * p.kvHeads > MAX_GRID_Z) return `batch x kvHeads (${p.sequences.length * p.kvHeads}) exceeds ${MAX_GRID_Z}, the launch grid's z limit`;
+  const shared = attentionSharedBytes(pageSize, p.headDim);
+  if (shared > MAX_SHARED_BYTES) return `pages of ${pageSize} tokens at head dim ${p.headDim} need ${shared} bytes of shared memory in the decode kernel; every device grants ${MAX_SHARED_BYTES}`;
   if (p.heads / p.kvHeads > MAX_GROUP) return `a kv group of ${p.heads / p.kvHeads} query heads exceeds the ${MAX_GROUP} the page plan holds`;
   if (pageSize > MAX_PAGE_SIZE) return `pages of ${pageSize} tokens exceed the ${MAX_PAGE_SIZE} the decode kernel stages in shared memory`;
   if (p.softmax.kind === 'poly' && p.softmax.coefficients.length - 1 > 8) return 'polynomials above degree 8 are not run by the device kernels';
   return null;
 }
 
-/** cuda/decode: kMaxGroup, kMaxPageSize, kMaxPlanPages. */
+/** cuda/decode: kMaxGroup, kMaxPageSize, kMaxPlanPages, kMaxSharedBytes, attention_shared_bytes (traits.h). */
 const MAX_GROUP = 256;
+const MAX_GRID_Z = 65535;
+const MAX_SHARED_BYTES = 99 * 1024;
+const TILE_ROWS = 8;
+const attentionSharedBytes = (pageSize: number, headDim: number) => TILE_ROWS * headDim * 8 + pageSize * headDim * 4 + TILE_ROWS * pageSize * 4;
 export const MAX_PAGE_SIZE = 128;
 export const MAX_PLAN_PAGES = 4096;
 
