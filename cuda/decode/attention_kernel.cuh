@@ -33,15 +33,17 @@ __device__ __forceinline__ float softmax_exp2(float x, const float (&c)[9]) {
   }
 }
 
+// Four CTAs per SM at least (shared memory allows 6 to 8 at pages of 32, head dim 128): left to
+// itself ptxas squeezes the degree-8 polynomial variant into 40 registers on sm_80 and spills.
 template <typename T, int PolyDegree>
-__global__ void __launch_bounds__(kThreads) split_attention_kernel(StepParams p) {
+__global__ void __launch_bounds__(kThreads, 4) split_attention_kernel(StepParams p) {
   PSA_DYNAMIC_SHARED(unsigned char, smem);
   __shared__ long long rowOf[kTileRows];
   __shared__ RowSpan spanOf[kTileRows];
   __shared__ float rowM[kTileRows], rowL[kTileRows], tauOf[kTileRows];
   __shared__ int keptOf[kTileRows];
   __shared__ std::uint8_t flagOf[kTileRows];
-  __shared__ int anyRow;
+  __shared__ int anyRow[2];  // by page parity: one is cleared while the other is read
 
   const int D = p.pool.headDim, ps = p.pool.pageSize, N = p.maxPages;
   const int G = p.group();
@@ -79,17 +81,19 @@ __global__ void __launch_bounds__(kThreads) split_attention_kernel(StepParams p)
   const int first = split * p.pagesPerSplit;
   const int last = min_of(first + p.pagesPerSplit, seqPages);
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  if (threadIdx.x == 0) anyRow[first & 1] = 0;
   for (int J = first; J < last; J++) {
-    if (threadIdx.x == 0) anyRow = 0;
     __syncthreads();
     if (threadIdx.x < kTileRows) {
       const long long row = rowOf[threadIdx.x];
       const std::uint8_t f = row >= 0 && J <= spanOf[threadIdx.x].pos / ps ? p.pageFlags[row * N + J] : 0;
       flagOf[threadIdx.x] = f;
-      if (f) atomicExch(&anyRow, 1);
+      if (f) atomicExch(&anyRow[J & 1], 1);
     }
+    // The next page's flag: every thread read it last at the previous page, before the barrier above.
+    if (threadIdx.x == 0) anyRow[(J + 1) & 1] = 0;
     __syncthreads();
-    if (!anyRow) continue;  // no row of the tile attends to this page: it is not read
+    if (!anyRow[J & 1]) continue;  // no row of the tile attends to this page: it is not read
     const int page = p.pageTable[static_cast<std::size_t>(b) * p.tableStride + J];
     const int count = min_of(ps, L - J * ps);
     const std::size_t base = pool_offset(p.pool, page, hk, 0);
