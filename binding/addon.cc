@@ -13,9 +13,11 @@
 #include "attention.h"
 #include "cpu_attention.h"
 #include "cpu_decode.h"
+#include "decode.h"
 #include "device_tensor.h"
 #include "guard.h"
 #include "host_array.h"
+#include "kv_cache.h"
 #include "promise_worker.h"
 
 namespace psa::binding {
@@ -197,6 +199,10 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("firstNonFinite", Napi::Function::New<Guarded<FirstNonFinite>>(env, "firstNonFinite"));
   exports.Set("attention", Napi::Function::New<Guarded<Attention>>(env, "attention"));
   exports.Set("buildLayout", Napi::Function::New<Guarded<BuildLayout>>(env, "buildLayout"));
+  exports.Set("kvPoolCreate", Napi::Function::New<Guarded<KvPoolCreate>>(env, "kvPoolCreate"));
+  exports.Set("kvPoolAppend", Napi::Function::New<Guarded<KvPoolAppend>>(env, "kvPoolAppend"));
+  exports.Set("decode", Napi::Function::New<Guarded<Decode>>(env, "decode"));
+  exports.Set("mergeAttention", Napi::Function::New<Guarded<MergeAttention>>(env, "mergeAttention"));
   RegisterCpu(env, exports);
   RegisterCpuDecode(env, exports);
 #if defined(PSA_EMULATED)

@@ -5,6 +5,7 @@
  * that `progressive` is PSA's rule on the exact visited mass.
  */
 import { types } from 'node:util';
+import { decodeOnDevice } from './backends/device-decode-step';
 import { BackendUnavailableError, DtypeError, OptionError, ShapeError } from './errors';
 import { checkValues } from './finite';
 import { KvCache } from './kv-cache';
@@ -40,7 +41,7 @@ export interface DecodeOptions {
   returnLse?: boolean;
   /** Also return `pages`: per query row, the cache pages it attended to. */
   returnPages?: boolean;
-  /** 'auto' (default: cpu where the native addon has it, else js), 'js' or 'cpu' in this version. */
+  /** Where the step runs: a host cache on 'cpu' (the native addon) or 'js', a device cache where it lives ('cuda' or 'cuda-emu'); 'auto' (default): the device of a device cache, else cpu where the addon has it, else js. */
   backend?: 'auto' | 'js' | 'cpu' | 'cuda' | 'cuda-emu';
   /** Threads the cpu backend decodes on, 1..1024. Default: the machine's hardware threads. */
   threads?: number;
@@ -56,7 +57,7 @@ export interface DecodeResult {
   /** With returnPages, per row (b, h, i) in q's order: the pages (by index within the sequence) it attended to, ascending. */
   pages?: Int32Array[];
   stats: DecodeStats;
-  backend: 'js' | 'cpu';
+  backend: 'js' | 'cpu' | 'cuda' | 'cuda-emu';
 }
 
 const OPTION_KEYS = [
@@ -66,14 +67,18 @@ const OPTION_KEYS = [
 
 export async function decode(q: Float32Array | Tensor, cache: KvCache, options: DecodeOptions = {}): Promise<DecodeResult> {
   if (!(cache instanceof KvCache)) throw new OptionError(`cache must be a KvCache, got ${describe(cache)}`, 'cache');
-  const store = cache.storage; // ERR_DISPOSED when disposed
+  const store = cache.book; // ERR_DISPOSED when disposed
   if (typeof options !== 'object' || options === null) throw new OptionError('options must be an object', 'options');
   checkKeys('options', options, OPTION_KEYS);
   const requested = options.backend ?? 'auto';
-  if (!['auto', 'js', 'cpu', 'cuda', 'cuda-emu'].includes(requested)) throw new OptionError(`backend must be 'auto', 'js' or 'cpu', got ${describe(requested)}`, 'backend');
-  if (requested === 'cuda' || requested === 'cuda-emu') throw new BackendUnavailableError(requested, 'decode runs on the js and cpu backends in this version');
+  if (!['auto', 'js', 'cpu', 'cuda', 'cuda-emu'].includes(requested)) throw new OptionError(`backend must be 'auto', 'js', 'cpu', 'cuda' or 'cuda-emu', got ${describe(requested)}`, 'backend');
+  const host = cache.location === 'cpu';
+  const fits = host ? requested === 'auto' || requested === 'js' || requested === 'cpu' : requested === 'auto' || requested === cache.location;
+  if (!fits) {
+    throw new OptionError(`backend '${requested}' cannot decode a cache on '${cache.location}': decode runs where its cache is (${host ? "'js' or 'cpu' for a host cache" : `'${cache.location}'`})`, 'backend');
+  }
   // A host cache decodes on cpu where the addon has it (as attention's auto), else on js.
-  const cpu = requested === 'js' ? null : cpuDecodeAddon();
+  const cpu = host && requested !== 'js' ? cpuDecodeAddon() : null;
   if (requested === 'cpu' && cpu && 'reason' in cpu) throw new BackendUnavailableError('cpu', cpu.reason);
   const threads = options.threads === undefined ? null : checkInt('threads', options.threads, 1, 1024);
 
@@ -87,26 +92,28 @@ export async function decode(q: Float32Array | Tensor, cache: KvCache, options: 
   }
 
   const D = cache.headDim;
-  let data: Float32Array;
+  let data: Float32Array | null = null;
   let heads: number;
+  let m: number;
   if (q instanceof Tensor) {
-    if (q.location !== 'cpu') throw new OptionError(`decode takes a cpu Tensor or a Float32Array in this version, got a tensor on '${q.location}'`, 'q');
-    const [b, h, , d] = q.dims;
+    if (q.location !== 'cpu' && q.location !== cache.location) throw new OptionError(`q is a tensor on '${q.location}'; the cache is on '${cache.location}'`, 'q');
+    const [b, h, qm, d] = q.dims;
     if (b !== sequences.length || d !== D) throw new ShapeError(`q dims [${q.dims}] must be [${sequences.length}, heads, m, ${D}]`, 'q');
     if (options.heads !== undefined && options.heads !== h) throw new ShapeError(`heads is ${options.heads} but q has ${h}`, 'heads');
     heads = h;
-    data = q.data;
+    m = qm;
+    if (q.location === 'cpu') data = q.data;
   } else {
     if (!types.isFloat32Array(q)) throw new DtypeError(`q must be a Float32Array or a Tensor, got ${describe(q)}`, 'q');
     if (options.heads === undefined) throw new OptionError('heads is required with a Float32Array q ([batch, heads, m, headDim])', 'heads');
     heads = checkInt('heads', options.heads, 1, 2 ** 31 - 1, (m, a) => new ShapeError(m, a));
     data = q;
+    m = q.length / (sequences.length * heads * D);
+    if (!Number.isInteger(m) || m < 1) {
+      throw new ShapeError(`q holds ${q.length} floats: it must be [${sequences.length}, ${heads}, m, ${D}] with m >= 1${q.length === 0 ? ' (was its buffer transferred?)' : ''}`, 'q');
+    }
   }
   if (heads % cache.kvHeads !== 0) throw new ShapeError(`heads (${heads}) must be a multiple of the cache's kvHeads (${cache.kvHeads})`, 'heads');
-  const m = data.length / (sequences.length * heads * D);
-  if (!Number.isInteger(m) || m < 1) {
-    throw new ShapeError(`q holds ${data.length} floats: it must be [${sequences.length}, ${heads}, m, ${D}] with m >= 1${data.length === 0 ? ' (was its buffer transferred?)' : ''}`, 'q');
-  }
   for (const s of sequences) {
     if (store.lengths[s] < m) throw new ShapeError(`sequence ${s} holds ${store.lengths[s]} tokens, fewer than the ${m} queries: append the queries' keys first`, 'q');
   }
@@ -128,11 +135,13 @@ export async function decode(q: Float32Array | Tensor, cache: KvCache, options: 
     returnLse: checkBoolean('returnLse', options.returnLse, false),
     returnPages: checkBoolean('returnPages', options.returnPages, false),
   };
+  const checkFinite = checkBoolean('checkFinite', options.checkFinite, true);
+  if (cache.location !== 'cpu') return decodeOnDevice(p, data ?? (q as Tensor), cache, checkFinite);
   // Computed now, before the promise is returned: nothing the caller does later can reach it.
-  const own = data.slice();
-  if (checkBoolean('checkFinite', options.checkFinite, true)) checkValues('q', own, 'float32');
+  const own = data!.slice();
+  if (checkFinite) checkValues('q', own, 'float32');
   const onCpu = cpu && 'addon' in cpu ? cpu.addon : null;
-  const r = onCpu ? await decodeOnCpu(onCpu, p, own, cache, threads) : decodeReference(p, own, cache);
+  const r = onCpu ? await cache.reading(() => decodeOnCpu(onCpu, p, own, cache, threads)) : decodeReference(p, own, cache);
   const result: DecodeResult = { output: r.output, stats: r.stats, backend: onCpu ? 'cpu' : 'js' };
   if (r.lse) result.lse = r.lse;
   if (r.pages) result.pages = r.pages;

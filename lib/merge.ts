@@ -3,9 +3,14 @@
  * `lse = ln Σ_p e^{lse_p}`, `O = Σ_p e^{lse_p - lse} O_p`. A part with `lse = -inf` (no key)
  * adds nothing; rows empty in every part give 0 and -inf. This is how split-KV combines its
  * partial results, and how a user combines shards of one sequence held in several places.
+ * Parts on a device (float32 Tensors) merge there, through the combine kernel of split-KV
+ * decode (cuda/decode/combine_kernel.cuh), and resolve to device tensors.
  */
 import { types } from 'node:util';
-import { OptionError, ShapeError, ValueError } from './errors';
+import { mergeOnDevice } from './backends/device-decode';
+import { DeviceStorage } from './backends/device-storage';
+import { DtypeError, OptionError, ShapeError, ValueError } from './errors';
+import { Tensor } from './tensor';
 import { describe } from './validate';
 
 export interface AttentionPart {
@@ -15,8 +20,48 @@ export interface AttentionPart {
   lse: Float32Array;
 }
 
-export function mergeAttention(parts: readonly AttentionPart[]): { output: Float32Array; lse: Float32Array } {
+/** A part on a device: float32 tensors, output [rows, headDim] in any dims, lse holding one value per row. */
+export interface DeviceAttentionPart {
+  output: Tensor;
+  lse: Tensor;
+}
+
+export function mergeAttention(parts: readonly AttentionPart[]): { output: Float32Array; lse: Float32Array };
+export function mergeAttention(parts: readonly DeviceAttentionPart[]): Promise<{ output: Tensor; lse: Tensor }>;
+export function mergeAttention(parts: readonly (AttentionPart | DeviceAttentionPart)[]): { output: Float32Array; lse: Float32Array } | Promise<{ output: Tensor; lse: Tensor }> {
   if (!Array.isArray(parts) || parts.length === 0) throw new OptionError('mergeAttention needs a non-empty array of { output, lse } parts', 'parts');
+  const first = parts[0] as Partial<DeviceAttentionPart> | null;
+  if (typeof first === 'object' && first !== null && first.output instanceof Tensor) return mergeDevice(parts as readonly DeviceAttentionPart[]);
+  return mergeHost(parts as readonly AttentionPart[]);
+}
+
+async function mergeDevice(parts: readonly DeviceAttentionPart[]): Promise<{ output: Tensor; lse: Tensor }> {
+  const storages = parts.map((part, i) => {
+    if (typeof part !== 'object' || part === null) throw new OptionError(`parts[${i}] must be { output, lse }, got ${describe(part)}`, `parts[${i}]`);
+    return (['output', 'lse'] as const).map((key) => {
+      const t = part[key];
+      if (!(t instanceof Tensor)) throw new DtypeError(`parts[${i}].${key} must be a Tensor like parts[0].output, got ${describe(t)}`, `parts[${i}].${key}`);
+      const st = t.storage;
+      if (!(st instanceof DeviceStorage)) throw new DtypeError(`parts[${i}].${key} is a cpu tensor; merge host parts as Float32Arrays`, `parts[${i}].${key}`);
+      if (st.type !== 'float32') throw new DtypeError(`parts[${i}].${key} is ${st.type}; attention parts are float32`, `parts[${i}].${key}`);
+      return st;
+    });
+  });
+  const location = storages[0][0].location;
+  storages.forEach((pair, i) => {
+    if (pair.some((st) => st.location !== location)) throw new OptionError(`parts[${i}] is not on '${location}' like parts[0]`, `parts[${i}]`);
+  });
+  const rows = parts[0].lse.size;
+  const size = parts[0].output.size;
+  if (size % rows !== 0) throw new ShapeError(`parts[0]: output holds ${size} floats, not a whole number of rows for ${rows} LSE values`, 'parts[0].output');
+  parts.forEach((part, i) => {
+    if (part.lse.size !== rows || part.output.size !== size) throw new ShapeError(`parts[${i}] has ${part.lse.size} rows of ${part.output.size / Math.max(1, part.lse.size)}; parts[0] has ${rows} of ${size / rows}`, `parts[${i}]`);
+  });
+  const r = await mergeOnDevice(location, storages.map((p) => p[0].native), storages.map((p) => p[1].native), size / rows);
+  return { output: new Tensor(new DeviceStorage(location, r.output), parts[0].output.dims), lse: new Tensor(new DeviceStorage(location, r.lse), parts[0].lse.dims) };
+}
+
+function mergeHost(parts: readonly AttentionPart[]): { output: Float32Array; lse: Float32Array } {
   parts.forEach((part, i) => {
     if (typeof part !== 'object' || part === null) throw new OptionError(`parts[${i}] must be { output, lse }, got ${describe(part)}`, `parts[${i}]`);
     if (!types.isFloat32Array(part.output)) throw new ShapeError(`parts[${i}].output must be a Float32Array, got ${describe(part.output)}`, `parts[${i}].output`);

@@ -59,13 +59,15 @@ export interface BackendProfile {
   gradientTolerance: Readonly<Partial<Record<ComputeType, number>>>;
   /** Unavailable under CI=true is a failure, not a skip: CI must run its kernels. */
   requiredInCI: boolean;
+  /** Decode (docs/decode.md): where its KvCache lives, or why it has none. */
+  decode: { cache: TensorHome } | { none: string };
 }
 
 /** Every block size the library accepts (docs/contract.md#block-selection). */
 export const ALL_BLOCK_SIZES: readonly number[] = Array.from({ length: 16 }, (_, i) => 16 * (i + 1));
 const TILE_BLOCK_SIZES = ALL_BLOCK_SIZES.filter((bs) => bs % 64 === 0);
 
-const FLOAT32: Omit<BackendProfile, 'tensorHome' | 'requiredInCI'> = {
+const FLOAT32: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'decode'> = {
   dtypes: ['float32'],
   tolerance: { float32: 1e-5 },
   lseTolerance: 2e-5,
@@ -80,7 +82,7 @@ const FLOAT32: Omit<BackendProfile, 'tensorHome' | 'requiredInCI'> = {
   budget: { longSeq: 1025, propertySeq: 200, propertyRuns: 60, selectionPropertySeq: 400 },
 };
 
-const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget'> = {
+const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget' | 'decode'> = {
   dtypes: ['float16', 'bfloat16'],
   tolerance: { float16: 5e-3, bfloat16: 1.5e-2 },
   lseTolerance: 1e-3,
@@ -104,14 +106,15 @@ const DEVICE: Omit<BackendProfile, 'tensorHome' | 'requiredInCI' | 'budget'> = {
 };
 
 const TABLE = {
-  js: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: true },
+  js: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: true, decode: { cache: 'cpu' } },
   // The emulated build computes as the device does, at the CPU execution model's speed.
   'cuda-emu': {
     ...DEVICE, tensorHome: 'cuda-emu', requiredInCI: true,
     budget: { longSeq: 1025, propertySeq: 160, propertyRuns: 30, selectionPropertySeq: 256 },
+    decode: { cache: 'cuda-emu' },
   },
-  cpu: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: false, backwardReason: 'the cpu backward is not in this build' },
-  cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget },
+  cpu: { ...FLOAT32, tensorHome: 'cpu', requiredInCI: false, backwardReason: 'the cpu backward is not in this build', decode: { cache: 'cpu' } },
+  cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget, decode: { cache: 'cuda' } },
 } satisfies Record<string, BackendProfile>;
 
 export type TestBackend = keyof typeof TABLE;

@@ -1,0 +1,345 @@
+// Host orchestration of the decode kernels (decode_api.h) on the calling thread's stream:
+// append (scatter, then the touched pages' metadata), one step (plan, pages read, split-KV
+// attention, LSE combine: launched back to back, one wait for the result), and the merge.
+// Every temporary is freed on every path; on failure the outputs are freed too.
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <algorithm>
+#include <cstring>
+#include <mutex>
+#include <utility>
+
+#include "../convert.cuh"
+#include "../cuda_compat.h"
+#include "../runtime_status.h"
+#include "append_kernel.cuh"
+#include "attention_kernel.cuh"
+#include "combine_kernel.cuh"
+#include "decode_api.h"
+#include "plan_kernel.cuh"
+#include "topk_kernel.cuh"
+#include "traits.h"
+
+namespace psa::gpu {
+namespace {
+
+using namespace decode;
+
+cudaStream_t stream() { return cudaStreamPerThread; }
+unsigned grid_for(std::size_t n) { return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>((n + kThreads - 1) / kThreads, 4096))); }
+
+// A device buffer freed when it goes out of scope, unless released to the caller.
+class Owned {
+ public:
+  Owned() = default;
+  Owned(const Owned&) = delete;
+  Owned& operator=(const Owned&) = delete;
+  ~Owned() { free_buffer(buf_); }
+  Status alloc(std::size_t bytes, int device) { return alloc_buffer(buf_, bytes, device); }
+  template <typename T> T* as() const { return static_cast<T*>(buf_.ptr); }
+  Buffer release() { return std::exchange(buf_, Buffer{}); }
+
+ private:
+  Buffer buf_;
+};
+
+// Host data copied into a new device buffer (the host vector must outlive the copy: the caller
+// waits on the stream before it goes).
+template <typename T>
+Status upload_vector(const std::vector<T>& host, int device, Owned& dst) {
+  Status s = dst.alloc(std::max<std::size_t>(host.size(), 1) * sizeof(T), device);
+  if (!s.ok()) return s;
+  if (!host.empty()) PSA_TRY(cudaMemcpyAsync(dst.as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, stream()), "copying decode tables to the device");
+  return Status::success();
+}
+
+int multiprocessors(int device) {
+  static std::mutex mutex;
+  static std::vector<int> known;
+  std::lock_guard<std::mutex> g(mutex);
+  if (static_cast<int>(known.size()) <= device) known.resize(device + 1, 0);
+  if (!known[device]) {
+    cudaDeviceProp prop{};
+    known[device] = cudaGetDeviceProperties(&prop, device) == cudaSuccess && prop.multiProcessorCount > 0 ? prop.multiProcessorCount : 1;
+    cudaGetLastError();
+  }
+  return known[device];
+}
+
+PoolView view_of(const PoolBuffers& pool) {
+  PoolView v;
+  v.keys = static_cast<const std::uint16_t*>(pool.keys.ptr);
+  v.values = static_cast<const std::uint16_t*>(pool.values.ptr);
+  v.meta = static_cast<const float*>(pool.meta.ptr);
+  v.kvHeads = pool.kvHeads;
+  v.pageSize = pool.pageSize;
+  v.headDim = pool.headDim;
+  return v;
+}
+
+template <typename T, typename In>
+Status launch_append(const AppendParams& a) {
+  const std::size_t n = static_cast<std::size_t>(a.sequences) * a.kvHeads * a.n * a.headDim;
+  PSA_LAUNCH((append_tokens_kernel<T, In>), grid_for(n), kThreads, 0, stream())(a);
+  PSA_TRY(cudaGetLastError(), "launching the cache append");
+  const std::size_t m = static_cast<std::size_t>(a.touchedCount) * a.kvHeads * a.headDim;
+  PSA_LAUNCH(page_metadata_kernel<T>, grid_for(m), kThreads, 0, stream())(a);
+  return status_of(cudaGetLastError(), "launching the page metadata update");
+}
+
+template <typename T>
+Status launch_append_from(const AppendParams& a, DType kType) {
+  switch (kType) {
+    case DType::F32: return launch_append<T, float>(a);
+    case DType::F16: return launch_append<T, __half>(a);
+    case DType::BF16: return launch_append<T, __nv_bfloat16>(a);
+  }
+  return Status{static_cast<int>(cudaErrorInvalidValue), "cudaErrorInvalidValue", "unknown input type"};
+}
+
+template <typename T, int Poly>
+Status launch_attention(const StepParams& p, dim3 grid) {
+  const std::size_t smem = attention_shared_bytes(p.pool.pageSize, p.pool.headDim);
+  PSA_TRY(cudaFuncSetAttribute(split_attention_kernel<T, Poly>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "configuring the decode kernel");
+  PSA_LAUNCH((split_attention_kernel<T, Poly>), grid, kThreads, smem, stream())(p);
+  return status_of(cudaGetLastError(), "launching the decode kernel");
+}
+
+template <typename T>
+Status launch_step(const StepParams& p, int* pagesRead, float* thresholds) {
+  const std::size_t planSmem = plan_shared_bytes(p.maxPages);
+  PSA_TRY(cudaFuncSetAttribute(plan_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(planSmem)), "configuring the page plan");
+  const unsigned units = static_cast<unsigned>(p.rows() / (p.shareAcrossGroup ? p.group() : 1));
+  PSA_LAUNCH(plan_kernel<T>, units, kThreads, planSmem, stream())(p);
+  PSA_TRY(cudaGetLastError(), "launching the page plan");
+  PSA_LAUNCH(pages_read_kernel, grid_for(static_cast<std::size_t>(p.batch) * p.pool.kvHeads * p.maxPages), kThreads, 0, stream())(p, pagesRead);
+  PSA_TRY(cudaGetLastError(), "counting the pages read");
+  if (thresholds) {
+    PSA_LAUNCH(topk_threshold_kernel<T>, static_cast<unsigned>(p.rows()), kThreads, 0, stream())(p, thresholds);
+    PSA_TRY(cudaGetLastError(), "launching the top-k thresholds");
+  }
+  const unsigned tiles = static_cast<unsigned>((p.group() * p.m + kTileRows - 1) / kTileRows);
+  const dim3 grid(static_cast<unsigned>(p.splits), tiles, static_cast<unsigned>(p.batch * p.pool.kvHeads));
+  if (p.polyDegree == 0) return launch_attention<T, 0>(p, grid);
+  if (p.polyDegree == 3) return launch_attention<T, 3>(p, grid);  // the default degree, unrolled exactly
+  return launch_attention<T, 8>(p, grid);                         // higher coefficients are zero-padded
+}
+
+Status combine(const float* const* outputs, const float* const* lses, int parts, long long rows, int headDim, float* out, float* lse) {
+  const unsigned blocks = static_cast<unsigned>(std::min<long long>(4096, (rows + kWarps - 1) / kWarps));
+  PSA_LAUNCH(lse_combine_kernel, std::max(1u, blocks), kThreads, 0, stream())(outputs, lses, parts, rows, headDim, out, lse);
+  return status_of(cudaGetLastError(), "launching the LSE combine");
+}
+
+Status invalid(const char* what) { return Status{static_cast<int>(cudaErrorInvalidValue), "cudaErrorInvalidValue", what}; }
+
+}  // namespace
+
+Status alloc_pool(PoolBuffers& pool) {
+  const std::size_t elements = static_cast<std::size_t>(pool.pages) * pool.kvHeads * pool.pageSize * pool.headDim;
+  const std::size_t metaBytes = static_cast<std::size_t>(pool.pages) * pool.kvHeads * kMetaFields * pool.headDim * sizeof(float);
+  Owned keys, values, meta;
+  const int dev = pool.keys.device;
+  Status s;
+  if (!(s = keys.alloc(elements * 2, dev)).ok() || !(s = values.alloc(elements * 2, dev)).ok() || !(s = meta.alloc(metaBytes, dev)).ok()) return s;
+  // Zeroed so that a page's unused slots never hold NaN patterns the kernels could read.
+  PSA_TRY(cudaMemsetAsync(keys.as<void>(), 0, elements * 2, stream()), "clearing the cache");
+  PSA_TRY(cudaMemsetAsync(values.as<void>(), 0, elements * 2, stream()), "clearing the cache");
+  PSA_TRY(cudaMemsetAsync(meta.as<void>(), 0, metaBytes, stream()), "clearing the cache");
+  PSA_TRY(cudaStreamSynchronize(stream()), "clearing the cache");
+  pool.keys = keys.release();
+  pool.values = values.release();
+  pool.meta = meta.release();
+  return Status::success();
+}
+
+void free_pool(PoolBuffers& pool) {
+  free_buffer(pool.keys);
+  free_buffer(pool.values);
+  free_buffer(pool.meta);
+}
+
+Status run_append(const AppendRequest& r) {
+  const PoolBuffers& pool = r.pool;
+  if (r.sequences < 1 || r.n < 1 || r.slots.size() != static_cast<std::size_t>(r.sequences) * r.n || r.touched.size() != r.touchedKeys.size()) {
+    return invalid("the cache append has an invalid shape");
+  }
+  const int dev = pool.keys.device;
+  PSA_TRY(cudaSetDevice(dev), "selecting the CUDA device");
+  Owned slots, touched, touchedKeys;
+  Status s;
+  if (!(s = upload_vector(r.slots, dev, slots)).ok() || !(s = upload_vector(r.touched, dev, touched)).ok() || !(s = upload_vector(r.touchedKeys, dev, touchedKeys)).ok()) return s;
+  AppendParams a;
+  a.keys = static_cast<std::uint16_t*>(pool.keys.ptr);
+  a.values = static_cast<std::uint16_t*>(pool.values.ptr);
+  a.meta = static_cast<float*>(pool.meta.ptr);
+  a.kvHeads = pool.kvHeads;
+  a.pageSize = pool.pageSize;
+  a.headDim = pool.headDim;
+  a.k = r.k.ptr;
+  a.v = r.v.ptr;
+  a.sequences = r.sequences;
+  a.n = r.n;
+  a.slots = slots.as<const std::int32_t>();
+  a.touched = touched.as<const std::int32_t>();
+  a.touchedKeys = touchedKeys.as<const std::int32_t>();
+  a.touchedCount = static_cast<int>(r.touched.size());
+  s = pool.type == DType::BF16 ? launch_append_from<__nv_bfloat16>(a, r.kType) : launch_append_from<__half>(a, r.kType);
+  if (!s.ok()) return s;
+  return status_of(cudaStreamSynchronize(stream()), "appending to the cache");
+}
+
+Status run_decode(const DecodeRequest& r, DecodeResult& out) {
+  const PoolBuffers& pool = r.pool;
+  const int G = r.heads / std::max(1, pool.kvHeads);
+  if (r.batch < 1 || r.m < 1 || r.heads < 1 || r.heads % pool.kvHeads != 0 || G > kMaxGroup || pool.headDim > 256 || pool.pageSize > kMaxPageSize ||
+      r.lengths.size() != static_cast<std::size_t>(r.batch) || r.pageTable.size() != static_cast<std::size_t>(r.batch) * r.tableStride ||
+      (r.qType != DType::F32 && r.qType != pool.type)) {
+    return invalid("the decode request has an invalid shape or element type");
+  }
+  int maxLength = 0;
+  for (int L : r.lengths) maxLength = std::max(maxLength, L);
+  const int maxPages = (maxLength + pool.pageSize - 1) / pool.pageSize;
+  if (maxPages < 1 || maxPages > std::min(r.tableStride, kMaxPlanPages)) return invalid("the decode request's sequences are empty or longer than the page plan handles");
+  if (static_cast<long long>(r.batch) * pool.kvHeads > 65535 || attention_shared_bytes(pool.pageSize, pool.headDim) > kMaxSharedBytes) {
+    return invalid("the decode request exceeds the launch grid or the shared memory of the decode kernel");
+  }
+  const int dev = pool.keys.device;
+  PSA_TRY(cudaSetDevice(dev), "selecting the CUDA device");
+  const long long rows = static_cast<long long>(r.batch) * r.heads * r.m;
+  const std::size_t D = pool.headDim;
+  const std::size_t qElements = static_cast<std::size_t>(rows) * D;
+
+  // Splits: enough CTAs for two waves of the device, each with at least one page.
+  const long long ctasPerSplit = static_cast<long long>(r.batch) * pool.kvHeads * ((G * r.m + kTileRows - 1) / kTileRows);
+  const long long wanted = std::max<long long>(1, (2LL * multiprocessors(dev) + ctasPerSplit - 1) / ctasPerSplit);
+  const int pagesPerSplit = static_cast<int>((maxPages + std::min<long long>(wanted, maxPages) - 1) / std::min<long long>(wanted, maxPages));
+  const int splits = (maxPages + pagesPerSplit - 1) / pagesPerSplit;
+  const int unitHeads = r.shareAcrossGroup ? G : 1;
+  const std::size_t units = static_cast<std::size_t>(rows / unitHeads);
+
+  Owned q16, table, lengths, flags, dropped, visited, masses, partOut, partLse, partKept, pointers, counter, output, lse, thresholds;
+  Status s;
+  if (!(s = upload_vector(r.pageTable, dev, table)).ok() || !(s = upload_vector(r.lengths, dev, lengths)).ok()) return s;
+  const std::uint16_t* q = static_cast<const std::uint16_t*>(r.q.ptr);
+  if (r.qType == DType::F32) {
+    if (!(s = q16.alloc(qElements * 2, dev)).ok()) return s;
+    if (pool.type == DType::BF16) {
+      PSA_LAUNCH(narrow_f32_kernel<__nv_bfloat16>, grid_for(qElements), kThreads, 0, stream())(static_cast<const float*>(r.q.ptr), q16.as<__nv_bfloat16>(), qElements);
+    } else {
+      PSA_LAUNCH(narrow_f32_kernel<__half>, grid_for(qElements), kThreads, 0, stream())(static_cast<const float*>(r.q.ptr), q16.as<__half>(), qElements);
+    }
+    PSA_TRY(cudaGetLastError(), "converting the queries");
+    q = q16.as<const std::uint16_t>();
+  }
+  if (!(s = flags.alloc(static_cast<std::size_t>(rows) * maxPages, dev)).ok() || !(s = dropped.alloc(rows * 4, dev)).ok() ||
+      !(s = visited.alloc(rows * 4, dev)).ok() || !(s = masses.alloc(r.choice ? units * unitHeads * maxPages * 4 : 4, dev)).ok() ||
+      !(s = partOut.alloc(splits * qElements * 4, dev)).ok() || !(s = partLse.alloc(splits * rows * 4, dev)).ok() ||
+      !(s = partKept.alloc(splits * rows * 4, dev)).ok() || !(s = pointers.alloc(2 * splits * sizeof(float*), dev)).ok() ||
+      !(s = counter.alloc(4, dev)).ok() || !(s = output.alloc(qElements * 4, dev)).ok()) {
+    return s;
+  }
+  if (r.returnLse && !(s = lse.alloc(rows * 4, dev)).ok()) return s;
+  const bool topK = r.topK > 0 || r.topKRatio > 0;
+  if (topK && !(s = thresholds.alloc(rows * 4, dev)).ok()) return s;
+
+  StepParams p;
+  p.pool = view_of(pool);
+  p.q = q;
+  p.batch = r.batch;
+  p.heads = r.heads;
+  p.m = r.m;
+  p.pageTable = table.as<const std::int32_t>();
+  p.tableStride = r.tableStride;
+  p.lengths = lengths.as<const std::int32_t>();
+  p.maxPages = maxPages;
+  p.scale = r.scale;
+  p.windowLeft = r.windowLeft;
+  p.windowRight = r.windowRight;
+  p.globalTokens = r.globalTokens;
+  p.sparse = r.sparse;
+  p.choice = static_cast<Choice>(r.choice);
+  p.choiceValue = r.choiceValue;
+  p.minBlocks = r.minBlocks;
+  p.maxBlocks = r.maxBlocks;
+  p.estimate = static_cast<Estimate>(r.estimate);
+  p.shareAcrossGroup = r.shareAcrossGroup;
+  p.topK = r.topK;
+  p.topKRatio = r.topKRatio;
+  p.thresholds = topK ? thresholds.as<const float>() : nullptr;
+  p.polyDegree = r.polyDegree;
+  std::memcpy(p.polyCoefficients, r.polyCoefficients, sizeof p.polyCoefficients);
+  p.pageFlags = flags.as<std::uint8_t>();
+  p.dropped = dropped.as<float>();
+  p.visited = visited.as<std::int32_t>();
+  p.masses = masses.as<float>();
+  p.splits = splits;
+  p.pagesPerSplit = pagesPerSplit;
+  p.partOutput = partOut.as<float>();
+  p.partLse = partLse.as<float>();
+  p.partKept = partKept.as<std::int32_t>();
+
+  // The split parts as the combine kernel reads them: pointer tables built on the host.
+  std::vector<const float*> partTable(2 * splits);
+  for (int i = 0; i < splits; i++) {
+    partTable[i] = partOut.as<const float>() + i * qElements;
+    partTable[splits + i] = partLse.as<const float>() + i * rows;
+  }
+  PSA_TRY(cudaMemcpyAsync(pointers.as<void>(), partTable.data(), partTable.size() * sizeof(float*), cudaMemcpyHostToDevice, stream()), "copying the split table");
+  PSA_TRY(cudaMemsetAsync(counter.as<void>(), 0, 4, stream()), "counting the pages read");
+  float* tau = topK ? thresholds.as<float>() : nullptr;
+  s = pool.type == DType::BF16 ? launch_step<__nv_bfloat16>(p, counter.as<int>(), tau) : launch_step<__half>(p, counter.as<int>(), tau);
+  if (!s.ok()) return s;
+  const float* const* parts = pointers.as<const float* const>();
+  if (!(s = combine(parts, parts + splits, splits, rows, static_cast<int>(D), output.as<float>(), r.returnLse ? lse.as<float>() : nullptr)).ok()) return s;
+
+  DecodeResult res;
+  res.maxPages = maxPages;
+  std::vector<std::int32_t> kept(static_cast<std::size_t>(splits) * rows);
+  res.visited.resize(rows);
+  res.dropped.resize(rows);
+  int pagesRead = 0;
+  PSA_TRY(cudaMemcpyAsync(kept.data(), partKept.as<void>(), kept.size() * 4, cudaMemcpyDeviceToHost, stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(res.visited.data(), visited.as<void>(), rows * 4, cudaMemcpyDeviceToHost, stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(res.dropped.data(), dropped.as<void>(), rows * 4, cudaMemcpyDeviceToHost, stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(&pagesRead, counter.as<void>(), 4, cudaMemcpyDeviceToHost, stream()), "reading the decode counts");
+  if (r.returnPages) {
+    res.pageFlags.resize(static_cast<std::size_t>(rows) * maxPages);
+    PSA_TRY(cudaMemcpyAsync(res.pageFlags.data(), flags.as<void>(), res.pageFlags.size(), cudaMemcpyDeviceToHost, stream()), "reading the decode pages");
+  }
+  PSA_TRY(cudaStreamSynchronize(stream()), "running the decode kernels");
+  res.kept.assign(rows, 0);
+  for (int i = 0; i < splits; i++) {
+    for (long long row = 0; row < rows; row++) res.kept[row] += kept[i * rows + row];
+  }
+  res.pagesRead = pagesRead;
+  res.output = output.release();
+  if (r.returnLse) res.lse = lse.release();
+  out = std::move(res);
+  return Status::success();
+}
+
+Status run_merge(const std::vector<Buffer>& outputs, const std::vector<Buffer>& lses, long long rows, int headDim, Buffer& outOutput, Buffer& outLse) {
+  if (outputs.empty() || outputs.size() != lses.size() || rows < 1 || headDim < 1) return invalid("mergeAttention: invalid parts");
+  const int dev = outputs[0].device;
+  PSA_TRY(cudaSetDevice(dev), "selecting the CUDA device");
+  const int parts = static_cast<int>(outputs.size());
+  std::vector<const float*> table(2 * parts);
+  for (int i = 0; i < parts; i++) {
+    table[i] = static_cast<const float*>(outputs[i].ptr);
+    table[parts + i] = static_cast<const float*>(lses[i].ptr);
+  }
+  Owned pointers, output, lse;
+  Status s;
+  if (!(s = pointers.alloc(table.size() * sizeof(float*), dev)).ok() || !(s = output.alloc(rows * headDim * 4, dev)).ok() || !(s = lse.alloc(rows * 4, dev)).ok()) return s;
+  PSA_TRY(cudaMemcpyAsync(pointers.as<void>(), table.data(), table.size() * sizeof(float*), cudaMemcpyHostToDevice, stream()), "copying the part table");
+  const float* const* t = pointers.as<const float* const>();
+  if (!(s = combine(t, t + parts, parts, rows, headDim, output.as<float>(), lse.as<float>())).ok()) return s;
+  PSA_TRY(cudaStreamSynchronize(stream()), "merging attention parts");
+  outOutput = output.release();
+  outLse = lse.release();
+  return Status::success();
+}
+
+}  // namespace psa::gpu

@@ -1,0 +1,395 @@
+// The page plan of a decode step, one CTA per selection unit: a query row (b, h, i), or with
+// shareAcrossGroup the rows of a kv group (b, kv head, i). It writes each row's page flags
+// (whole page, or window and sinks only), its visited-page count and its estimated dropped
+// share R / (Z + R), exactly as the reference (lib/reference/decode.ts) decides them:
+//
+//   candidates  pages with a causal key outside the window and the sinks (n_J such keys);
+//   estimates   from the page metadata only ('mean', 'bound', 'moment'), float32;
+//   order       by estimate, ties to the lower page (bitonic sort in shared memory), for a
+//               shared unit by the mean of the group's estimates;
+//   count       ratio / topBlocks directly; progressive: the shortest prefix with
+//               Z >= tau (Z + R), Z the exact mass of the window, sinks and prefix pages, R the
+//               suffix of n_J exp(e_J). The warps score the next kWarps ordered pages at once
+//               (speculatively) and one thread walks them in order, so the prefix is exact and
+//               at most kWarps - 1 pages are scored past the stop. Then clamped; shared: the
+//               longest of the heads' counts, so every head keeps its own guarantee.
+#pragma once
+
+#include <cstdint>
+
+#include "../attention/ceil_tolerant.cuh"
+#include "../cuda_compat.h"
+#include "params.h"
+#include "row_rule.cuh"
+#include "traits.h"
+
+namespace psa::gpu::decode {
+
+// Heads one shared unit may hold (a kv group): the walk keeps each one's progress here.
+constexpr int kMaxGroup = 256;
+
+__device__ __forceinline__ float warp_max(float x) {
+  for (int o = 16; o > 0; o >>= 1) x = fmaxf(x, __shfl_xor_sync(0xffffffffu, x, o));
+  return x;
+}
+__device__ __forceinline__ float warp_sum(float x) {
+  for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+  return x;
+}
+
+// The estimate of one page for one query row, from the metadata of its `count` valid keys.
+__device__ __forceinline__ float page_estimate(const StepParams& p, const float* q, const float* meta, int count) {
+  const int D = p.pool.headDim;
+  float e = 0.0f;
+  if (p.estimate == Estimate::Bound) {
+    for (int d = 0; d < D; d++) e += fmaxf(q[d] * meta[kMetaMin * D + d], q[d] * meta[kMetaMax * D + d]);
+    return p.scale * e;
+  }
+  const float inv = 1.0f / static_cast<float>(count);
+  float var = 0.0f;
+  for (int d = 0; d < D; d++) {
+    const float mean = meta[kMetaSum * D + d] * inv;
+    e = fmaf(q[d], mean, e);
+    if (p.estimate == Estimate::Moment) var += q[d] * q[d] * fmaxf(0.0f, meta[kMetaSumSq * D + d] * inv - mean * mean);
+  }
+  return p.scale * e + (p.estimate == Estimate::Moment ? p.scale * p.scale * 0.5f * var : 0.0f);
+}
+
+// Where the plan of one unit keeps its state: the shared-memory arrays and the unit's rows.
+struct PlanUnit {
+  int b, firstHead, heads, hk, i, length;
+  RowSpan span;
+  int rowPages, candidates;
+  float* key;          // [pow2]: sort keys, best first after the sort
+  int* idx;            // [pow2]: candidate index of each sorted position
+  float* suffix;       // [candidates + 1]: ln R after keeping the first r (current head)
+  int* candPage;       // [candidates]: page index within the sequence, ascending
+  int* candKeys;       // [candidates]: n_J (negated once chosen)
+  std::size_t unitIndex;
+};
+
+template <typename T>
+__device__ __forceinline__ const std::uint16_t* key_at(const StepParams& p, const PlanUnit& u, int j) {
+  const int ps = p.pool.pageSize;
+  const int page = p.pageTable[static_cast<std::size_t>(u.b) * p.tableStride + j / ps];
+  return p.pool.keys + pool_offset(p.pool, page, u.hk, j % ps);
+}
+
+// Exact log mass of candidate c's candidate keys for the query q, by one warp.
+template <typename T>
+__device__ __forceinline__ float page_log_mass(const StepParams& p, const PlanUnit& u, const float* q, int c) {
+  const int ps = p.pool.pageSize;
+  const int lo = u.candPage[c] * ps;
+  const int hi = min_of(u.span.pos, lo + ps - 1);
+  const int lane = threadIdx.x & 31;
+  float mx = -INFINITY, sum = 0.0f;
+  for (int j = lo + lane; j <= hi; j += 32) {
+    if (in_window_or_sinks(u.span, j)) continue;
+    const float s = key_score<T>(q, key_at<T>(p, u, j), p.pool.headDim, p.scale);
+    if (s > mx) {
+      sum = sum * expf(mx - s) + 1.0f;
+      mx = s;
+    } else {
+      sum += expf(s - mx);
+    }
+  }
+  const float m = warp_max(mx);
+  const float total = warp_sum(mx == -INFINITY ? 0.0f : sum * expf(mx - m));
+  return m == -INFINITY ? -INFINITY : m + logf(total);
+}
+
+// Exact log mass of the window and the sinks for q, by the whole CTA (every thread calls it).
+template <typename T>
+__device__ __forceinline__ float base_log_mass(const StepParams& p, const PlanUnit& u, const float* q) {
+  __shared__ float warpM[kWarps], warpS[kWarps];
+  const RowSpan& r = u.span;
+  const int sinkCount = r.sinkHi + 1;
+  const int wFrom = max_of(r.wLo, r.sinkHi + 1);
+  const int total = sinkCount + span_of(wFrom, r.wHi);
+  float mx = -INFINITY, sum = 0.0f;
+  for (int t = threadIdx.x; t < total; t += blockDim.x) {
+    const int j = t < sinkCount ? t : wFrom + (t - sinkCount);
+    const float s = key_score<T>(q, key_at<T>(p, u, j), p.pool.headDim, p.scale);
+    if (s > mx) {
+      sum = sum * expf(mx - s) + 1.0f;
+      mx = s;
+    } else {
+      sum += expf(s - mx);
+    }
+  }
+  const float m = warp_max(mx);
+  const float s = warp_sum(mx == -INFINITY ? 0.0f : sum * expf(mx - m));
+  const int warp = threadIdx.x >> 5;
+  if ((threadIdx.x & 31) == 0) {
+    warpM[warp] = m;
+    warpS[warp] = s;
+  }
+  __syncthreads();
+  float M = -INFINITY;
+  for (int w = 0; w < kWarps; w++) M = fmaxf(M, warpM[w]);
+  float S = 0.0f;
+  for (int w = 0; w < kWarps; w++) S += warpM[w] == -INFINITY ? 0.0f : warpS[w] * expf(warpM[w] - M);
+  __syncthreads();
+  return M == -INFINITY ? -INFINITY : M + logf(S);
+}
+
+// The least power of two >= n (n >= 1): the length the bitonic sort runs over.
+__device__ __forceinline__ int pow2_ceil(int n) {
+  int p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+__device__ __forceinline__ bool sorted_before(const float* key, const int* idx, int a, int b) {
+  return key[a] > key[b] || (key[a] == key[b] && idx[a] < idx[b]);
+}
+
+// Bitonic sort of n (a power of two) entries, best first.
+__device__ __forceinline__ void sort_best_first(float* key, int* idx, int n) {
+  for (int k = 2; k <= n; k <<= 1) {
+    for (int j = k >> 1; j > 0; j >>= 1) {
+      for (int t = threadIdx.x; t < n; t += blockDim.x) {
+        const int x = t ^ j;
+        if (x <= t) continue;
+        const bool ascending = (t & k) == 0;
+        if (ascending ? sorted_before(key, idx, x, t) : sorted_before(key, idx, t, x)) {
+          const float kk = key[t];
+          key[t] = key[x];
+          key[x] = kk;
+          const int ii = idx[t];
+          idx[t] = idx[x];
+          idx[x] = ii;
+        }
+      }
+      __syncthreads();
+    }
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void load_query(const StepParams& p, const PlanUnit& u, int head, float* q) {
+  const std::uint16_t* src = p.q + ((static_cast<std::size_t>(u.b) * p.heads + head) * p.m + u.i) * p.pool.headDim;
+  __syncthreads();
+  for (int d = threadIdx.x; d < p.pool.headDim; d += blockDim.x) q[d] = widen16<T>(src[d]);
+  __syncthreads();
+}
+
+template <typename T>
+__device__ __forceinline__ float estimate_of(const StepParams& p, const PlanUnit& u, const float* q, int c) {
+  const int ps = p.pool.pageSize;
+  const int J = u.candPage[c];
+  const int page = p.pageTable[static_cast<std::size_t>(u.b) * p.tableStride + J];
+  const float* meta = p.pool.meta + (static_cast<std::size_t>(page) * p.pool.kvHeads + u.hk) * kMetaFields * p.pool.headDim;
+  const int count = min_of(ps, u.length - J * ps);
+  return page_estimate(p, q, meta, count);
+}
+
+// ln R after the first r ordered candidates, for the head whose query is q.
+template <typename T>
+__device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUnit& u, const float* q) {
+  const int nc = u.candidates;
+  for (int r = threadIdx.x; r < nc; r += blockDim.x) {
+    const int c = u.idx[r];
+    const int n = u.candKeys[c] < 0 ? -u.candKeys[c] : u.candKeys[c];
+    u.suffix[r] = logf(static_cast<float>(n)) + estimate_of<T>(p, u, q, c);
+  }
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    float acc = -INFINITY;
+    u.suffix[nc] = acc;
+    for (int r = nc - 1; r >= 0; r--) u.suffix[r] = acc = log_add_exp(acc, u.suffix[r]);
+  }
+  __syncthreads();
+}
+
+// The masses of ordered positions [from, to) for head g, by the warps, into the workspace.
+template <typename T>
+__device__ __forceinline__ void score_positions(const StepParams& p, const PlanUnit& u, const float* q, int g, int from, int to) {
+  float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(p.maxPages);
+  for (int r = from + (threadIdx.x >> 5); r < to; r += kWarps) {
+    const float lm = page_log_mass<T>(p, u, q, u.idx[r]);
+    if ((threadIdx.x & 31) == 0) masses[r] = lm;
+  }
+  __syncthreads();
+}
+
+// Four CTAs per SM: left to itself ptxas keeps this long kernel in 64 registers and spills.
+template <typename T>
+__global__ void __launch_bounds__(kThreads, 4) plan_kernel(StepParams p) {
+  PSA_DYNAMIC_SHARED(unsigned char, smem);
+  __shared__ float q[256];
+  __shared__ int walked[kMaxGroup];
+  __shared__ float walkedZ[kMaxGroup];
+  __shared__ float baseZ[kMaxGroup];
+  __shared__ int countOf[kMaxGroup];
+  __shared__ int stop, visitedCount;
+  __shared__ float zNow;
+
+  const int G = p.group();
+  PlanUnit u;
+  u.heads = p.shareAcrossGroup ? G : 1;
+  const int unitsPerBatch = p.heads / u.heads;
+  u.unitIndex = blockIdx.x;
+  u.i = static_cast<int>(blockIdx.x % p.m);
+  const int hu = static_cast<int>((blockIdx.x / p.m) % unitsPerBatch);
+  u.b = static_cast<int>(blockIdx.x / (static_cast<std::size_t>(p.m) * unitsPerBatch));
+  u.firstHead = hu * u.heads;
+  u.hk = u.firstHead / G;
+  u.length = p.lengths[u.b];
+  u.span = row_span(p, u.length, u.i);
+  const int ps = p.pool.pageSize;
+  u.rowPages = u.span.pos / ps + 1;
+  const int N = p.maxPages;
+  const int pow2 = pow2_ceil(N);
+  u.key = reinterpret_cast<float*>(smem);
+  u.idx = reinterpret_cast<int*>(u.key + pow2);
+  u.suffix = reinterpret_cast<float*>(u.idx + pow2);
+  u.candPage = reinterpret_cast<int*>(u.suffix + N + 1);
+  u.candKeys = u.candPage + N;
+  const bool selecting = p.choice != Choice::None;
+
+  // Candidates in page order (one thread: a short loop next to the scoring).
+  if (threadIdx.x == 0) {
+    int nc = 0;
+    if (selecting) {
+      for (int J = 0; J < u.rowPages; J++) {
+        const int lo = J * ps;
+        const int hi = min_of(u.span.pos, lo + ps - 1);
+        const int n = span_of(lo, hi) - window_sink_count(u.span, lo, hi);
+        if (n > 0) {
+          u.candPage[nc] = J;
+          u.candKeys[nc++] = n;
+        }
+      }
+    }
+    stop = nc;
+  }
+  __syncthreads();
+  u.candidates = stop;
+  const int nc = u.candidates;
+  const int sortN = pow2_ceil(nc);
+
+  if (selecting) {
+    // Sort keys: the estimate (shared: the mean of the group's).
+    for (int t = threadIdx.x; t < sortN; t += blockDim.x) {
+      u.key[t] = t < nc ? 0.0f : -INFINITY;
+      u.idx[t] = t < nc ? t : 0x7fffffff;
+    }
+    for (int g = 0; g < u.heads; g++) {
+      load_query<T>(p, u, u.firstHead + g, q);
+      for (int c = threadIdx.x; c < nc; c += blockDim.x) u.key[c] += estimate_of<T>(p, u, q, c);
+    }
+    __syncthreads();
+    if (u.heads > 1) {
+      for (int c = threadIdx.x; c < nc; c += blockDim.x) u.key[c] /= static_cast<float>(u.heads);
+    }
+    __syncthreads();
+    sort_best_first(u.key, u.idx, sortN);
+
+    const double maxCount = p.maxBlocks < nc ? p.maxBlocks : nc;
+    auto clampCount = [&](double n) { return static_cast<int>(fmin(fmax(n, static_cast<double>(p.minBlocks)), maxCount)); };
+    const float a = logf(1.0f - static_cast<float>(p.choiceValue));
+    const float t = logf(static_cast<float>(p.choiceValue));
+    // Pass 1: each head's count (progressive walks its own rule).
+    for (int g = 0; g < u.heads; g++) {
+      load_query<T>(p, u, u.firstHead + g, q);
+      const float base = base_log_mass<T>(p, u, q);
+      if (threadIdx.x == 0) baseZ[g] = base;
+      int count = 0;
+      int done = 0;
+      float lZ = base;
+      if (p.choice == Choice::Ratio) {
+        count = clampCount(ceil_tolerant(p.choiceValue * nc));
+      } else if (p.choice == Choice::TopBlocks) {
+        count = clampCount(p.choiceValue);
+      } else {
+        suffix_masses<T>(p, u, q);
+        const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
+        int r = 0;
+        while (true) {
+          score_positions<T>(p, u, q, g, r, min_of(r + kWarps, nc));
+          if (threadIdx.x == 0) {
+            int k = 0;
+            for (; k < kWarps; k++) {
+              if (a + lZ >= t + u.suffix[r]) break;
+              lZ = log_add_exp(lZ, masses[r]);
+              r++;
+            }
+            stop = k < kWarps ? 1 : 0;
+            countOf[g] = r;
+            zNow = lZ;
+          }
+          __syncthreads();
+          done = stop;
+          r = countOf[g];
+          lZ = zNow;
+          __syncthreads();
+          if (done) break;
+        }
+        if (threadIdx.x == 0) {
+          walked[g] = r;
+          walkedZ[g] = lZ;
+        }
+        count = clampCount(r);
+      }
+      if (threadIdx.x == 0) countOf[g] = count;
+      if (p.choice != Choice::Progressive && threadIdx.x == 0) {
+        walked[g] = 0;
+        walkedZ[g] = base;
+      }
+      __syncthreads();
+    }
+    // The count every head of the unit keeps, and the chosen pages.
+    int kept = 0;
+    for (int g = 0; g < u.heads; g++) kept = max_of(kept, countOf[g]);
+    for (int r = threadIdx.x; r < kept; r += blockDim.x) u.candKeys[u.idx[r]] = -u.candKeys[u.idx[r]];
+    __syncthreads();
+    // Pass 2: each head's R / (Z + R) for the kept prefix.
+    for (int g = 0; g < u.heads; g++) {
+      load_query<T>(p, u, u.firstHead + g, q);
+      suffix_masses<T>(p, u, q);
+      // From the walked prefix when the count reaches past it, else from the window and sinks.
+      const int from = walked[g] <= kept ? walked[g] : 0;
+      score_positions<T>(p, u, q, g, from, kept);
+      if (threadIdx.x == 0) {
+        const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
+        float lZ = walked[g] <= kept ? walkedZ[g] : baseZ[g];
+        for (int r = from; r < kept; r++) lZ = log_add_exp(lZ, masses[r]);
+        const float lR = u.suffix[kept];
+        const long long row = (static_cast<long long>(u.b) * p.heads + u.firstHead + g) * p.m + u.i;
+        p.dropped[row] = lR == -INFINITY ? 0.0f : 1.0f / (1.0f + expf(lZ - lR));
+      }
+      __syncthreads();
+    }
+  } else {
+    for (int g = threadIdx.x; g < u.heads; g += blockDim.x) p.dropped[(static_cast<long long>(u.b) * p.heads + u.firstHead + g) * p.m + u.i] = 0.0f;
+  }
+
+  // Page flags of every row of the unit: whole pages, window and sinks, then the visited count.
+  if (threadIdx.x == 0) visitedCount = 0;
+  __syncthreads();
+  const std::size_t firstRow = (static_cast<std::size_t>(u.b) * p.heads + u.firstHead) * p.m + u.i;
+  for (int J = threadIdx.x; J < N; J += blockDim.x) {
+    std::uint8_t f = 0;
+    if (J < u.rowPages) {
+      const int lo = J * ps;
+      const int hi = min_of(u.span.pos, lo + ps - 1);
+      if (!p.sparse) f |= kPageWhole;
+      if (window_sink_count(u.span, lo, hi) > 0) f |= kPageWindowOrSink;
+    }
+    for (int g = 0; g < u.heads; g++) p.pageFlags[(firstRow + static_cast<std::size_t>(g) * p.m) * N + J] = f;
+  }
+  __syncthreads();
+  for (int c = threadIdx.x; c < nc; c += blockDim.x) {
+    if (u.candKeys[c] >= 0) continue;
+    for (int g = 0; g < u.heads; g++) p.pageFlags[(firstRow + static_cast<std::size_t>(g) * p.m) * N + u.candPage[c]] |= kPageWhole;
+  }
+  __syncthreads();
+  int mine = 0;
+  for (int J = threadIdx.x; J < u.rowPages; J += blockDim.x) mine += p.pageFlags[firstRow * N + J] != 0;
+  if (mine) atomicAdd(&visitedCount, mine);
+  __syncthreads();
+  for (int g = threadIdx.x; g < u.heads; g += blockDim.x) p.visited[firstRow + static_cast<std::size_t>(g) * p.m] = visitedCount;
+}
+
+}  // namespace psa::gpu::decode

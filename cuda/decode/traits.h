@@ -1,0 +1,39 @@
+// Launch shapes of the decode kernels, shared by their launchers, the check program and the
+// compile gate (shared memory from here, not from a guess).
+#pragma once
+
+#include <cstddef>
+
+namespace psa::gpu::decode {
+
+constexpr int kThreads = 128;  // 4 warps per CTA, every decode kernel
+constexpr int kWarps = kThreads / 32;
+// Query rows packed into one attention CTA: the heads of a kv group times the step's queries
+// (GQA 8 with one query fills it), so each page is read once for all of them.
+constexpr int kTileRows = 8;
+// Pages one row's selection sorts in shared memory (64k tokens at pages of 32 use 2048).
+constexpr int kMaxPlanPages = 4096;
+// Largest page the attention CTA stages in shared memory, in tokens.
+constexpr int kMaxPageSize = 128;
+
+constexpr std::size_t pow2_at_least(std::size_t n) {
+  std::size_t p = 1;
+  while (p < n) p <<= 1;
+  return p;
+}
+
+// Plan: sort keys and indices (a power of two), suffix masses and the chosen-page flags.
+constexpr std::size_t plan_shared_bytes(int pages) {
+  return pow2_at_least(static_cast<std::size_t>(pages > 0 ? pages : 1)) * 8 + static_cast<std::size_t>(pages + 1) * 4 + static_cast<std::size_t>(pages) * 8;
+}
+
+// Dynamic shared memory every target grants a CTA (sm_86 and sm_89 opt in to 99 KB).
+constexpr std::size_t kMaxSharedBytes = 99 * 1024;
+
+// Attention: q rows and accumulators in float32, one page of keys and values in 16 bits, scores.
+constexpr std::size_t attention_shared_bytes(int pageSize, int headDim) {
+  return static_cast<std::size_t>(kTileRows) * headDim * 4 * 2 + static_cast<std::size_t>(pageSize) * headDim * 2 * 2 +
+         static_cast<std::size_t>(kTileRows) * pageSize * 4;
+}
+
+}  // namespace psa::gpu::decode
