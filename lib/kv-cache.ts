@@ -98,6 +98,9 @@ export class KvCache {
   #pool: DevicePool | null;
   /** Device work on this cache, in order: appends and decode steps never overlap. */
   #queue: Promise<unknown> = Promise.resolve();
+  /** Steps reading the host pages in place (see reading), and the pages freed while they run. */
+  #readers = 0;
+  #deferred: number[] = [];
 
   private constructor(o: Resolved, pages: HostPages | DevicePool) {
     this.batch = o.batch;
@@ -392,8 +395,28 @@ export class KvCache {
     const s = this.book;
     const [q] = this.#sequences([sequence], 'sequence');
     const pages = Math.ceil(s.lengths[q] / this.pageSize);
-    for (let i = pages - 1; i >= 0; i--) s.free.push(s.pageTables[q][i]);
+    // While a cpu decode step reads the host pages in place, freed pages wait for it to end.
+    const to = this.#readers > 0 ? this.#deferred : s.free;
+    for (let i = pages - 1; i >= 0; i--) to.push(s.pageTables[q][i]);
     s.lengths[q] = 0;
+  }
+
+  /**
+   * @internal Runs a step that reads this host cache's pages in place off the main thread (the
+   * cpu decode). An append meanwhile writes only slots past the lengths the step took and the
+   * metadata of partial last pages, which the step copied; pages freed meanwhile go back to the
+   * pool only once no such step runs, so no append can overwrite what a step reads.
+   */
+  async reading<T>(step: () => Promise<T>): Promise<T> {
+    this.#readers++;
+    try {
+      return await step();
+    } finally {
+      if (--this.#readers === 0 && this.#deferred.length > 0) {
+        this.#book?.free.push(...this.#deferred);
+        this.#deferred = [];
+      }
+    }
   }
 
   /** Empty every sequence. */

@@ -78,10 +78,10 @@ type Case = { lengths: number[]; kvHeads: number; heads: number; D: number; m: n
 /** Output, LSE, kept pairs, pages and the estimated dropped mass against the oracle, within the home's tolerance. */
 async function check(home: DecodeHome, c: Case, seed: number, amp = 1): Promise<{ r: DecodeResult; want: ReturnType<typeof decodeOracle> }> {
   const { cache, seqs, q, qo } = await setup(home, c.lengths, c.kvHeads, c.heads, c.D, c.m, c.pageSize, seed, amp);
-  const r = await decode(q, cache, { ...(c.options as DecodeOptions), heads: c.heads, returnLse: true, returnPages: true });
+  const r = await decode(q, cache, { ...(c.options as DecodeOptions), heads: c.heads, returnLse: true, returnPages: true, backend: home.be.name });
   const want = decodeOracle(qo, seqs, c.kvHeads, c.D, { ...c.options, heads: c.heads, pageSize: c.pageSize });
   const device = home.location !== 'cpu';
-  expect(r.backend).toBe(device ? home.location : 'js');
+  expect(r.backend).toBe(home.be.name);
   expectOutput(r.output, { output: want.output } as never, device ? outputTolerance(home.be.profile, home.dtype) : 1e-5);
   const lseTol = device ? home.be.profile.lseTolerance : 2e-5;
   for (let i = 0; i < want.lse.length; i++) {
@@ -227,7 +227,7 @@ forEachDecodeHome("the 'bound' certificate: the exact dropped share is at most 1
       await cache.append(k, v);
       const q = new Float32Array(D).fill(1);
       const options = { window: 16, blocks: { progressive: tau }, estimate: 'bound' as const };
-      const r = await decode(q, cache, { ...options, heads: 1 });
+      const r = await decode(q, cache, { ...options, heads: 1, backend: home.be.name });
       const want = decodeOracle(q, [{ k: roundTo(k, home.dtype), v: roundTo(v, home.dtype), length: L }], 1, D, { ...options, heads: 1, pageSize: 16 });
       const device = home.location !== 'cpu';
       expectOutput(r.output, { output: want.output } as never, device ? outputTolerance(home.be.profile, home.dtype) : 1e-5);
@@ -266,7 +266,7 @@ forEachDecodeHome('KvCache', (home) => {
     const k = randomArray(60 * 8, 77);
     const v = randomArray(60 * 8, 78);
     await cache.append(k, v, { sequences: [0] });
-    const r = await decode(q, cache, { heads: 2, blocks: { progressive: 0.9 } });
+    const r = await decode(q, cache, { heads: 2, blocks: { progressive: 0.9 }, backend: home.be.name });
     const want = decodeOracle(qo, [{ k: roundTo(k, home.dtype), v: roundTo(v, home.dtype), length: 60 }, seqs[1]], 1, 8, { heads: 2, pageSize: 8, blocks: { progressive: 0.9 } });
     expectOutput(r.output, { output: want.output } as never, home.location === 'cpu' ? 1e-5 : outputTolerance(home.be.profile, home.dtype));
   });
@@ -335,7 +335,7 @@ forEachDecodeHome('decode refuses what it cannot compute', (home) => {
       [() => decode(new Float32Array(2 * 2 * 4 * 4), cache, { heads: 2 }), 'ERR_SHAPE', 'q'], // m = 4 > length 3
       [() => decode(q.map(() => NaN), cache, { heads: 2 }), 'ERR_VALUE', 'q'],
       [() => decode(q, cache, { heads: 2, backend: elsewhere }), 'ERR_OPTION', 'backend'],
-      [() => decode(q, cache, { heads: 2, backend: 'cpu' }), 'ERR_BACKEND_UNAVAILABLE', 'backend'],
+      ...(home.location === 'cpu' ? [] : [[() => decode(q, cache, { heads: 2, backend: 'cpu' }), 'ERR_OPTION', 'backend'] as [() => Promise<unknown>, string, string]]),
       [() => decode(q, cache, { heads: 2, estimate: 'moment' }), 'ERR_OPTION', 'estimate'],
       [() => decode(q, cache, { heads: 2, blocks: { progressive: 2 } }), 'ERR_OPTION', 'blocks.progressive'],
       [() => decode(q, cache, { heads: 2, sequences: [0, 0] }), 'ERR_OPTION', 'sequences'],
@@ -365,7 +365,7 @@ forEachDecodeHome('decode refuses what it cannot compute', (home) => {
 
   test('a cpu Tensor q carries its dims', async () => {
     const { cache, seqs, q, qo } = await setup(home, [40], 1, 2, 4, 2, 8, 2);
-    const r = await decode(Tensor.fromFloat32(q, [1, 2, 2, 4]), cache, { blocks: { ratio: 0.5 } });
+    const r = await decode(Tensor.fromFloat32(q, [1, 2, 2, 4]), cache, { blocks: { ratio: 0.5 }, backend: home.be.name });
     const want = decodeOracle(qo, seqs, 1, 4, { heads: 2, pageSize: 8, blocks: { ratio: 0.5 } });
     expectOutput(r.output, { output: want.output } as never, home.location === 'cpu' ? 1e-5 : outputTolerance(home.be.profile, home.dtype));
   });
@@ -489,5 +489,34 @@ forEachDecodeHome('device tensors', (home) => {
     const want = (10 * Math.exp(2) + 18 * Math.exp(6)) / (10 * Math.exp(2) + 6 * Math.exp(6));
     for (const x of r.output) expect(x).toBeCloseTo(want, 5);
     c.dispose();
+  });
+});
+
+forEachBackend('a cpu decode step reads the cache as it was at the call', (be) => {
+  const why = be.name === 'cpu' ? null : 'the cpu backend reads a host cache in place; the others copy or order their work';
+  testIf(why, 'an append to a sequence it reads and a free with reuse while the step runs change nothing it computes', async () => {
+    const D = 8;
+    const ps = 8;
+    const L = 100; // 12.5 pages: the last page of each sequence is partial
+    const cache = await KvCache.create({ batch: 2, kvHeads: 1, headDim: D, capacity: 200, pageSize: ps, poolPages: 26 + 3 });
+    const [k0, v0, k1, v1] = [1, 2, 3, 4].map((s) => randomArray(L * D, s));
+    await cache.append(k0, v0, { sequences: [0] });
+    await cache.append(k1, v1, { sequences: [1] });
+    const q = randomArray(2 * 2 * D, 9, 3);
+    const options: DecodeOptions = { heads: 2, blocks: { progressive: 0.9 }, backend: 'cpu', returnLse: true };
+    const before = await decode(q, cache, options);
+    const running = decode(q, cache, options);
+    // While it runs: a key that would move the last page's metadata of sequence 0, and sequence
+    // 1 freed and refilled (its old pages must not be the ones reused).
+    await cache.append(new Float32Array(D).fill(50), new Float32Array(D).fill(50), { sequences: [0] });
+    cache.free(1);
+    await cache.append(randomArray(20 * D, 7, 50), randomArray(20 * D, 8, 50), { sequences: [1] });
+    const during = await running;
+    expect(Array.from(during.output)).toEqual(Array.from(before.output));
+    expect(Array.from(during.lse!)).toEqual(Array.from(before.lse!));
+    expect(during.stats).toEqual(before.stats);
+    // Once it is done, the freed pages are back in the pool: 13 + 3 pages are in use.
+    expect(cache.pagesUsed).toBe(13 + 3);
+    cache.dispose();
   });
 });
