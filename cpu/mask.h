@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "problem.h"
 
@@ -68,6 +69,24 @@ inline bool isCandidate(const MaskSpec& m, int i0, int i1, int j0, int j1) {
 // ceil(x) forgiving float64 noise just above an integer, as lib/validate.ts ceilTolerant.
 inline long long ceilTolerant(double x) {
   return static_cast<long long>(std::ceil(x - 1e-9 * std::fabs(x)));
+}
+
+// Set the disallowed scores of rows [i0, i0 + rows) x keys [j0, j1] to -inf; `s` points at
+// key j0 of the first row.
+inline void maskTile(const MaskSpec& m, float* s, int pitch, int i0, int rows, int j0, int j1, bool selected) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int ii = 0; ii < rows; ii++) {
+    const int i = i0 + ii;
+    float* row = s + static_cast<std::ptrdiff_t>(ii) * pitch - j0;  // row[j] is key j
+    if (selected) {
+      for (int j = std::max(j0, std::min(j1, causalLimit(m, i)) + 1); j <= j1; j++) row[j] = -inf;
+    } else {
+      const WindowSinkRanges r = windowSinkRanges(m, i, j0, j1);
+      for (int j = j0; j <= j1; j++) {
+        if (!((j >= r.winLo && j <= r.winHi) || (j >= r.sinkLo && j <= r.sinkHi))) row[j] = -inf;
+      }
+    }
+  }
 }
 
 }  // namespace psa::cpu

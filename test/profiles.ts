@@ -113,7 +113,6 @@ const TABLE = {
   cpu: {
     ...FLOAT32, tensorHome: 'cpu', requiredInCI: false,
     estimates: ['mean', 'bound'], estimateReason: "the cpu selection computes 'mean' and 'bound'", queryBlocksReason: 'the cpu kernels select per query block of blockSize rows',
-    backwardReason: 'the cpu backward is not in this build',
   },
   cuda: { ...DEVICE, tensorHome: 'cuda', requiredInCI: false, budget: FLOAT32.budget },
 } satisfies Record<string, BackendProfile>;
