@@ -270,7 +270,9 @@ void backward(const Problem& p, const BlockLayout& layout, int queryBlockSize, c
   for (std::int64_t r = 0; r < layoutRows; r++) widest = std::max(widest, (layout.offsets[r + 1] - layout.offsets[r]) * bs);
   const std::size_t tile = std::max(static_cast<std::size_t>(kRowsPerPass) * (widest + kColStep), static_cast<std::size_t>(kRowsPerTile) * (bs + kColStep));
   const std::size_t acc = static_cast<std::size_t>(std::max(kRowsPerPass, bs)) * keys.paddedDims;
-  std::vector<Workspace> work(std::max(1, threads));
+  // A workspace per thread that can have an item (a row of pass 1 may be as wide as seqK).
+  const int workers = static_cast<int>(std::max<std::int64_t>(1, std::min<std::int64_t>(threads, std::max(layoutRows, keyItems))));
+  std::vector<Workspace> work(workers);
   for (Workspace& w : work) {
     w.s.resize(tile);
     w.dp.resize(tile);
@@ -281,8 +283,8 @@ void backward(const Problem& p, const BlockLayout& layout, int queryBlockSize, c
   const Backward pass{p, layout, queryBlockSize, keys, rows, in.thresholds, out, kernels, backwardKernels, stats,
                       p.polyCoefficients.empty() ? nullptr : p.polyCoefficients.data(), static_cast<int>(p.polyCoefficients.size()) - 1};
   ThreadPool& pool = ThreadPool::shared();
-  pool.run(threads, layoutRows, [&](std::int64_t r, int worker) { pass.queryBlock(r, work[worker]); });
-  pool.run(threads, keyItems, [&](std::int64_t item, int worker) {
+  pool.run(workers, layoutRows, [&](std::int64_t r, int worker) { pass.queryBlock(r, work[worker]); });
+  pool.run(workers, keyItems, [&](std::int64_t item, int worker) {
     pass.keyBlock(static_cast<int>(item / nKB), static_cast<int>(item % nKB), visits.data() + start[item], visits.data() + start[item + 1], work[worker]);
   });
 }
