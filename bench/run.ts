@@ -18,6 +18,7 @@ import { dirname, join, resolve } from 'node:path';
 import { attention, info, Tensor } from '../lib';
 import type { AttentionOptions, AttentionResult, BackendName } from '../lib';
 import { syntheticCase } from '../lib/demo';
+import { backwardBench } from './backward';
 import { cpuGoals } from './cpu/goals';
 import { sideBySide } from './cpu/side-by-side';
 import { decodeBench } from './decode';
@@ -104,6 +105,7 @@ async function main(): Promise<void> {
   if (process.argv[2] === 'cpu-vs-ort') return sideBySide(process.argv.slice(3));
   if (process.argv[2] === 'decode') return decodeBench(process.argv.slice(3));
   if (process.argv[2] === 'cpu-goals') return cpuGoals(process.argv.slice(3));
+  if (process.argv[2] === 'backward') return backwardBench(process.argv.slice(3));
   const cmd = new Command('bench')
     .description('dense vs sparse attention throughput (dense-equivalent GFLOP/s)')
     .option('--lengths <list>', 'sequence lengths', intList, [512, 1024, 2048, 4096])

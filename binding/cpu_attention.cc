@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../cpu/backward.h"
 #include "../cpu/forward.h"
 #include "../cpu/kernels.h"
 #include "../cpu/layout.h"
@@ -257,10 +258,86 @@ Napi::Value CpuInfo(const Napi::CallbackInfo& info) {
 
 }  // namespace
 
+// cpuBackward(q, k, v, dO, request, saved): request as cpuAttention's without its layout and
+// selection, plus `queryBlockSize`; saved = { layout?, thresholds? }: the forward's layout
+// (absent: dense) with a row per query block of queryBlockSize rows, and its top-k thresholds
+// [batch, heads, seqQ]. Resolves to { dq, dk, dv }.
+namespace {
+
+class BackwardWorker : public CpuWorker {
+ public:
+  BackwardWorker(Napi::Env env, Request r, int queryBlockSize, std::vector<float> q, std::vector<float> k, std::vector<float> v, std::vector<float> dO,
+                 std::vector<float> thresholds)
+      : CpuWorker(env, "psa:cpu-backward"), r_(std::move(r)), queryBlockSize_(queryBlockSize), q_(std::move(q)), k_(std::move(k)), v_(std::move(v)),
+        dO_(std::move(dO)), thresholds_(std::move(thresholds)) {}
+
+ protected:
+  gpu::Status Run() override {
+    dq_.resize(q_.size());
+    dk_.resize(k_.size());
+    dv_.resize(v_.size());
+    const cpu::BlockLayout layout = layout_for(r_, q_, k_);
+    const cpu::Kernels& kernels = cpu::bestKernels();
+    cpu::backward(r_.problem, layout, queryBlockSize_,
+                  cpu::BackwardInputs{q_.data(), k_.data(), v_.data(), dO_.data(), thresholds_.empty() ? nullptr : thresholds_.data()},
+                  cpu::Gradients{dq_.data(), dk_.data(), dv_.data()}, r_.threads, kernels, cpu::backwardKernelsFor(kernels));
+    return gpu::Status::success();
+  }
+  Napi::Value Result(Napi::Env env) override {
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("dq", float_array(env, dq_));
+    out.Set("dk", float_array(env, dk_));
+    out.Set("dv", float_array(env, dv_));
+    return out;
+  }
+
+ private:
+  Request r_;
+  int queryBlockSize_;
+  std::vector<float> q_, k_, v_, dO_, thresholds_;
+  std::vector<float> dq_, dk_, dv_;
+};
+
+Napi::Value CpuBackward(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Request r = parse_request(env, info[4]);
+  const int queryBlockSize = integer(env, info[4].As<Napi::Object>(), "queryBlockSize");
+  if (queryBlockSize < 1 || queryBlockSize > 256) bad(env, "queryBlockSize must be in 1..256");
+  if (r.hasLayout || r.hasSelection) bad(env, "the backward takes the forward's layout in `saved`");
+  if (!info[5].IsObject()) bad(env, "saved must be an object", "saved");
+  const Napi::Object saved = info[5].As<Napi::Object>();
+  const Napi::Value layout = saved.Get("layout");
+  if (layout.IsObject()) {
+    const Napi::Object l = layout.As<Napi::Object>();
+    r.hasLayout = true;
+    r.layout.blockSize = r.blockSize;
+    r.layout.offsets = copy_typed<std::int32_t>(env, l.Get("offsets"), napi_int32_array, "layout.offsets");
+    r.layout.indices = copy_typed<std::int32_t>(env, l.Get("indices"), napi_int32_array, "layout.indices");
+    r.layout.flags = copy_typed<std::uint8_t>(env, l.Get("flags"), napi_uint8_array, "layout.flags");
+    const std::size_t rows = static_cast<std::size_t>(r.problem.batch) * r.problem.heads * ((r.problem.seqQ + queryBlockSize - 1) / queryBlockSize);
+    if (r.layout.offsets.size() != rows + 1 || r.layout.flags.size() != r.layout.indices.size()) bad(env, "the layout does not fit the shape and queryBlockSize");
+  } else if (queryBlockSize != r.blockSize) {
+    bad(env, "without a layout, queryBlockSize must be blockSize");
+  }
+  std::vector<float> q = copy_input(env, info[0], query_elements(r.problem), "q");
+  std::vector<float> k = copy_input(env, info[1], key_elements(r.problem), "k");
+  std::vector<float> v = copy_input(env, info[2], key_elements(r.problem), "v");
+  std::vector<float> dO = copy_input(env, info[3], query_elements(r.problem), "dO");
+  std::vector<float> thresholds;
+  if (!saved.Get("thresholds").IsUndefined()) {
+    thresholds = copy_input(env, saved.Get("thresholds"), static_cast<std::size_t>(r.problem.batch) * r.problem.heads * r.problem.seqQ, "thresholds");
+  }
+  return PromiseWorker::Start(std::make_unique<BackwardWorker>(env, std::move(r), queryBlockSize, std::move(q), std::move(k), std::move(v), std::move(dO),
+                                                               std::move(thresholds)));
+}
+
+}  // namespace
+
 void RegisterCpu(Napi::Env env, Napi::Object exports) {
   exports.Set("cpuInfo", Napi::Function::New<Guarded<CpuInfo>>(env, "cpuInfo"));
   exports.Set("cpuAttention", Napi::Function::New<Guarded<CpuAttention>>(env, "cpuAttention"));
   exports.Set("cpuBuildLayout", Napi::Function::New<Guarded<CpuBuildLayout>>(env, "cpuBuildLayout"));
+  exports.Set("cpuBackward", Napi::Function::New<Guarded<CpuBackward>>(env, "cpuBackward"));
 }
 
 }  // namespace psa::binding

@@ -7,7 +7,7 @@ set(PSA_CPU_DIR ${CMAKE_CURRENT_LIST_DIR}/../cpu)
 find_package(Threads REQUIRED)
 
 add_library(psa_cpu STATIC
-  ${PSA_CPU_DIR}/dispatch.cc ${PSA_CPU_DIR}/portable.cc ${PSA_CPU_DIR}/forward.cc
+  ${PSA_CPU_DIR}/dispatch.cc ${PSA_CPU_DIR}/portable.cc ${PSA_CPU_DIR}/forward.cc ${PSA_CPU_DIR}/backward.cc
   ${PSA_CPU_DIR}/layout.cc ${PSA_CPU_DIR}/select.cc ${PSA_CPU_DIR}/thread_pool.cc
   ${PSA_CPU_DIR}/decode.cc)
 set_target_properties(psa_cpu PROPERTIES POSITION_INDEPENDENT_CODE ON)
@@ -28,6 +28,8 @@ endif()
 if(PROJECT_NAME STREQUAL "psa_cpu_check")
   add_executable(psa_cpu_forward_check ${PSA_CPU_DIR}/tests/forward_check.cc)
   target_link_libraries(psa_cpu_forward_check PRIVATE psa_cpu)
+  add_executable(psa_cpu_backward_check ${PSA_CPU_DIR}/tests/backward_check.cc)
+  target_link_libraries(psa_cpu_backward_check PRIVATE psa_cpu)
 endif()
 
 # In the addon build (included after the addon target exists): the cpu entry points join it.

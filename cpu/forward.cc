@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "mask.h"
+#include "score_tile.h"
 #include "thread_pool.h"
 
 namespace psa::cpu {
@@ -51,31 +52,6 @@ PackedKeys pack(const Problem& p, int bs, const float* k, const float* v, int th
     }
   });
   return pk;
-}
-
-// Set the disallowed scores of rows [i0, i0 + rows) x keys [j0, j1] to -inf; `s` points at
-// key j0 of the first row.
-void maskTile(const MaskSpec& m, float* s, int pitch, int i0, int rows, int j0, int j1, bool selected) {
-  for (int ii = 0; ii < rows; ii++) {
-    const int i = i0 + ii;
-    float* row = s + static_cast<std::ptrdiff_t>(ii) * pitch - j0;  // row[j] is key j
-    if (selected) {
-      for (int j = std::max(j0, std::min(j1, causalLimit(m, i)) + 1); j <= j1; j++) row[j] = -kInf;
-    } else {
-      // The allowed keys are the sinks [j0, sinkHi] and the window [winLo, winHi] (either may
-      // be empty): fill the gaps around them.
-      const WindowSinkRanges r = windowSinkRanges(m, i, j0, j1);
-      auto disallow = [&](int from, int to) {
-        if (from <= to) std::fill(row + from, row + to + 1, -kInf);
-      };
-      int next = std::max(j0, r.sinkHi + 1);
-      if (r.winLo <= r.winHi) {
-        disallow(next, r.winLo - 1);
-        next = std::max(next, r.winHi + 1);
-      }
-      disallow(next, j1);
-    }
-  }
 }
 
 struct TopKScratch {
@@ -163,14 +139,8 @@ struct Pass {
       else std::fill(dst, dst + D, 0.0f);
     }
     for (int e = eBegin; e < eEnd; e++) {
-      const int j0 = layout.indices[e] * bs;
-      const int cols = std::min(p.seqK, j0 + bs) - j0;
-      float* tile = s + (e - t.e0) * bs;
-      kernels.scores(qs, D, keys.kt.data() + keys.ktOffset(t.bhk, layout.indices[e]), bs, D, t.paddedRows, bs, static_cast<float>(p.scale), tile, t.pitch);
-      if (cols < bs) {
-        for (int ii = 0; ii < t.rows; ii++) std::fill(tile + ii * t.pitch + cols, tile + ii * t.pitch + bs, -kInf);
-      }
-      if (!(layout.flags[e] & kBlockFull)) maskTile(p.mask, tile, t.pitch, t.i0, t.rows, j0, j0 + cols - 1, (layout.flags[e] & kBlockSelected) != 0);
+      scoreTile(p, kernels, qs, D, t.i0, t.rows, t.paddedRows, keys.kt.data() + keys.ktOffset(t.bhk, layout.indices[e]), bs, layout.indices[e] * bs, layout.flags[e],
+                s + (e - t.e0) * bs, t.pitch);
     }
   }
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 
 #include "problem.h"
 
@@ -68,6 +69,32 @@ inline bool isCandidate(const MaskSpec& m, int i0, int i1, int j0, int j1) {
 // ceil(x) forgiving float64 noise just above an integer, as lib/validate.ts ceilTolerant.
 inline long long ceilTolerant(double x) {
   return static_cast<long long>(std::ceil(x - 1e-9 * std::fabs(x)));
+}
+
+// Set the disallowed scores of rows [i0, i0 + rows) x keys [j0, j1] to -inf; `s` points at
+// key j0 of the first row.
+inline void maskTile(const MaskSpec& m, float* s, int pitch, int i0, int rows, int j0, int j1, bool selected) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (int ii = 0; ii < rows; ii++) {
+    const int i = i0 + ii;
+    float* row = s + static_cast<std::ptrdiff_t>(ii) * pitch - j0;  // row[j] is key j
+    if (selected) {
+      for (int j = std::max(j0, std::min(j1, causalLimit(m, i)) + 1); j <= j1; j++) row[j] = -inf;
+    } else {
+      // The allowed keys are the sinks [j0, sinkHi] and the window [winLo, winHi] (either may
+      // be empty): fill the gaps around them.
+      const WindowSinkRanges r = windowSinkRanges(m, i, j0, j1);
+      auto disallow = [&](int from, int to) {
+        if (from <= to) std::fill(row + from, row + to + 1, -inf);
+      };
+      int next = std::max(j0, r.sinkHi + 1);
+      if (r.winLo <= r.winHi) {
+        disallow(next, r.winLo - 1);
+        next = std::max(next, r.winHi + 1);
+      }
+      disallow(next, j1);
+    }
+  }
 }
 
 }  // namespace psa::cpu

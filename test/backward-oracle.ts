@@ -14,21 +14,22 @@ export interface KeptSets {
 /** Given the same selection: allowed keys from causal, window, sinks and selected blocks, then s >= tau. */
 export function keptSets(
   q: Float32Array | Float64Array, k: Float32Array | Float64Array, shape: OracleShape,
-  g: { causal: boolean; window: readonly [number, number] | null; globalTokens: number; blockSize: number; selected: ReadonlyArray<ReadonlyArray<number>> | null },
+  g: { causal: boolean; window: readonly [number, number] | null; globalTokens: number; blockSize: number; queryBlockSize?: number; selected: ReadonlyArray<ReadonlyArray<number>> | null },
   thresholds: ArrayLike<number> | null, scale: number,
 ): KeptSets {
   const { batch: B, heads: H, headDim: D, seqQ: Nq } = shape;
   const Hkv = shape.kvHeads ?? H;
   const Nk = shape.seqK ?? Nq;
   const layout = shape.layout ?? 'bhnd';
-  const nQB = Math.ceil(Nq / g.blockSize);
+  const qbs = g.queryBlockSize ?? g.blockSize; // rows per query block of `selected`
+  const nQB = Math.ceil(Nq / qbs);
   const kept: number[][] = [];
   for (let b = 0; b < B; b++) {
     for (let h = 0; h < H; h++) {
       const hk = Math.floor(h / (H / Hkv));
       for (let i = 0; i < Nq; i++) {
         const p = i + Nk - Nq;
-        const sel = g.selected ? new Set(g.selected[(b * H + h) * nQB + Math.floor(i / g.blockSize)]) : null;
+        const sel = g.selected ? new Set(g.selected[(b * H + h) * nQB + Math.floor(i / qbs)]) : null;
         const sparse = g.selected !== null;
         const row: number[] = [];
         const tau = thresholds ? thresholds[(b * H + h) * Nq + i] : -Infinity;

@@ -6,27 +6,27 @@
  */
 import { attention, attentionBackward, PsaError, Tensor } from '../lib/index';
 import type { AttentionOptions } from '../lib/index';
-import { backendUnderTest, BackendUnderTest, forEachBackend, testIf } from './backends';
+import { backendUnderTest, BackendUnderTest, describeIf, forEachBackend, testIf, unavailableReason } from './backends';
 import { relFrob } from './compare';
 import { inputsFor } from './harness';
 import { randomArray, randomQKV, ShapeLike } from './data';
 import { backwardOracle, frozenLoss, keptSets } from './backward-oracle';
 import { OracleShape, selectionOf } from './oracle';
 
-/** A forward on `be` with saveForBackward, its backward, and the oracle's gradients given the kept sets the forward used. */
-async function gradients(shape: ShapeLike, options: AttentionOptions, seed: number, be: BackendUnderTest = backendUnderTest('js')) {
+/** A forward on `be` with saveForBackward, its backward (on `backwardOn`), and the oracle's gradients given the kept sets the forward used. */
+async function gradients(shape: ShapeLike, options: AttentionOptions, seed: number, be: BackendUnderTest = backendUnderTest('js'), backwardOn: BackendUnderTest = be) {
   const dtype = be.profile.dtypes[0];
   const { q, k, v } = inputsFor(be, randomQKV(shape, seed), dtype);
   const dO = randomArray(q.length, seed + 5);
   const fwd = await attention(q, k, v, { ...options, shape, saveForBackward: true, backend: be.name, dtype });
-  const g = await attentionBackward(dO, q, k, v, fwd, { backend: be.name });
-  expect(g.backend).toBe(be.name);
+  const g = await attentionBackward(dO, q, k, v, fwd, { backend: backwardOn.name });
+  expect(g.backend).toBe(backwardOn.name);
   const D = shape.headDim;
   const scale = options.scale ?? 1 / Math.sqrt(D);
   const L = fwd.saved!.layout;
   const sets = keptSets(q, k, shape as OracleShape, {
     causal: options.causal ?? false,
-    window: L ? L.window : null, globalTokens: L ? L.globalTokens : 0, blockSize: L ? L.blockSize : 64,
+    window: L ? L.window : null, globalTokens: L ? L.globalTokens : 0, blockSize: L ? L.blockSize : 64, queryBlockSize: L ? L.queryBlockSize : undefined,
     selected: L ? selectionOf(L) : null,
   }, fwd.saved!.thresholds, scale);
   const want = backwardOracle(q, k, v, dO, shape as OracleShape, sets, scale, options.softmax as never);
@@ -164,5 +164,23 @@ describe('attentionBackward [backend js]: saved state, tensors, errors', () => {
       expect(e).toBeInstanceOf(PsaError);
       expect({ code: (e as PsaError).code, argument: (e as PsaError).argument }).toEqual({ code, argument });
     }
+  });
+});
+
+describeIf(unavailableReason('cpu'), 'attentionBackward [backend cpu]: threads, saved state of another backend', () => {
+  test('gradients are bit-identical with 1 and 3 threads', async () => {
+    const shape = S(300, 300, { heads: 4, kvHeads: 2 });
+    const { q, k, v } = randomQKV(shape, 12);
+    const dO = randomArray(q.length, 13);
+    const fwd = await attention(q, k, v, { shape, causal: true, window: 64, globalTokens: 4, blocks: { ratio: 0.3 }, saveForBackward: true, backend: 'cpu' });
+    const [one, three] = await Promise.all([1, 3].map((threads) => attentionBackward(dO, q, k, v, fwd, { backend: 'cpu', threads })));
+    for (const key of ['dq', 'dk', 'dv'] as const) expect(Buffer.from(three[key].buffer).equals(Buffer.from(one[key].buffer))).toBe(true);
+  });
+
+  test('a js forward with query blocks of one row (per-row progressive selection): the cpu backward walks its layout', async () => {
+    const shape = S(150, 150, { heads: 2, kvHeads: 1 });
+    const options: AttentionOptions = { causal: true, window: 16, globalTokens: 2, blockSize: 32, queryBlockSize: 1, blocks: { progressive: 0.9 }, estimate: 'bound' };
+    const { g, want } = await gradients(shape, options, 21, backendUnderTest('js'), backendUnderTest('cpu'));
+    expectGradients(g, want, 1e-5);
   });
 });

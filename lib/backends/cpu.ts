@@ -8,7 +8,8 @@ import { geometryOf, statsOf } from '../geometry';
 import { BlockLayout } from '../layout';
 import { AddonState, loadAddon, NativeAttentionRequest, NativeLayout } from '../native';
 import type { Inputs, Problem } from '../problem';
-import type { Backend, BackendResult, BackendStatus } from './backend';
+import { Tensor } from '../tensor';
+import type { Backend, BackendGradients, BackendResult, BackendStatus, BackwardRequest, SavedKeptSets } from './backend';
 import { requestFor } from './device';
 
 /**
@@ -28,6 +29,8 @@ export interface CpuAddon {
     emptyRows: number;
   }>;
   cpuBuildLayout(q: Float32Array, k: Float32Array, request: CpuRequest): Promise<NativeLayout>;
+  cpuBackward(q: Float32Array, k: Float32Array, v: Float32Array, dO: Float32Array, request: CpuRequest & { queryBlockSize: number },
+    saved: { layout?: NativeLayout; thresholds?: Float32Array }): Promise<{ dq: Float32Array; dk: Float32Array; dv: Float32Array }>;
 }
 
 /** A layout from the addon's arrays, copied into this realm's typed arrays (they are small). */
@@ -84,6 +87,20 @@ export function cpuBackend(load: () => AddonState = loadAddon): Backend {
       const layout = p.layout ?? (r.layout ? layoutOf(p, r.layout) : null);
       const stats = statsOf(p, p.sparse && layout ? layout.size : null, r.keptPairs, r.emptyRows);
       return { output: r.output, lse: r.lse ?? null, thresholds: r.thresholds ?? null, stats, layout: p.sparse ? layout : null };
+    },
+
+    // The forward's layout (null: dense) and thresholds reused; cpu/backward.h computes the rest.
+    async backward(p: Problem, saved: SavedKeptSets, inputs: Inputs, { dO }: BackwardRequest): Promise<BackendGradients> {
+      const addon = addonOrThrow();
+      const data = hostData(inputs);
+      const [q, k, v] = Array.isArray(data) ? data : await data;
+      const grad = !(dO instanceof Tensor) ? dO : dO.location === 'cpu' ? dO.data : await dO.download();
+      const l = saved.layout;
+      const request = { ...cpuRequest({ ...p, layout: null, selection: null, sparse: l !== null }, threadsFor(p, addon)), queryBlockSize: l ? l.queryBlockSize : p.blockSize };
+      return addon.cpuBackward(q, k, v, grad, request, {
+        layout: l ? { offsets: l.offsets, indices: l.indices, flags: l.flags } : undefined,
+        thresholds: saved.thresholds ?? undefined,
+      });
     },
 
     async buildLayout(p: Problem, inputs: Inputs): Promise<BlockLayout> {
