@@ -11,6 +11,7 @@
 #include "../cuda/attention/finite.h"
 #include "addon_state.h"
 #include "attention.h"
+#include "backward.h"
 #include "cpu_attention.h"
 #include "device_tensor.h"
 #include "guard.h"
@@ -196,6 +197,7 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("firstNonFinite", Napi::Function::New<Guarded<FirstNonFinite>>(env, "firstNonFinite"));
   exports.Set("attention", Napi::Function::New<Guarded<Attention>>(env, "attention"));
   exports.Set("buildLayout", Napi::Function::New<Guarded<BuildLayout>>(env, "buildLayout"));
+  exports.Set("backward", Napi::Function::New<Guarded<Backward>>(env, "backward"));
   RegisterCpu(env, exports);
 #if defined(PSA_EMULATED)
   exports.Set("faultForTests", Napi::Function::New<Guarded<FaultForTests>>(env, "faultForTests"));
