@@ -14,7 +14,7 @@
 namespace psa::gpu {
 
 template <typename Traits, MmaType T, bool Causal, int PolyDegree>
-__global__ void __launch_bounds__(Traits::kThreads) attention_backward_dq_kernel(const BackwardParams bp) {
+__global__ void __launch_bounds__(Traits::kThreads, 1) attention_backward_dq_kernel(const BackwardParams bp) {
   using Tr = Traits;
   constexpr int kN = Tr::kBlockN;
   PSA_DYNAMIC_SHARED(std::uint16_t, smem);
