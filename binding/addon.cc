@@ -11,6 +11,7 @@
 #include "../cuda/attention/finite.h"
 #include "addon_state.h"
 #include "attention.h"
+#include "backward.h"
 #include "cpu_attention.h"
 #include "cpu_decode.h"
 #include "decode.h"
@@ -203,6 +204,7 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("kvPoolAppend", Napi::Function::New<Guarded<KvPoolAppend>>(env, "kvPoolAppend"));
   exports.Set("decode", Napi::Function::New<Guarded<Decode>>(env, "decode"));
   exports.Set("mergeAttention", Napi::Function::New<Guarded<MergeAttention>>(env, "mergeAttention"));
+  exports.Set("backward", Napi::Function::New<Guarded<Backward>>(env, "backward"));
   RegisterCpu(env, exports);
   RegisterCpuDecode(env, exports);
 #if defined(PSA_EMULATED)

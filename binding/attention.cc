@@ -80,6 +80,8 @@ void parse_layout(Napi::Env env, const Napi::Object& l, gpu::AttentionRequest& r
   if (r.layoutFlags.size() != indices.size()) bad(env, "shape", "layout.flags", "must hold one flag per index");
 }
 
+}  // namespace
+
 gpu::AttentionRequest parse_request(Napi::Env env, const Napi::Value& value) {
   if (!value.IsObject()) AddonState::of(env).raise(env, "option", "request", "the attention request must be an object");
   const Napi::Object o = value.As<Napi::Object>();
@@ -137,11 +139,7 @@ gpu::AttentionRequest parse_request(Napi::Env env, const Napi::Value& value) {
   return r;
 }
 
-// The input tensors of a call: a share of each one's memory, held until the call ends, so a
-// dispose() meanwhile only drops the caller's share.
-struct Inputs {
-  SharedMemory q, k, v;
-};
+namespace {
 
 const DeviceTensor& input(Napi::Env env, const Napi::Value& v, const char* name, std::size_t expected) {
   const DeviceTensor& t = DeviceTensor::from(env, v, name);
@@ -151,7 +149,8 @@ const DeviceTensor& input(Napi::Env env, const Napi::Value& v, const char* name,
   return t;
 }
 
-// Reads q (and k, v) into the request, checking their sizes against the shape.
+}  // namespace
+
 Inputs attach_inputs(Napi::Env env, const Napi::CallbackInfo& info, gpu::AttentionRequest& r, bool withV) {
   const std::size_t nq = product(env, "seqQ", {r.batch, r.heads, r.seqQ, r.headDim});
   const std::size_t nk = product(env, "seqK", {r.batch, r.kvHeads, r.seqK, r.headDim});
@@ -173,6 +172,8 @@ Inputs attach_inputs(Napi::Env env, const Napi::CallbackInfo& info, gpu::Attenti
   }
   return in;
 }
+
+namespace {
 
 Napi::Object layout_object(Napi::Env env, const std::vector<std::int32_t>& offsets, const std::vector<std::int32_t>& indices, const std::vector<std::uint8_t>& flags) {
   Napi::Object l = Napi::Object::New(env);

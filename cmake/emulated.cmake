@@ -10,7 +10,7 @@ endif()
 
 set(PSA_EMU_SOURCES cuda/emu/engine.cc cuda/emu/fiber.cc cuda/emu/runtime.cc cuda/emu/primitives_twin.cc)
 # Every attention unit (one .cu per kernel family or instantiation group) joins the build.
-file(GLOB PSA_ATTENTION_UNITS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cuda/attention/*.cu ${CMAKE_SOURCE_DIR}/cuda/decode/*.cu)
+file(GLOB PSA_ATTENTION_UNITS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cuda/attention/*.cu ${CMAKE_SOURCE_DIR}/cuda/decode/*.cu ${CMAKE_SOURCE_DIR}/cuda/backward/*.cu)
 set(PSA_EMU_KERNELS cuda/device_api.cu cuda/checks/mma_matmul.cu ${PSA_ATTENTION_UNITS})
 # -O2, not the Release -O3: at -O3 g++ takes minutes on the fully unrolled head-dim-128 tile
 # loops (390 s against 6 s), for no gain a test run could notice.
@@ -41,7 +41,7 @@ target_link_libraries(psa_model_check PRIVATE psa_emu)
 
 # Each kernel family's check program against its host function: cuda/emu/tests/<name>_check.cc
 # becomes psa_<name>_check (forward: the fused attention against a float64 host attention).
-file(GLOB PSA_KERNEL_CHECKS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cuda/emu/tests/*_check.cc ${CMAKE_SOURCE_DIR}/cuda/decode/*_check.cc)
+file(GLOB PSA_KERNEL_CHECKS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cuda/emu/tests/*_check.cc ${CMAKE_SOURCE_DIR}/cuda/decode/*_check.cc ${CMAKE_SOURCE_DIR}/cuda/backward/check/*_check.cc)
 list(FILTER PSA_KERNEL_CHECKS EXCLUDE REGEX "model_check\\.cc$")
 foreach(check_source ${PSA_KERNEL_CHECKS})
   get_filename_component(check_name ${check_source} NAME_WE)

@@ -20,6 +20,8 @@ export interface CaseNeeds {
   queryBlockSize?: number;
   /** The case runs attentionBackward. */
   backward?: boolean;
+  /** With backward: the head dim of its forward. */
+  headDim?: number;
 }
 
 export interface BackendUnderTest {
@@ -31,8 +33,10 @@ export interface BackendUnderTest {
 
 export function backendUnderTest(name: TestBackend): BackendUnderTest {
   const profile = PROFILES[name];
-  const cannot = ({ blockSize, dtype, softmax, estimate, queryBlockSize, backward }: CaseNeeds): string | null => {
+  const cannot = ({ blockSize, dtype, softmax, estimate, queryBlockSize, backward, headDim }: CaseNeeds): string | null => {
     if (backward && profile.backwardReason) return `backward: ${profile.backwardReason}`;
+    const dims = profile.backwardHeadDims;
+    if (backward && headDim !== undefined && dims && headDim > dims.max) return `backward at head dim ${headDim}: ${dims.reason}`;
     if (blockSize !== undefined && !profile.blockSizes.includes(blockSize)) return `blockSize ${blockSize}: ${profile.blockSizeReason}`;
     if (dtype !== undefined && !profile.dtypes.includes(dtype)) return `dtype ${dtype}: computes in ${profile.dtypes.join(', ')}`;
     const poly = polyCoefficients(softmax);

@@ -85,7 +85,7 @@ forEachBackend('attentionBackward against the oracle', (be) => {
     });
   const blockSize = (o: AttentionOptions) => o.blockSize ?? (o.window !== undefined || o.globalTokens !== undefined || o.blocks ? 64 : undefined);
   describe('dense causal, N 97, head dims', () => {
-    for (const D of [1, 59, 64, 111, 128, 256]) run(be.cannot({ backward: true }), `head dim ${D}`, S(97, 97, { headDim: D }), { causal: true }, D);
+    for (const D of [1, 59, 64, 111, 128, 256]) run(be.cannot({ backward: true, headDim: D }), `head dim ${D}`, S(97, 97, { headDim: D }), { causal: true }, D);
   });
   const cases: [string, ShapeLike, AttentionOptions][] = [
     ['Nq 97 < Nk 200, causal', S(97, 200), { causal: true }],
@@ -115,6 +115,13 @@ forEachBackend('attentionBackward against the oracle', (be) => {
   }
   testIf(be.profile.backwardReason ? null : 'the backend has a backward pass', 'a backend without a backward pass refuses it, naming backend', async () => {
     const shape = S(10, 10);
+    const { q, k, v } = inputsFor(be, randomQKV(shape, 1));
+    const fwd = await attention(q, k, v, { shape, saveForBackward: true, backend: be.name });
+    await expect(attentionBackward(q, q, k, v, fwd, { backend: be.name })).rejects.toMatchObject({ code: 'ERR_OPTION', argument: 'backend' });
+  });
+  const dims = be.profile.backwardHeadDims;
+  testIf(be.profile.backwardReason ?? (dims ? null : 'the backward runs every head dim'), 'a head dim above the backward\'s limit is refused, naming backend', async () => {
+    const shape = S(10, 10, { headDim: dims!.max + 1 });
     const { q, k, v } = inputsFor(be, randomQKV(shape, 1));
     const fwd = await attention(q, k, v, { shape, saveForBackward: true, backend: be.name });
     await expect(attentionBackward(q, q, k, v, fwd, { backend: be.name })).rejects.toMatchObject({ code: 'ERR_OPTION', argument: 'backend' });

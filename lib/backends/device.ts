@@ -17,6 +17,7 @@ import type { Inputs, Problem } from '../problem';
 import { DeviceStorage, Tensor } from '../tensor';
 import type { Dtype } from '../types';
 import type { Backend, BackendResult, BackendStatus } from './backend';
+import { deviceBackward } from './device-backward';
 
 export type DeviceFlavor = 'cuda' | 'cuda-emu';
 
@@ -127,6 +128,7 @@ function deviceBackend(flavor: DeviceFlavor, load: () => AddonState, unusable: (
   return {
     status,
     unsupported: deviceUnsupported,
+    ...deviceBackward({ flavor, addonOrThrow, unsupported: deviceUnsupported, requestFor, deviceInputs }),
 
     async attention(p: Problem, inputs: Inputs): Promise<BackendResult> {
       const dtype = p.dtype ?? 'float16';

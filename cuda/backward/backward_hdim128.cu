@@ -1,0 +1,11 @@
+// The backward kernels' head-dim 128 instantiations (head dims 65..128, zero-padded): one unit per
+// head dim so that they compile in parallel, as the forward's.
+#include "backward.h"
+#include "backward_launch.cuh"
+
+namespace psa::gpu::bwd {
+
+cudaError_t gradients_hdim128(const BackwardParams& bp, MmaType type, cudaStream_t stream) { return gradients<BackwardTraits<128>>(bp, type, stream); }
+cudaError_t row_max_hdim128(const ForwardParams& p, MmaType type, float* rowMax, cudaStream_t stream) { return row_max<BackwardTraits<128>>(p, type, rowMax, stream); }
+
+}  // namespace psa::gpu::bwd
