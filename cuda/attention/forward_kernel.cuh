@@ -70,7 +70,7 @@ __device__ __forceinline__ std::uint32_t pack2(float lo, float hi) {
 template <int PolyDegree>
 __device__ __forceinline__ float softmax_exp2(float x, const float (&c)[9]) {
   if constexpr (PolyDegree == 0) {
-    return exp2f(x);  // exp2f(-inf) = 0
+    return ex2(x);  // 2^-inf = 0
   } else {
     return x == -INFINITY ? 0.0f : exp2_poly<PolyDegree>(x, c);
   }
@@ -129,7 +129,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = m0 + warp * 16 + g + 8 * r;
-    tau[r] = topK && row < sh.seqQ ? p.threshold[(static_cast<long long>(b) * sh.heads + h) * sh.seqQ + row] : -INFINITY;
+    tau[r] = topK ? ld_if(row < sh.seqQ, p.threshold + (static_cast<long long>(b) * sh.heads + h) * sh.seqQ + row, -INFINITY) : -INFINITY;
   }
 
   const float scaleLog2 = p.scale * fwd::kLog2e;
@@ -181,7 +181,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       const float ms = mx == -INFINITY ? 0.0f : mx;  // no kept key yet: keep exp2(-inf - 0) = 0, not NaN
-      const float corr = exp2f(mRow[r] - ms);
+      const float corr = ex2(mRow[r] - ms);
       mRow[r] = mx;
       float sum = 0.0f;
 #pragma unroll
@@ -238,12 +238,12 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
 #pragma unroll
       for (int d8 = 0; d8 < Tr::kOTiles; ++d8) {
         const int col = d8 * 8 + 2 * t;
-        if (col < sh.headDim) orow[col] = o[d8][2 * r] * inv;
-        if (col + 1 < sh.headDim) orow[col + 1] = o[d8][2 * r + 1] * inv;
+        st_if(col < sh.headDim, orow + col, o[d8][2 * r] * inv);
+        st_if(col + 1 < sh.headDim, orow + col + 1, o[d8][2 * r + 1] * inv);
       }
       const long long rowIndex = (static_cast<long long>(b) * sh.heads + h) * sh.seqQ + row;
-      if (p.lse != nullptr && t == 0) p.lse[rowIndex] = empty ? -INFINITY : mRow[r] * fwd::kLn2 + logf(l);
-      if (p.keptCounts != nullptr && t == 0) p.keptCounts[rowIndex] = c;
+      if (p.lse != nullptr) st_if(t == 0, p.lse + rowIndex, empty ? -INFINITY : mRow[r] * fwd::kLn2 + logf(l));
+      if (p.keptCounts != nullptr) st_if(t == 0, p.keptCounts + rowIndex, c);
     }
   }
 }
@@ -260,7 +260,7 @@ cudaError_t launch(const ForwardParams& params, cudaStream_t stream) {
   cudaError_t err = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const dim3 grid((params.shape.seqQ + Traits::kBlockM - 1) / Traits::kBlockM, params.shape.heads, params.shape.batch);
-  PSA_LAUNCH(kernel, grid, dim3(Traits::kThreads), smem, stream)(params);
+  PSA_LAUNCH((attention_forward_kernel<Traits, T, Causal, PolyDegree>), grid, dim3(Traits::kThreads), smem, stream)(params);
   return cudaGetLastError();
 }
 

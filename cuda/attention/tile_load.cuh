@@ -42,7 +42,7 @@ __device__ __forceinline__ void load_tile(std::uint16_t* dst, const std::uint16_
       if (it * kRowsPerPass < rows) {
         cp_async_16(d, s);
       } else {
-        *reinterpret_cast<uint4*>(d) = z;
+        st(reinterpret_cast<uint4*>(d), z);
       }
       d += kRowsPerPass * Tile::kStride;
       s += kRowsPerPass * rowStride;
@@ -51,9 +51,9 @@ __device__ __forceinline__ void load_tile(std::uint16_t* dst, const std::uint16_
 #pragma unroll 1
     for (int it = 0; it < kPasses; ++it) {
       if (it * kRowsPerPass < rows) {
-        for (int e = 0; e < 8; ++e) d[e] = col + e < headDim ? s[e] : std::uint16_t(0);
+        for (int e = 0; e < 8; ++e) st(d + e, ld_if(col + e < headDim, s + e, std::uint16_t(0)));
       } else {
-        *reinterpret_cast<uint4*>(d) = z;
+        st(reinterpret_cast<uint4*>(d), z);
       }
       d += kRowsPerPass * Tile::kStride;
       s += kRowsPerPass * rowStride;

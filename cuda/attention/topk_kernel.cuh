@@ -114,7 +114,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
       uint4 z;
       z.x = z.y = z.z = z.w = 0u;
       uint4* h4 = reinterpret_cast<uint4*>(hist);
-      for (int i = tid; i < kM * kBins / 4; i += Tr::kThreads) h4[i] = z;
+      for (int i = tid; i < kM * kBins / 4; i += Tr::kThreads) st(h4 + i, z);
       if (pass == 0 && tid == 0) sAny[0] = 0u;
     }
     // This thread's two rows (g and g + 8 of its warp's 16): still selecting, and the prefix so far.
@@ -157,10 +157,8 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
               const long long pos = static_cast<long long>(m0 + warp * 16 + g + 8 * r) + sh.seqK - sh.seqQ;
               keep = keep && element_allowed(p.mask, Causal, sh.seqK, pos, tile.index * kN + (n8 + e) * 8 + 2 * t + (i & 1), tile.selected);
             }
-            if (keep) {
-              const std::uint32_t key = ordered_key(score_of(s[e][i], p.scale));
-              if (((key ^ prefix[r]) & hiMask) == 0u) atomicAdd(&hist[(warp * 16 + g + 8 * r) * kBins + ((key >> digitShift) & (kBins - 1))], 1u);
-            }
+            const std::uint32_t key = ordered_key(score_of(s[e][i], p.scale));
+            atomic_add_if(keep && ((key ^ prefix[r]) & hiMask) == 0u, &hist[(warp * 16 + g + 8 * r) * kBins + ((key >> digitShift) & (kBins - 1))], 1u);
           }
         }
       }
@@ -179,8 +177,8 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
         continue;
       }
       const uint4* hp = reinterpret_cast<const uint4*>(hist + lrow * kBins + (kBins - 8) - 8 * lane);
-      const uint4 lo = hp[0];  // bins 248 - 8l .. 251 - 8l
-      const uint4 hi = hp[1];  // bins 252 - 8l .. 255 - 8l
+      const uint4 lo = ld(hp);      // bins 248 - 8l .. 251 - 8l
+      const uint4 hi = ld(hp + 1);  // bins 252 - 8l .. 255 - 8l
       const std::uint32_t c = lo.x + lo.y + lo.z + lo.w + hi.x + hi.y + hi.z + hi.w;
       std::uint32_t incl = c;  // keys in bins >= 248 - 8l
 #pragma unroll
@@ -233,7 +231,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
   // tau: the selected key, or -inf for rows with |A_i| <= k_i (and empty rows).
   if (tid < kM && m0 + tid < sh.seqQ) {
     const float tau = sRem[tid] != 0u ? ordered_value(sPrefix[tid]) : -INFINITY;
-    a.thresholds[(static_cast<long long>(b) * sh.heads + h) * sh.seqQ + m0 + tid] = tau;
+    st(a.thresholds + (static_cast<long long>(b) * sh.heads + h) * sh.seqQ + m0 + tid, tau);
   }
 }
 

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <string>
 
+#include "counters.h"
 #include "emu.h"
 
 namespace psa::emu {
@@ -54,6 +55,8 @@ struct Event {
 
 void record_launch_error(cudaError_t err) { set_error(err); }
 
+bool is_device_memory(const void* p, std::size_t n) { return is_device_range(p, n); }
+
 }  // namespace psa::emu
 
 using namespace psa::emu;
@@ -69,6 +72,7 @@ cudaError_t cudaMalloc(void** p, size_t n) {
     g_allocations[static_cast<unsigned char*>(mem)] = n;
     g_allocated += n;
   }
+  count_host(HostEvent::Allocation);
   *p = mem;
   return cudaSuccess;
 }
@@ -83,16 +87,25 @@ cudaError_t cudaFree(void* p) {
     g_allocations.erase(it);
   }
   std::free(p);
+  count_host(HostEvent::Free);
   return cudaSuccess;
 }
 
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+namespace {
+cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
   if (cudaError_t e = check_copy(dst, src, n, kind)) return set_error(e);
   if (n) std::memmove(dst, src, n);
   return cudaSuccess;
 }
+}  // namespace
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t) { return cudaMemcpy(dst, src, n, kind); }
+// A synchronous copy waits for the device: a host synchronisation.
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+  count_host(HostEvent::Sync);
+  return copy(dst, src, n, kind);
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t) { return copy(dst, src, n, kind); }
 
 cudaError_t cudaMemset(void* p, int value, size_t n) {
   if (n && !is_device_range(p, n)) return set_error(cudaErrorInvalidValue);
@@ -101,8 +114,14 @@ cudaError_t cudaMemset(void* p, int value, size_t n) {
 }
 
 cudaError_t cudaMemsetAsync(void* p, int value, size_t n, cudaStream_t) { return cudaMemset(p, value, n); }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  count_host(HostEvent::Sync);
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+  count_host(HostEvent::Sync);
+  return cudaSuccess;
+}
 
 cudaError_t cudaGetLastError(void) {
   const cudaError_t e = t_pending;
@@ -211,7 +230,10 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
   return cudaSuccess;
 }
 
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  count_host(HostEvent::Sync);
+  return cudaSuccess;
+}
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   auto* a = reinterpret_cast<Event*>(start);
