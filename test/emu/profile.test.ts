@@ -60,8 +60,12 @@ describeIf(unavailableReason('cuda-emu'), 'psa profile (emulated build)', () => 
       expect(Number.isInteger(report.call[key])).toBe(true);
       expect(report.call[key]).toBeGreaterThanOrEqual(0);
     }
-    expect(report.call.syncs).toBeGreaterThanOrEqual(1);
-    expect(report.call.allocations).toBe(report.call.frees + 1); // the output is the call's: freed after the count
+    // Steady state: every buffer comes from the stream-ordered pool, nothing from the driver. One
+    // synchronisation for the attention call, one per input for the value checks.
+    expect(report.call.allocations).toBe(0);
+    expect(report.call.frees).toBe(0);
+    expect(report.call.syncs).toBe(1 + 3);
+    expect(report.firstCall.allocations).toBeGreaterThan(0);
   }, 120_000);
 
   test('sparse with top-k, d 59: the table names the forward and top-k kernels', async () => {
@@ -70,7 +74,8 @@ describeIf(unavailableReason('cuda-emu'), 'psa profile (emulated build)', () => 
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/attention_forward_kernel<ForwardTraits<64>/);
     expect(r.out).toMatch(/attention_topk_kernel<TopkTraits<64>/);
-    expect(r.out).toMatch(/per call \(second of two\): \d+ host syncs, \d+ device allocations, \d+ frees/);
+    // Sparse: the selection's size is read before the layout is built, a second synchronisation.
+    expect(r.out).toMatch(/per call \(second of two\): 5 host syncs, 0 device allocations, 0 frees/);
   }, 120_000);
 
   test('ratio and progressive together: ERR_OPTION naming progressive', async () => {
