@@ -23,6 +23,16 @@
 #define PSA_SITE
 #endif
 
+// Marks a stretch of a kernel in its PTX (comments between which the gate counts instructions
+// and conditional branches, cuda/gate.json "regions"); nothing in the emulated build.
+#if defined(PSA_EMULATED)
+#define PSA_PTX_REGION_BEGIN(name)
+#define PSA_PTX_REGION_END(name)
+#else
+#define PSA_PTX_REGION_BEGIN(name) asm volatile("// psa-region-begin " name)
+#define PSA_PTX_REGION_END(name) asm volatile("// psa-region-end " name)
+#endif
+
 namespace psa::gpu {
 
 // Element type of an mma operand.
@@ -124,12 +134,16 @@ __device__ __forceinline__ void cp_async_wait() {
 #endif
 }
 
-// 2^x on the special function unit (the exponentials the counters count as exp2).
+// 2^x on the special function unit, subnormal results flushed to zero (2^-inf = 0): one MUFU
+// instruction, where exp2f adds range handling for subnormals. The exponentials the counters
+// count as exp2. PTX ISA: "ex2" (ex2.approx.ftz.f32, maximum relative error 2^-22).
 __device__ __forceinline__ float ex2(float x) {
 #if defined(PSA_EMULATED)
   return twin::ex2(x);
 #else
-  return exp2f(x);
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
 #endif
 }
 

@@ -1,6 +1,7 @@
 // Host twins of the inline-PTX primitives (cuda/primitives.cuh), as warp collectives of the
 // CPU model. They follow the per-lane fragment layouts of the PTX ISA exactly, so a kernel
 // that feeds the wrong lane the wrong element computes wrong numbers here too.
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -129,7 +130,8 @@ void ldmatrix(int num, bool trans, std::uint32_t* regs, const void* row_address,
 
 float ex2(float x) {
   ::psa::emu::count_exp2();
-  return std::exp2(x);
+  const float y = std::exp2(x);
+  return y < FLT_MIN ? 0.0f : y;  // .ftz: a subnormal result is flushed (y >= 0)
 }
 
 void count_access(::psa::emu::Access kind, const void* address, unsigned bytes, std::source_location site) {
