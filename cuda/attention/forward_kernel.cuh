@@ -1,6 +1,6 @@
 // The fused sparse attention forward kernel, FlashAttention-2 style, on Tensor Cores.
 //
-// One CTA per (64-row query tile x, query head h, batch b): 4 warps of 16 rows each. It visits
+// One CTA per (64-row query tile, query head h, batch b), the causal tiles longest first: 4 warps of 16 rows each. It visits
 // the 64-key tiles of key_tiles.cuh (the layout's entries for the tile's query block, or every
 // causally reachable tile), one at a time:
 //   Q tile   global -> shared (cp.async); up to d 128 its A fragments go to registers
@@ -159,7 +159,10 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
   const int t = lane & 3;    // fragment column pair
   const int lm = lane >> 3;  // ldmatrix: matrix whose row address this lane gives
   const int lr = lane & 7;   //           and which row of it
-  const int m0 = static_cast<int>(blockIdx.x) * Tr::kBlockM;
+  // Causal: the last query tiles visit the most key tiles, so they go first (blockIdx.x 0), and the
+  // grid's tail is the shortest rows rather than the longest.
+  const int qTile = Causal ? static_cast<int>(gridDim.x - 1 - blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int m0 = qTile * Tr::kBlockM;
   const int kvh = h / (sh.heads / sh.kvHeads);
 
   const std::uint16_t* qBase = p.q + offset_of(p.qStrides, b, h, 0);

@@ -113,7 +113,10 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
   const int lane = tid % 32;
   const int g = lane >> 2;  // fragment row group
   const int t = lane & 3;   // fragment column pair
-  const int m0 = static_cast<int>(blockIdx.x) * kM;
+  // Causal: the last query tiles visit the most key tiles, so they go first (blockIdx.x 0), and the
+  // grid's tail is the shortest rows rather than the longest.
+  const int qTile = Causal ? static_cast<int>(gridDim.x - 1 - blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int m0 = qTile * kM;
   const int kvh = h / (sh.heads / sh.kvHeads);
 
   const std::uint16_t* qBase = p.q + offset_of(p.qStrides, b, h, 0);
