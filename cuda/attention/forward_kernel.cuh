@@ -1,8 +1,8 @@
 // The fused sparse attention forward kernel, FlashAttention-2 style, on Tensor Cores.
 //
-// One CTA per (64-row query tile, query head h, batch b), the causal tiles longest first: 4 warps of 16 rows each. It visits
-// the 64-key tiles of key_tiles.cuh (the layout's entries for the tile's query block, or every
-// causally reachable tile), one at a time:
+// One CTA per (64-row query tile, query head h, batch b), causal grids longest tile first: 4
+// warps of 16 rows each. It visits the 64-key tiles of key_tiles.cuh (the layout's entries for
+// the tile's query block, or every causally reachable tile), one at a time:
 //   Q tile   global -> shared (cp.async); up to d 128 its A fragments go to registers
 //            (ldmatrix.x4) once and its shared tile is reused as the V buffer; at d 256 Q stays
 //            in shared memory and each k16 step reloads its fragment (ForwardTraits::kQInRegisters);
