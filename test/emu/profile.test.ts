@@ -65,7 +65,6 @@ describeIf(unavailableReason('cuda-emu'), 'psa profile (emulated build)', () => 
     expect(report.call.allocations).toBe(0);
     expect(report.call.frees).toBe(0);
     expect(report.call.syncs).toBe(1 + 3);
-    expect(report.firstCall.allocations).toBeGreaterThan(0);
   }, 120_000);
 
   test('sparse with top-k, d 59: the table names the forward and top-k kernels', async () => {
