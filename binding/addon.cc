@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "../cuda/attention/finite.h"
+#if defined(PSA_EMULATED)
+#include "../cuda/emu/counters.h"
+#endif
 #include "addon_state.h"
 #include "attention.h"
 #include "backward.h"
@@ -185,6 +188,70 @@ class FaultWorker : public PromiseWorker {
 };
 
 Napi::Value FaultForTests(const Napi::CallbackInfo& info) { return PromiseWorker::Start(std::make_unique<FaultWorker>(info.Env())); }
+
+// Profiling (emulated build): counters(action). 'start' turns the model's performance counters
+// on from zero, 'stop' turns them off, 'take' returns the counts since the last start or take
+// (cuda/emu/counters.h), summed per kernel, and restarts them.
+Napi::Object shared_object(Napi::Env env, const emu::SharedTraffic& t) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("requests", static_cast<double>(t.requests));
+  o.Set("wavefronts", static_cast<double>(t.wavefronts));
+  o.Set("ideal", static_cast<double>(t.ideal));
+  o.Set("bytes", static_cast<double>(t.bytes));
+  o.Set("maxWays", t.maxWays);
+  return o;
+}
+
+Napi::Object global_object(Napi::Env env, const emu::GlobalTraffic& t) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("requests", static_cast<double>(t.requests));
+  o.Set("sectors", static_cast<double>(t.sectors));
+  o.Set("bytesUsed", static_cast<double>(t.bytesUsed));
+  return o;
+}
+
+Napi::Value Counters(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string action = info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (action == "start" || action == "stop") {
+    emu::counters_enable(action == "start");
+    return env.Undefined();
+  }
+  if (action != "take") AddonState::of(env).raise(env, "option", "action", "action must be 'start', 'stop' or 'take'");
+  const emu::CounterSnapshot snap = emu::counters_take();
+  const std::vector<emu::KernelCounters> kernels = emu::counters_by_kernel(snap.launches);
+  Napi::Array list = Napi::Array::New(env, kernels.size());
+  for (std::size_t i = 0; i < kernels.size(); ++i) {
+    const emu::KernelCounters& k = kernels[i];
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("name", k.name);
+    o.Set("launches", static_cast<double>(k.launches));
+    o.Set("ctas", static_cast<double>(k.ctas));
+    o.Set("tensorFlops", static_cast<double>(k.tensorFlops));
+    o.Set("ldmatrix", shared_object(env, k.ldmatrix));
+    o.Set("sharedLoad", shared_object(env, k.sharedLoad));
+    o.Set("sharedStore", shared_object(env, k.sharedStore));
+    o.Set("sharedAtomic", shared_object(env, k.sharedAtomic));
+    o.Set("cpAsyncShared", shared_object(env, k.cpAsyncShared));
+    o.Set("globalLoad", global_object(env, k.globalLoad));
+    o.Set("globalStore", global_object(env, k.globalStore));
+    o.Set("globalAtomic", global_object(env, k.globalAtomic));
+    o.Set("cpAsyncGlobal", global_object(env, k.cpAsyncGlobal));
+    o.Set("cpAsyncBytes", static_cast<double>(k.cpAsyncBytes));
+    o.Set("barriers", static_cast<double>(k.barriers));
+    o.Set("exp2", static_cast<double>(k.exp2));
+    list.Set(static_cast<uint32_t>(i), o);
+  }
+  Napi::Object host = Napi::Object::New(env);
+  host.Set("allocations", static_cast<double>(snap.host.allocations));
+  host.Set("frees", static_cast<double>(snap.host.frees));
+  host.Set("syncs", static_cast<double>(snap.host.syncs));
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("kernels", list);
+  out.Set("launches", static_cast<double>(snap.launches.size()));
+  out.Set("host", host);
+  return out;
+}
 #endif
 
 Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
@@ -209,6 +276,7 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   RegisterCpuDecode(env, exports);
 #if defined(PSA_EMULATED)
   exports.Set("faultForTests", Napi::Function::New<Guarded<FaultForTests>>(env, "faultForTests"));
+  exports.Set("counters", Napi::Function::New<Guarded<Counters>>(env, "counters"));
 #endif
   return exports;
 }

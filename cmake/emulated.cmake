@@ -8,7 +8,7 @@ if(NOT PSA_CUDA_HEADERS)
   message(FATAL_ERROR "psa-attention: the emulated build needs the CUDA headers (cuda_runtime_api.h); install the CUDA toolkit")
 endif()
 
-set(PSA_EMU_SOURCES cuda/emu/engine.cc cuda/emu/fiber.cc cuda/emu/runtime.cc cuda/emu/primitives_twin.cc)
+set(PSA_EMU_SOURCES cuda/emu/counters.cc cuda/emu/engine.cc cuda/emu/fiber.cc cuda/emu/runtime.cc cuda/emu/primitives_twin.cc)
 # Every attention unit (one .cu per kernel family or instantiation group) joins the build.
 file(GLOB PSA_ATTENTION_UNITS CONFIGURE_DEPENDS ${CMAKE_SOURCE_DIR}/cuda/attention/*.cu ${CMAKE_SOURCE_DIR}/cuda/decode/*.cu ${CMAKE_SOURCE_DIR}/cuda/backward/*.cu)
 set(PSA_EMU_KERNELS cuda/device_api.cu cuda/checks/mma_matmul.cu ${PSA_ATTENTION_UNITS})

@@ -3,6 +3,8 @@
 // error. Every call works on the calling thread's default stream (cudaStreamPerThread), so
 // work from different libuv threads does not serialize.
 #include <algorithm>
+#include <cstdint>
+#include <iterator>
 #include <mutex>
 #include <string>
 
@@ -22,15 +24,57 @@ unsigned blocks_for(std::size_t n) {
   return static_cast<unsigned>(std::min<std::size_t>((n + kThreads - 1) / kThreads, 4096));
 }
 
+// Device memory comes from the device's stream-ordered pool (cudaMallocAsync on the calling
+// thread's stream), which keeps what is freed for the next allocation instead of returning it
+// to the driver: its release threshold is raised once per device, so a steady state of
+// identical calls allocates nothing from the driver and a free does not synchronise the device.
+// Devices without memory pools take cudaMalloc / cudaFree. Frees are ordered after the work
+// already queued on the freeing thread's stream; every call synchronises its stream before its
+// results are handed over, so a buffer freed later by another thread is idle.
+bool uses_pool(int device) {
+  constexpr int kUnknown = -1;
+  static std::mutex mutex;
+  static int known[64];
+  static bool init = false;
+  std::lock_guard<std::mutex> g(mutex);
+  if (!init) {
+    std::fill(std::begin(known), std::end(known), kUnknown);
+    init = true;
+  }
+  if (device < 0 || device >= 64) return false;
+  if (known[device] == kUnknown) {
+    int supported = 0;
+    cudaMemPool_t pool;
+    bool ok = cudaDeviceGetAttribute(&supported, cudaDevAttrMemoryPoolsSupported, device) == cudaSuccess && supported &&
+              cudaDeviceGetDefaultMemPool(&pool, device) == cudaSuccess;
+    if (ok) {
+      std::uint64_t keep = ~std::uint64_t(0);
+      ok = cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep) == cudaSuccess;
+    }
+    cudaGetLastError();  // an unsupported query is not the caller's error
+    known[device] = ok ? 1 : 0;
+  }
+  return known[device] == 1;
+}
+
+// The current device's memory (cudaSetDevice done by the caller).
+cudaError_t device_malloc(void** p, std::size_t bytes, int device) {
+  return uses_pool(device) ? cudaMallocAsync(p, bytes, cudaStreamPerThread) : cudaMalloc(p, bytes);
+}
+
+cudaError_t device_free(void* p, int device) { return uses_pool(device) ? cudaFreeAsync(p, cudaStreamPerThread) : cudaFree(p); }
+
 // Runs fn(offset, count, staging) over chunks of n elements with a device staging buffer.
 template <typename Fn>
 Status with_staging(std::size_t n, Fn fn) {
-  float* staging = nullptr;
+  int device = 0;
+  PSA_TRY(cudaGetDevice(&device), "selecting the CUDA device");
+  void* staging = nullptr;
   const std::size_t chunk = std::min(n, kStagingElements);
-  PSA_TRY(cudaMalloc(&staging, chunk * sizeof(float)), "allocating the conversion staging buffer");
+  PSA_TRY(device_malloc(&staging, chunk * sizeof(float), device), "allocating the conversion staging buffer");
   Status result;
-  for (std::size_t off = 0; off < n && result.ok(); off += chunk) result = fn(off, std::min(chunk, n - off), staging);
-  Status freed = status_of(cudaFree(staging), "freeing the conversion staging buffer");
+  for (std::size_t off = 0; off < n && result.ok(); off += chunk) result = fn(off, std::min(chunk, n - off), static_cast<float*>(staging));
+  Status freed = status_of(device_free(staging, device), "freeing the conversion staging buffer");
   return result.ok() ? freed : result;
 }
 
@@ -149,7 +193,7 @@ RuntimeInfo query_runtime() {
 Status alloc_buffer(Buffer& out, std::size_t bytes, int device) {
   PSA_TRY(cudaSetDevice(device), "selecting the CUDA device");
   void* ptr = nullptr;
-  PSA_TRY(cudaMalloc(&ptr, std::max<std::size_t>(bytes, 1)), "allocating device memory");
+  PSA_TRY(device_malloc(&ptr, std::max<std::size_t>(bytes, 1), device), "allocating device memory");
   out = Buffer{ptr, bytes, device};
   return Status::success();
 }
@@ -157,7 +201,7 @@ Status alloc_buffer(Buffer& out, std::size_t bytes, int device) {
 Status free_buffer(Buffer& buf) {
   if (!buf.ptr) return Status::success();
   PSA_TRY(cudaSetDevice(buf.device), "selecting the CUDA device");
-  Status s = status_of(cudaFree(buf.ptr), "freeing device memory");
+  Status s = status_of(device_free(buf.ptr, buf.device), "freeing device memory");
   buf.ptr = nullptr;
   buf.bytes = 0;
   return s;

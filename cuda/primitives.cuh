@@ -15,10 +15,22 @@
 
 #if defined(PSA_EMULATED)
 #include <source_location>
+
+#include "emu/counters.h"
 #define PSA_SITE , std::source_location psa_site = std::source_location::current()
 #define PSA_SITE_ARG psa_site
 #else
 #define PSA_SITE
+#endif
+
+// Marks a stretch of a kernel in its PTX (comments between which the gate counts instructions
+// and conditional branches, cuda/gate.json "regions"); nothing in the emulated build.
+#if defined(PSA_EMULATED)
+#define PSA_PTX_REGION_BEGIN(name)
+#define PSA_PTX_REGION_END(name)
+#else
+#define PSA_PTX_REGION_BEGIN(name) asm volatile("// psa-region-begin " name)
+#define PSA_PTX_REGION_END(name) asm volatile("// psa-region-end " name)
 #endif
 
 namespace psa::gpu {
@@ -41,6 +53,9 @@ inline int c_col(int lane, int i) { return 2 * (lane & 3) + (i & 1); }
 void mma_m16n8k16(MmaType type, float (&d)[4], const std::uint32_t (&a)[4], const std::uint32_t (&b)[2], const float (&c)[4],
                   std::source_location site);
 void ldmatrix(int num, bool trans, std::uint32_t* regs, const void* row_address, std::source_location site);
+float ex2(float x);
+// One lane's load or store at `site`, for the model's counters (emu/counters.h).
+void count_access(::psa::emu::Access kind, const void* address, unsigned bytes, std::source_location site);
 
 }  // namespace twin
 #endif
@@ -116,6 +131,70 @@ __device__ __forceinline__ void cp_async_wait() {
   ::psa::emu::async_wait(N);
 #else
   asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+// 2^x on the special function unit, subnormal results flushed to zero (2^-inf = 0): one MUFU
+// instruction, where exp2f adds range handling for subnormals. The exponentials the counters
+// count as exp2. PTX ISA: "ex2" (ex2.approx.ftz.f32, maximum relative error 2^-22).
+__device__ __forceinline__ float ex2(float x) {
+#if defined(PSA_EMULATED)
+  return twin::ex2(x);
+#else
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+  return y;
+#endif
+}
+
+// A plain load or store, shared or global memory, that the emulated build's counters see (one
+// lane of a warp instruction at this site). The _if forms are the predicated instruction: every
+// lane reaches the site and only `active` ones touch memory, so that lanes a bound masks off do
+// not shift the count of the others' instructions. Kernels route the accesses whose traffic
+// matters (tile copies, histograms, outputs) through these.
+template <typename T>
+__device__ __forceinline__ T ld(const T* p PSA_SITE) {
+#if defined(PSA_EMULATED)
+  twin::count_access(::psa::emu::Access::Load, p, sizeof(T), PSA_SITE_ARG);
+#endif
+  return *p;
+}
+
+template <typename T>
+__device__ __forceinline__ T ld_if(bool active, const T* p, T otherwise PSA_SITE) {
+#if defined(PSA_EMULATED)
+  twin::count_access(::psa::emu::Access::Load, active ? p : nullptr, sizeof(T), PSA_SITE_ARG);
+#endif
+  return active ? *p : otherwise;
+}
+
+template <typename T>
+__device__ __forceinline__ void st(T* p, T v PSA_SITE) {
+#if defined(PSA_EMULATED)
+  twin::count_access(::psa::emu::Access::Store, p, sizeof(T), PSA_SITE_ARG);
+#endif
+  *p = v;
+}
+
+template <typename T>
+__device__ __forceinline__ void st_if(bool active, T* p, T v PSA_SITE) {
+#if defined(PSA_EMULATED)
+  twin::count_access(::psa::emu::Access::Store, active ? p : nullptr, sizeof(T), PSA_SITE_ARG);
+#endif
+  if (active) *p = v;
+}
+
+// atomicAdd by the lanes where `active` holds (predicated, as st_if).
+template <typename T>
+__device__ __forceinline__ void atomic_add_if(bool active, T* p, T v PSA_SITE) {
+#if defined(PSA_EMULATED)
+  if (active) {
+    atomicAdd(p, v, PSA_SITE_ARG);
+  } else {
+    twin::count_access(::psa::emu::Access::Atomic, nullptr, sizeof(T), PSA_SITE_ARG);
+  }
+#else
+  if (active) atomicAdd(p, v);
 #endif
 }
 

@@ -1,6 +1,7 @@
 /**
  * The `psa` command: `psa info` (version, platform, each backend and why it is or is not
- * usable) and `psa demo` (a planted-needle long-context case, dense against sparse).
+ * usable), `psa demo` (a planted-needle long-context case, dense against sparse) and
+ * `psa profile` (one call's performance counters on the emulated build).
  * `main` resolves to the exit code (0 ok, 1 error) and also sets `process.exitCode`.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
@@ -11,6 +12,7 @@ import { DECODE_DEMO_DEFAULTS, formatDecodeDemo, runDecodeDemo } from './demo-de
 import { join } from 'node:path';
 import { reloadAddons } from './backends/device';
 import { packageRoot } from './package-root';
+import { formatProfile, PROFILE_DEFAULTS, runProfile } from './profile';
 import type { BackendName } from './types';
 
 const BACKEND_ORDER = ['js', 'cpu', 'cuda', 'cuda-emu'];
@@ -18,6 +20,18 @@ const BACKEND_ORDER = ['js', 'cpu', 'cuda', 'cuda-emu'];
 function positiveInt(value: string): number {
   const n = Number(value);
   if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError('expected an integer >= 1');
+  return n;
+}
+
+function nonNegativeInt(value: string): number {
+  const n = Number(value);
+  if (!/^\d+$/.test(value.trim()) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('expected an integer >= 0');
+  return n;
+}
+
+function fraction(value: string): number {
+  const n = Number(value);
+  if (value.trim() === '' || !(n > 0 && n <= 1)) throw new InvalidArgumentError('expected a number in (0, 1]');
   return n;
 }
 
@@ -91,6 +105,25 @@ function program(): Command {
       }
       const report = await runDemo({ heads: opts.heads, seq: opts.seq ?? DEMO_DEFAULTS.seq, dim: opts.dim, seed: opts.seed, backend: opts.backend });
       process.stdout.write((opts.json ? JSON.stringify(report, null, 2) : formatDemo(report)) + '\n');
+    });
+  cmd
+    .command('profile')
+    .description("one attention call on the emulated build with its performance counters: shared bytes per Tensor Core FLOP, sector efficiency, bank conflicts, syncs and allocations per call")
+    .option('--seq <n>', 'sequence length', positiveInt, PROFILE_DEFAULTS.seq)
+    .option('--heads <n>', 'attention heads (batch 1)', positiveInt, PROFILE_DEFAULTS.heads)
+    .option('--head-dim <n>', 'head dimension (1..256)', positiveInt, PROFILE_DEFAULTS.headDim)
+    .option('--window <n>', 'sparse: sliding window of n keys', nonNegativeInt)
+    .option('--global-tokens <n>', 'sparse: the first n keys always allowed', nonNegativeInt)
+    .option('--ratio <r>', 'sparse: blocks by ratio (0, 1]', fraction)
+    .option('--progressive <p>', "sparse: blocks by progressive mass (0, 1], estimate 'bound'", fraction)
+    .option('--block-size <n>', 'selection block size', positiveInt)
+    .option('--top-k <k>', 'keep the k largest allowed scores of each row', positiveInt)
+    .option('--seed <n>', 'PRNG seed', positiveInt, PROFILE_DEFAULTS.seed)
+    .option('--json', 'print JSON')
+    .action(async (opts: { seq: number; heads: number; headDim: number; window?: number; globalTokens?: number; ratio?: number; progressive?: number; blockSize?: number; topK?: number; seed: number; json?: boolean }) => {
+      const { json, ...o } = opts;
+      const report = await runProfile(o);
+      process.stdout.write((json ? JSON.stringify(report, null, 2) : formatProfile(report)) + '\n');
     });
   cmd
     .command('build')

@@ -267,8 +267,36 @@ async function compileUnit({ source, target, defines = [], flags = DEFAULT_FLAGS
   return { source, target, ok: problems.length === 0, code: r.code, ms: r.ms, output, kernels, problems };
 }
 
-/** Compiles `source` to PTX for `ptxArch` and counts the lines holding each instruction. */
-async function checkPtx({ source, instructions, ptxArch = 'compute_80', defines = [], flags = DEFAULT_FLAGS, cwd = ROOT }) {
+/**
+ * The PTX between each pair of `// psa-region-begin <name>` / `// psa-region-end <name>` comments
+ * (PSA_PTX_REGION in cuda/primitives.cuh), one pair per copy the compiler made of the region:
+ * instruction lines and conditional branches (`@%p bra`) in each copy.
+ */
+function measureRegions(ptx, regions) {
+  const lines = ptx.split('\n');
+  const out = {};
+  for (const r of regions) {
+    const copies = [];
+    let current = null;
+    for (const l of lines) {
+      if (l.includes(`// psa-region-begin ${r.name}`)) current = { instructions: 0, branches: 0 };
+      else if (l.includes(`// psa-region-end ${r.name}`) && current) {
+        copies.push(current);
+        current = null;
+      } else if (current) {
+        const t = l.trim();
+        if (t === '' || t.startsWith('//') || t.startsWith('.') || t.startsWith('$') || t === '{' || t === '}') continue;
+        current.instructions++;
+        if (/^@!?%p\d+\s+bra/.test(t)) current.branches++;
+      }
+    }
+    out[r.name] = copies;
+  }
+  return out;
+}
+
+/** Compiles `source` to PTX for `ptxArch` and counts the lines holding each instruction, and the marked regions' instructions. */
+async function checkPtx({ source, instructions, regions = [], ptxArch = 'compute_80', defines = [], flags = DEFAULT_FLAGS, cwd = ROOT }) {
   const dir = tempDir();
   const ptxFile = path.join(dir, 'unit.ptx');
   const r = await run(nvccPath(), [...flags, '-ptx', `-arch=${ptxArch}`, ...defines.map((d) => `-D${d}`), source, '-o', ptxFile], { cwd });
@@ -285,7 +313,14 @@ async function checkPtx({ source, instructions, ptxArch = 'compute_80', defines 
     counts[ins] = ptx.split('\n').filter((l) => re.test(l)).length;
     if (counts[ins] === 0) problems.push(`${source} [${ptxArch}]: PTX instruction '${ins}' missing`);
   }
-  return { source, ok: problems.length === 0, counts, problems, ms: r.ms };
+  const measured = measureRegions(ptx, regions);
+  for (const reg of regions) {
+    const copies = measured[reg.name];
+    if (copies.length === 0) problems.push(`${source} [${ptxArch}]: PTX region '${reg.name}' missing (PSA_PTX_REGION markers)`);
+    const worst = Math.max(0, ...copies.map((c) => c.branches));
+    if (worst > reg.maxBranches) problems.push(`${source} [${ptxArch}]: PTX region '${reg.name}' has ${worst} conditional branches (at most ${reg.maxBranches})`);
+  }
+  return { source, ok: problems.length === 0, counts, regions: measured, problems, ms: r.ms };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -404,9 +439,9 @@ async function runGate({ manifest = loadManifest(), jobs = Number(process.env.PS
         log(`${r.ok ? 'ok  ' : 'FAIL'} ${u.source} ${target} (${r.kernels.length} kernels, ${(r.ms / 1000).toFixed(1)} s)`);
         return { kind: 'compile', unit: u, result: r };
       });
-    if ((u.ptx || []).length)
+    if ((u.ptx || []).length || (u.regions || []).length)
       tasks.push(async () => {
-        const r = await checkPtx({ source: u.source, instructions: u.ptx, ptxArch, defines, flags });
+        const r = await checkPtx({ source: u.source, instructions: u.ptx || [], regions: u.regions || [], ptxArch, defines, flags });
         log(`${r.ok ? 'ok  ' : 'FAIL'} ${u.source} ptx ${ptxArch} (${(r.ms / 1000).toFixed(1)} s)`);
         return { kind: 'ptx', unit: u, result: r };
       });
@@ -483,7 +518,7 @@ function renderReport({ manifest, units }) {
   L.push('Registers, constant memory and PTX line counts depend on the toolkit that generated this file.');
   L.push('');
   L.push(`- compile: \`nvcc ${flags} -c -gencode arch=compute_XX,code=sm_XX -Xptxas ${PTXAS_OPTIONS}\` for ${manifest.targets.map((t) => `\`${t}\``).join(', ')}; any spill, local memory or stack frame fails the gate`);
-  L.push(`- PTX check: \`nvcc ${flags} -ptx -arch=${ptxArch}\`, lines holding each required instruction`);
+  L.push(`- PTX check: \`nvcc ${flags} -ptx -arch=${ptxArch}\`, lines holding each required instruction; in marked regions, instructions and conditional branches (a branch count above the manifest's bound fails the gate)`);
   L.push('- CTAs/SM: `cudaOccMaxActiveBlocksPerMultiprocessor` (cuda_occupancy.h, via scripts/occupancy.cc) at the maximum shared-memory carveout; threads and dynamic smem per kernel from the kernel traits the manifest names');
   L.push('- smem and stack in bytes; cmem: constant bank[bytes]');
   for (const u of units) {
@@ -504,6 +539,23 @@ function renderReport({ manifest, units }) {
       for (const i of [...ins].sort()) {
         const n = u.ptx && u.ptx.counts[i] !== undefined ? u.ptx.counts[i] : 0;
         L.push(`| \`${i}\` | ${n} | ${n > 0 ? 'present' : 'MISSING'} |`);
+      }
+    }
+    const regions = u.unit.regions || [];
+    if (regions.length) {
+      L.push('');
+      L.push('Marked PTX regions (one copy per instantiation; instructions per score: per copy over the scores one lane handles there):');
+      L.push('');
+      L.push('| region | copies | PTX instructions | per score | conditional branches |');
+      L.push('| --- | ---: | ---: | ---: | ---: |');
+      for (const reg of regions) {
+        const copies = (u.ptx && u.ptx.regions && u.ptx.regions[reg.name]) || [];
+        const ins = copies.map((c) => c.instructions);
+        const lo = Math.min(...ins);
+        const hi = Math.max(...ins);
+        const range = copies.length ? (lo === hi ? `${lo}` : `${lo}-${hi}`) : '-';
+        const per = copies.length ? (lo === hi ? (lo / reg.scoresPerLane).toFixed(2) : `${(lo / reg.scoresPerLane).toFixed(2)}-${(hi / reg.scoresPerLane).toFixed(2)}`) : '-';
+        L.push(`| region \`${reg.name}\` | ${copies.length} | ${range} | ${per} | ${Math.max(0, ...copies.map((c) => c.branches))} |`);
       }
     }
     for (const name of [...u.kernels.keys()].sort()) {
@@ -546,7 +598,9 @@ function compareReports(committed, generated) {
   const stable = (text) =>
     text
       .split('\n')
-      .map((l) => (/^\| sm_\d+ \|/.test(l) ? blank(l, [2, 8, 10, 11]) : /^\| `[^`]+` \| \d+ \|/.test(l) ? blank(l, [2]) : l))
+      .map((l) =>
+        /^\| sm_\d+ \|/.test(l) ? blank(l, [2, 8, 10, 11]) : /^\| `[^`]+` \| \d+ \|/.test(l) ? blank(l, [2]) : /^\| region `/.test(l) ? blank(l, [3, 4]) : l,
+      )
       .join('\n');
   const problems = [];
   if (stable(committed) !== stable(generated)) problems.push(`${REPORT} differs in what the code fixes, at ${firstDifference(stable(committed), stable(generated))}`);
@@ -629,6 +683,7 @@ module.exports = {
   parsePtxasOutput,
   compileUnit,
   checkPtx,
+  measureRegions,
   runGate,
   renderReport,
   compareReports,

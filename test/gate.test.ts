@@ -137,6 +137,39 @@ describe('--check report comparison', () => {
   });
 });
 
+describe('marked PTX regions', () => {
+  const ptx = [
+    '\tmov.f32 %f1, 0f00000000;',
+    '\t// begin inline asm',
+    '\t// psa-region-begin full-tile-softmax',
+    '\t// end inline asm',
+    '\tfma.rn.f32 %f2, %f3, %f4, %f5;',
+    '\tex2.approx.ftz.f32 %f6, %f2;',
+    '$L__BB0_3:',
+    '\t@%p1 bra $L__BB0_5;',
+    '\tadd.f32 %f7, %f6, %f1;',
+    '\t// psa-region-end full-tile-softmax',
+    '\t@%p2 bra $L__BB0_9;',
+    '\t// psa-region-begin full-tile-softmax',
+    '\tadd.f32 %f8, %f6, %f1;',
+    '\t// psa-region-end full-tile-softmax',
+  ].join('\n');
+
+  test('each copy: instruction lines and conditional branches between its markers, labels and comments left out', () => {
+    const r = gate.measureRegions(ptx, [{ name: 'full-tile-softmax', scoresPerLane: 32, maxBranches: 0 }]);
+    expect(r['full-tile-softmax']).toEqual([
+      { instructions: 4, branches: 1 },
+      { instructions: 1, branches: 0 },
+    ]);
+  });
+
+  test('--check ignores the instruction counts of another toolkit but not the branches', () => {
+    const row = (ins: number, branches: number) => `## u\n\n| region \`r\` | 2 | ${ins} | ${(ins / 32).toFixed(2)} | ${branches} |\n`;
+    expect(gate.compareReports(row(300, 0), row(320, 0)).problems).toEqual([]);
+    expect(gate.compareReports(row(300, 0), row(300, 3)).problems.join('\n')).toContain('differs in what the code fixes');
+  });
+});
+
 describe('compile gate (nvcc)', () => {
   let dir: string;
   beforeAll(() => {

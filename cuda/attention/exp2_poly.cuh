@@ -13,6 +13,9 @@
 
 #include "../cuda_compat.h"
 #include "bits.cuh"
+#if defined(PSA_EMULATED)
+#include "../emu/counters.h"
+#endif
 
 namespace psa::gpu {
 
@@ -23,6 +26,9 @@ __device__ __forceinline__ float exact_pow2(int n) { return bits_float(n >= -126
 // launcher pads them), which leaves the value of the true degree's Horner unchanged. t <= 127.
 template <int Degree>
 __device__ __forceinline__ float exp2_poly(float t, const float (&c)[9]) {
+#if defined(PSA_EMULATED)
+  ::psa::emu::count_exp2();
+#endif
   t = fmaxf(t, -127.0f);
   const float n = floorf(t);
   const float f = t - n;

@@ -7,6 +7,9 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstdint>
+#include <map>
+#include <mutex>
 
 #include "../convert.cuh"
 #include "../cuda_compat.h"
@@ -41,16 +44,58 @@ Status launch(const void* src, std::size_t n, float bound, unsigned long long* f
   return status_of(cudaGetLastError(), "launching the value check");
 }
 
+// The result words of the checks in flight: per device, one array of 64 words allocated at the
+// first check and kept for the process, handed out one word per check, so that a steady state
+// of checks allocates nothing whatever their concurrency. A 65th concurrent check allocates
+// its own word.
+class ResultWords {
+ public:
+  static constexpr int kWords = 64;
+  // A free word of `device`'s array (bit `slot` of its mask), or null.
+  unsigned long long* acquire(int device, int& slot) {
+    std::lock_guard<std::mutex> g(mutex_);
+    Arena& a = arenas_[device];
+    if (!a.words.ptr && !alloc_buffer(a.words, kWords * sizeof(unsigned long long), device).ok()) return nullptr;
+    if (a.busy == ~std::uint64_t(0)) return nullptr;
+    slot = __builtin_ctzll(~a.busy);
+    a.busy |= std::uint64_t(1) << slot;
+    return static_cast<unsigned long long*>(a.words.ptr) + slot;
+  }
+  void release(int device, int slot) {
+    std::lock_guard<std::mutex> g(mutex_);
+    arenas_[device].busy &= ~(std::uint64_t(1) << slot);
+  }
+
+ private:
+  struct Arena {
+    Buffer words;
+    std::uint64_t busy = 0;
+  };
+  std::mutex mutex_;
+  std::map<int, Arena> arenas_;
+};
+
+ResultWords& result_words() {
+  static ResultWords* words = new ResultWords();  // never destroyed: checks may run during exit
+  return *words;
+}
+
 }  // namespace
 
 Status first_non_finite(const Buffer& src, DType type, std::size_t n, float bound, long long& index) {
   index = -1;
   if (n == 0) return Status::success();
   PSA_TRY(cudaSetDevice(src.device), "selecting the CUDA device");
-  unsigned long long* first = nullptr;
-  PSA_TRY(cudaMalloc(&first, sizeof *first), "allocating the value check's result");
+  Buffer own;  // only when every shared word is busy
+  int slot = -1;
+  unsigned long long* first = result_words().acquire(src.device, slot);
+  Status s;
+  if (!first) {
+    if (!(s = alloc_buffer(own, sizeof(unsigned long long), src.device)).ok()) return s;
+    first = static_cast<unsigned long long*>(own.ptr);
+  }
   unsigned long long host = kNone;
-  Status s = status_of(cudaMemcpyAsync(first, &host, sizeof host, cudaMemcpyHostToDevice, cudaStreamPerThread), "initialising the value check");
+  s = status_of(cudaMemcpyAsync(first, &host, sizeof host, cudaMemcpyHostToDevice, cudaStreamPerThread), "initialising the value check");
   if (s.ok()) {
     switch (type) {
       case DType::F32: s = launch<float>(src.ptr, n, bound, first); break;
@@ -60,7 +105,8 @@ Status first_non_finite(const Buffer& src, DType type, std::size_t n, float boun
   }
   if (s.ok()) s = status_of(cudaMemcpyAsync(&host, first, sizeof host, cudaMemcpyDeviceToHost, cudaStreamPerThread), "reading the value check's result");
   if (s.ok()) s = status_of(cudaStreamSynchronize(cudaStreamPerThread), "checking the values on the device");
-  const Status freed = status_of(cudaFree(first), "freeing the value check's result");
+  if (slot >= 0) result_words().release(src.device, slot);  // after the synchronisation: the word is idle
+  const Status freed = free_buffer(own);
   if (!s.ok()) return s;
   if (!freed.ok()) return freed;
   if (host != kNone) index = static_cast<long long>(host);

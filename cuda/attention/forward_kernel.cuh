@@ -1,8 +1,8 @@
 // The fused sparse attention forward kernel, FlashAttention-2 style, on Tensor Cores.
 //
-// One CTA per (64-row query tile x, query head h, batch b): 4 warps of 16 rows each. It visits
-// the 64-key tiles of key_tiles.cuh (the layout's entries for the tile's query block, or every
-// causally reachable tile), one at a time:
+// One CTA per (64-row query tile, query head h, batch b), causal grids longest tile first: 4
+// warps of 16 rows each. It visits the 64-key tiles of key_tiles.cuh (the layout's entries for
+// the tile's query block, or every causally reachable tile), one at a time:
 //   Q tile   global -> shared (cp.async); up to d 128 its A fragments go to registers
 //            (ldmatrix.x4) once and its shared tile is reused as the V buffer; at d 256 Q stays
 //            in shared memory and each k16 step reloads its fragment (ForwardTraits::kQInRegisters);
@@ -11,13 +11,14 @@
 //            then lands during the softmax and P V of step n;
 //   S = Q K^T    scores.cuh, the top-k kernel's scores bit for bit;
 //   mask     element_mask.cuh per element, only for tiles that need it, and, when given, the
-//            per-row top-k threshold (score >= tau);
+//            per-row top-k threshold (score >= tau); full tiles take a body without either;
 //   softmax  online, in log2 units (x = s * scale * log2 e), row max over the 4 lanes of a row
-//            with __shfl_xor_sync, a row max of -inf guarded against NaN; exp2f, or exp2_poly.cuh;
+//            with __shfl_xor_sync, a row max of -inf guarded against NaN; ex2.approx.ftz, or
+//            exp2_poly.cuh; on full tiles the scale folds into one FMA (fwd::softmax_tile);
 //   O += P V  P rounded to 16 bits in registers: the accumulators of two adjacent 8-key S tiles
 //            are exactly one A fragment of the m16n8k16 product; V as B via ldmatrix.x4.trans;
 //   end      O /= l, O = 0 and LSE = -inf for rows without a kept key, LSE = m + ln l, and the
-//            per-row count of kept keys when asked.
+//            per-row count of kept keys when asked; O by 8-byte column pairs where aligned.
 // Contract: docs/contract.md#softmax-and-outputs. Tile shapes: forward_traits.h. Parameters: params.h.
 #pragma once
 
@@ -70,16 +71,77 @@ __device__ __forceinline__ std::uint32_t pack2(float lo, float hi) {
 template <int PolyDegree>
 __device__ __forceinline__ float softmax_exp2(float x, const float (&c)[9]) {
   if constexpr (PolyDegree == 0) {
-    return exp2f(x);  // exp2f(-inf) = 0
+    return ex2(x);  // 2^-inf = 0
   } else {
     return x == -INFINITY ? 0.0f : exp2_poly<PolyDegree>(x, c);
   }
 }
 
+// One key tile's scores to probabilities in place, with the online softmax of the lane's two
+// rows (running max mRow in log2 units, running sum lRow, O rescaled by the max's change; the 4
+// lanes of a row share its max through __shfl_xor_sync, a max of -inf is guarded against NaN).
+// Full: s holds the raw accumulators of a tile where every score is kept; the max comes from
+// the raw extremes (exact: rounding is monotone) and the scale folds into the exponent's FMA.
+// Else: s holds scores in log2 units, -inf where dropped.
+template <bool Full, int PolyDegree, int STiles, int OTiles>
+__device__ __forceinline__ void softmax_tile(float (&s)[STiles][4], float (&o)[OTiles][4], float (&mRow)[2], float (&lRow)[2], float scaleLog2,
+                                             const float (&coef)[9]) {
+#pragma unroll
+  for (int r = 0; r < 2; ++r) {
+    float mx = mRow[r];
+    if constexpr (Full) {
+      float hi = s[0][2 * r], lo = s[0][2 * r];
+#pragma unroll
+      for (int n8 = 0; n8 < STiles; ++n8) {
+        hi = fmaxf(hi, fmaxf(s[n8][2 * r], s[n8][2 * r + 1]));
+        lo = fminf(lo, fminf(s[n8][2 * r], s[n8][2 * r + 1]));
+      }
+      mx = fmaxf(mx, (scaleLog2 >= 0.0f ? hi : lo) * scaleLog2);
+    } else {
+#pragma unroll
+      for (int n8 = 0; n8 < STiles; ++n8) mx = fmaxf(mx, fmaxf(s[n8][2 * r], s[n8][2 * r + 1]));
+    }
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+    const float ms = mx == -INFINITY ? 0.0f : mx;  // no kept key yet: keep exp2(-inf - 0) = 0, not NaN
+    const float corr = ex2(mRow[r] - ms);
+    mRow[r] = mx;
+    float sum = 0.0f;
+#pragma unroll
+    for (int n8 = 0; n8 < STiles; ++n8) {
+#pragma unroll
+      for (int e = 0; e < 2; ++e) {
+        float pv;
+        if constexpr (Full) {
+          // Finite scores only: neither exponential needs the -inf test of softmax_exp2.
+          const float x = fmaf(s[n8][2 * r + e], scaleLog2, -ms);
+          if constexpr (PolyDegree == 0) {
+            pv = ex2(x);
+          } else {
+            pv = exp2_poly<PolyDegree>(x, coef);
+          }
+        } else {
+          pv = softmax_exp2<PolyDegree>(s[n8][2 * r + e] - ms, coef);
+        }
+        s[n8][2 * r + e] = pv;
+        sum += pv;
+      }
+    }
+    lRow[r] = lRow[r] * corr + sum;
+#pragma unroll
+    for (int d8 = 0; d8 < OTiles; ++d8) {
+      o[d8][2 * r] *= corr;
+      o[d8][2 * r + 1] *= corr;
+    }
+  }
+}
+
 }  // namespace fwd
 
+// Min blocks 1: ptxas may then use every register a thread can have (without it, it held the d 64
+// generic-degree kernels to 128 and spilled); occupancy is the gate's to check.
 template <typename Traits, MmaType T, bool Causal, int PolyDegree>
-__global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(const ForwardParams p) {
+__global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(const ForwardParams p) {
   using Tr = Traits;
   constexpr int kN = Tr::kBlockN;
   constexpr int kStride = Tr::kStride;
@@ -97,7 +159,10 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
   const int t = lane & 3;    // fragment column pair
   const int lm = lane >> 3;  // ldmatrix: matrix whose row address this lane gives
   const int lr = lane & 7;   //           and which row of it
-  const int m0 = static_cast<int>(blockIdx.x) * Tr::kBlockM;
+  // Causal: the last query tiles visit the most key tiles, so they go first (blockIdx.x 0), and the
+  // grid's tail is the shortest rows rather than the longest.
+  const int qTile = Causal ? static_cast<int>(gridDim.x - 1 - blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int m0 = qTile * Tr::kBlockM;
   const int kvh = h / (sh.heads / sh.kvHeads);
 
   const std::uint16_t* qBase = p.q + offset_of(p.qStrides, b, h, 0);
@@ -129,7 +194,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     const int row = m0 + warp * 16 + g + 8 * r;
-    tau[r] = topK && row < sh.seqQ ? p.threshold[(static_cast<long long>(b) * sh.heads + h) * sh.seqQ + row] : -INFINITY;
+    tau[r] = topK ? ld_if(row < sh.seqQ, p.threshold + (static_cast<long long>(b) * sh.heads + h) * sh.seqQ + row, -INFINITY) : -INFINITY;
   }
 
   const float scaleLog2 = p.scale * fwd::kLog2e;
@@ -155,50 +220,32 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
     if (n + 1 < walk.total) load_tile<Tr>(sK, kBase, p.kStrides.row, walk.tile(n + 1) * kN, sh.seqK, sh.headDim, vec);
     cp_async_commit();
 
-    // Scores to log2 units; masked ones to -inf. Element i of tile n8: row g + 8 (i >> 1), key 2t + (i & 1).
-#pragma unroll
-    for (int n8 = 0; n8 < Tr::kSTiles; ++n8) {
-#pragma unroll
-      for (int i = 0; i < 4; ++i) {
-        const float raw = s[n8][i];
-        bool keep = true;
-        if (tile.elementMask) {
-          const long long pos = static_cast<long long>(m0 + warp * 16 + g + 8 * (i >> 1)) + sh.seqK - sh.seqQ;
-          keep = element_allowed(p.mask, Causal, sh.seqK, pos, tile.index * kN + n8 * 8 + 2 * t + (i & 1), tile.selected);
-        }
-        if (topK) keep = keep && score_of(raw, p.scale) >= tau[i >> 1];
-        kept[i >> 1] += keep ? 1 : 0;
-        s[n8][i] = keep ? raw * scaleLog2 : -INFINITY;
-      }
-    }
-
-    // Online softmax, per row r (this lane holds 16 of the row's 64 columns; 4 lanes per row).
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-      float mx = mRow[r];
-#pragma unroll
-      for (int n8 = 0; n8 < Tr::kSTiles; ++n8) mx = fmaxf(mx, fmaxf(s[n8][2 * r], s[n8][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      const float ms = mx == -INFINITY ? 0.0f : mx;  // no kept key yet: keep exp2(-inf - 0) = 0, not NaN
-      const float corr = exp2f(mRow[r] - ms);
-      mRow[r] = mx;
-      float sum = 0.0f;
+    // Full tiles (every (row, key) kept: no element mask, no top-k) take a loop body without any
+    // per-element test; their kept count is the lane's columns.
+    if (!tile.elementMask && !topK) {
+      PSA_PTX_REGION_BEGIN("full-tile-softmax");
+      kept[0] += 2 * Tr::kSTiles;
+      kept[1] += 2 * Tr::kSTiles;
+      fwd::softmax_tile<true, PolyDegree>(s, o, mRow, lRow, scaleLog2, coef);
+      PSA_PTX_REGION_END("full-tile-softmax");
+    } else {
+      // Scores to log2 units; dropped ones to -inf. Element i of tile n8: row g + 8 (i >> 1), key 2t + (i & 1).
 #pragma unroll
       for (int n8 = 0; n8 < Tr::kSTiles; ++n8) {
 #pragma unroll
-        for (int e = 0; e < 2; ++e) {
-          const float pv = fwd::softmax_exp2<PolyDegree>(s[n8][2 * r + e] - ms, coef);
-          s[n8][2 * r + e] = pv;
-          sum += pv;
+        for (int i = 0; i < 4; ++i) {
+          const float raw = s[n8][i];
+          bool keep = true;
+          if (tile.elementMask) {
+            const long long pos = static_cast<long long>(m0 + warp * 16 + g + 8 * (i >> 1)) + sh.seqK - sh.seqQ;
+            keep = element_allowed(p.mask, Causal, sh.seqK, pos, tile.index * kN + n8 * 8 + 2 * t + (i & 1), tile.selected);
+          }
+          if (topK) keep = keep && score_of(raw, p.scale) >= tau[i >> 1];
+          kept[i >> 1] += keep ? 1 : 0;
+          s[n8][i] = keep ? raw * scaleLog2 : -INFINITY;
         }
       }
-      lRow[r] = lRow[r] * corr + sum;
-#pragma unroll
-      for (int d8 = 0; d8 < Tr::kOTiles; ++d8) {
-        o[d8][2 * r] *= corr;
-        o[d8][2 * r + 1] *= corr;
-      }
+      fwd::softmax_tile<false, PolyDegree>(s, o, mRow, lRow, scaleLog2, coef);
     }
 
     // O += P V: two adjacent S tiles (keys 16kk..16kk+15) form the A fragment of step kk.
@@ -222,6 +269,9 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
 
   // O /= l; rows without a kept key: O = 0, LSE = -inf.
   float* oBase = p.o + offset_of(p.oStrides, b, h, 0);
+  // 8-byte aligned column pairs: even strides (so an even head dim: one of them is the head dim)
+  // and an 8-byte aligned output.
+  const bool pairs = (p.oStrides.row | p.oStrides.head | p.oStrides.batch) % 2 == 0 && (reinterpret_cast<std::uintptr_t>(p.o) & 7) == 0;
 #pragma unroll
   for (int r = 0; r < 2; ++r) {
     float l = lRow[r];
@@ -235,15 +285,27 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_forward_kernel(con
     const int row = m0 + warp * 16 + g + 8 * r;
     if (row < sh.seqQ) {
       float* orow = oBase + static_cast<long long>(row) * p.oStrides.row;
+      if (pairs) {
+        // Columns 2t, 2t + 1 as one 8-byte store: a warp instruction writes whole sectors.
 #pragma unroll
-      for (int d8 = 0; d8 < Tr::kOTiles; ++d8) {
-        const int col = d8 * 8 + 2 * t;
-        if (col < sh.headDim) orow[col] = o[d8][2 * r] * inv;
-        if (col + 1 < sh.headDim) orow[col + 1] = o[d8][2 * r + 1] * inv;
+        for (int d8 = 0; d8 < Tr::kOTiles; ++d8) {
+          const int col = d8 * 8 + 2 * t;
+          float2 v;
+          v.x = o[d8][2 * r] * inv;
+          v.y = o[d8][2 * r + 1] * inv;
+          st_if(col < sh.headDim, reinterpret_cast<float2*>(orow + col), v);
+        }
+      } else {
+#pragma unroll
+        for (int d8 = 0; d8 < Tr::kOTiles; ++d8) {
+          const int col = d8 * 8 + 2 * t;
+          st_if(col < sh.headDim, orow + col, o[d8][2 * r] * inv);
+          st_if(col + 1 < sh.headDim, orow + col + 1, o[d8][2 * r + 1] * inv);
+        }
       }
       const long long rowIndex = (static_cast<long long>(b) * sh.heads + h) * sh.seqQ + row;
-      if (p.lse != nullptr && t == 0) p.lse[rowIndex] = empty ? -INFINITY : mRow[r] * fwd::kLn2 + logf(l);
-      if (p.keptCounts != nullptr && t == 0) p.keptCounts[rowIndex] = c;
+      if (p.lse != nullptr) st_if(t == 0, p.lse + rowIndex, empty ? -INFINITY : mRow[r] * fwd::kLn2 + logf(l));
+      if (p.keptCounts != nullptr) st_if(t == 0, p.keptCounts + rowIndex, c);
     }
   }
 }
@@ -260,7 +322,7 @@ cudaError_t launch(const ForwardParams& params, cudaStream_t stream) {
   cudaError_t err = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const dim3 grid((params.shape.seqQ + Traits::kBlockM - 1) / Traits::kBlockM, params.shape.heads, params.shape.batch);
-  PSA_LAUNCH(kernel, grid, dim3(Traits::kThreads), smem, stream)(params);
+  PSA_LAUNCH((attention_forward_kernel<Traits, T, Causal, PolyDegree>), grid, dim3(Traits::kThreads), smem, stream)(params);
   return cudaGetLastError();
 }
 

@@ -7,7 +7,7 @@
 // perEntry - 1 (perEntry = blockSize / kBlockN), all with the entry's flags; tiles starting at or
 // past seqK hold no key and are not visited (entries ascend, so only the last entry has any).
 // Without a layout: every causally reachable tile, selected, full where every (row, key) of it
-// is allowed.
+// is allowed. Causal walks end at the query tile's last row either way.
 #pragma once
 
 #include <cstdint>
@@ -53,6 +53,13 @@ struct KeyTileWalk {
     if (count > 0) {
       const int inLast = keyTiles - static_cast<int>(p.layoutIndices[entry0 + count - 1]) * perEntry;  // tiles of the last entry below seqK
       total = (count - 1) * perEntry + (inLast < 0 ? 0 : inLast < perEntry ? inLast : perEntry);
+    }
+    if (Causal) {
+      // An entry of blockSize > kN keys on the diagonal holds tiles that start past the query
+      // tile's last row: no key of them is allowed to any of its rows. They form a suffix of
+      // the walk (at most perEntry - 1 tiles).
+      const int lastPos = (m0 + Tile::kBlockM < s.seqQ ? m0 + Tile::kBlockM : s.seqQ) - 1 + s.seqK - s.seqQ;
+      while (total > 0 && tile(total - 1) * kN > lastPos) --total;
     }
   }
 

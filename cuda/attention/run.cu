@@ -42,6 +42,22 @@ class Owned {
   Buffer buf_;
 };
 
+// Until done(): synchronises the stream on the way out, so that no copy into host memory the
+// caller is about to free is still in flight after a failure.
+class DrainOnFailure {
+ public:
+  DrainOnFailure() = default;
+  DrainOnFailure(const DrainOnFailure&) = delete;
+  DrainOnFailure& operator=(const DrainOnFailure&) = delete;
+  ~DrainOnFailure() {
+    if (armed_) cudaStreamSynchronize(stream());
+  }
+  void done() { armed_ = false; }
+
+ private:
+  bool armed_ = true;
+};
+
 // Sums the per-row kept counts: out[0] = kept pairs, out[1] = rows with none.
 __global__ void count_rows_kernel(const int* __restrict__ kept, std::size_t n, unsigned long long* out) {
   unsigned long long sum = 0, empty = 0;
@@ -58,41 +74,58 @@ __global__ void fill_kernel(float* __restrict__ dst, std::size_t n, float value)
   for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) dst[i] = value;
 }
 
-template <typename T>
-Status narrow(const float* src, void* dst, std::size_t n) {
-  PSA_LAUNCH(narrow_f32_kernel<T>, grid_for(n), kThreads, 0, stream())(src, static_cast<T*>(dst), n);
+// Rows of a [rows x headDim] tensor as the kernels read them: rows of padded_row(headDim)
+// elements of the compute type, zero past headDim, so that every head dim takes the 16-byte
+// cp.async tile path (tile_load.cuh) and its full sectors.
+int padded_row(int headDim) { return (headDim + 7) / 8 * 8; }
+
+__device__ __forceinline__ float as_float(float x) { return x; }
+__device__ __forceinline__ float as_float(__half x) { return to_f32(x); }
+__device__ __forceinline__ float as_float(__nv_bfloat16 x) { return to_f32(x); }
+
+// dst[row][c] = round(src[row][c]) for c < headDim, 0 for headDim <= c < paddedDim; grid-stride.
+// A 16-bit source of the other kind goes through float32 (exact), then rounds once.
+template <typename Src, typename Dst>
+__global__ void to_compute_kernel(const Src* __restrict__ src, Dst* __restrict__ dst, std::size_t rows, int headDim, int paddedDim) {
+  const std::size_t n = rows * static_cast<std::size_t>(paddedDim);
+  for (std::size_t i = blockIdx.x * std::size_t(blockDim.x) + threadIdx.x; i < n; i += std::size_t(gridDim.x) * blockDim.x) {
+    const std::size_t row = i / static_cast<std::size_t>(paddedDim);
+    const int c = static_cast<int>(i - row * static_cast<std::size_t>(paddedDim));
+    dst[i] = from_f32<Dst>(c < headDim ? as_float(src[row * static_cast<std::size_t>(headDim) + c]) : 0.0f);
+  }
+}
+
+template <typename Dst>
+Status to_compute(const void* src, DType type, void* dst, std::size_t rows, int headDim) {
+  const int padded = padded_row(headDim);
+  const unsigned grid = grid_for(rows * static_cast<std::size_t>(padded));
+  Dst* d = static_cast<Dst*>(dst);
+  switch (type) {
+    case DType::F32: PSA_LAUNCH((to_compute_kernel<float, Dst>), grid, kThreads, 0, stream())(static_cast<const float*>(src), d, rows, headDim, padded); break;
+    case DType::F16: PSA_LAUNCH((to_compute_kernel<__half, Dst>), grid, kThreads, 0, stream())(static_cast<const __half*>(src), d, rows, headDim, padded); break;
+    case DType::BF16:
+      PSA_LAUNCH((to_compute_kernel<__nv_bfloat16, Dst>), grid, kThreads, 0, stream())(static_cast<const __nv_bfloat16*>(src), d, rows, headDim, padded);
+      break;
+  }
   return status_of(cudaGetLastError(), "launching the input conversion");
 }
 
-template <typename T>
-Status widen(const void* src, float* dst, std::size_t n) {
-  PSA_LAUNCH(widen_to_f32_kernel<T>, grid_for(n), kThreads, 0, stream())(static_cast<const T*>(src), dst, n);
-  return status_of(cudaGetLastError(), "launching the input conversion");
-}
-
-// `buf` as 16-bit elements of `compute`: itself when it already is, else a converted copy in `tmp`.
-Status as_compute_type(const Buffer& buf, DType type, DType compute, std::size_t n, int device, Owned& tmp, const std::uint16_t*& out) {
-  if (type == compute) {
+// `buf` ([rows x headDim] of `type`) as padded_row(headDim)-element rows of `compute`: itself
+// when it already is, else a converted, zero-padded copy in `tmp`.
+Status as_compute_type(const Buffer& buf, DType type, DType compute, std::size_t rows, int headDim, int device, Owned& tmp, const std::uint16_t*& out) {
+  if (type == compute && padded_row(headDim) == headDim) {
     out = static_cast<const std::uint16_t*>(buf.ptr);
     return Status::success();
   }
-  Status s = tmp.alloc(n * 2, device);
+  Status s = tmp.alloc(rows * static_cast<std::size_t>(padded_row(headDim)) * 2, device);
   if (!s.ok()) return s;
-  const float* src = static_cast<const float*>(buf.ptr);
-  Owned wide;  // 16-bit of the other kind: through float32 (exact), then rounded once
-  if (type != DType::F32) {
-    if (!(s = wide.alloc(n * 4, device)).ok()) return s;
-    s = type == DType::F16 ? widen<__half>(buf.ptr, wide.as<float>(), n) : widen<__nv_bfloat16>(buf.ptr, wide.as<float>(), n);
-    if (!s.ok()) return s;
-    src = wide.as<float>();
-  }
-  s = compute == DType::F16 ? narrow<__half>(src, tmp.as<void>(), n) : narrow<__nv_bfloat16>(src, tmp.as<void>(), n);
+  s = compute == DType::F16 ? to_compute<__half>(buf.ptr, type, tmp.as<void>(), rows, headDim) : to_compute<__nv_bfloat16>(buf.ptr, type, tmp.as<void>(), rows, headDim);
   if (!s.ok()) return s;
-  // `wide` is freed on return: finish the conversion first.
-  if (type != DType::F32) PSA_TRY(cudaStreamSynchronize(stream()), "converting the inputs");
   out = tmp.as<const std::uint16_t>();
   return Status::success();
 }
+
+std::size_t rows_of(const AttentionRequest& r, bool keys) { return static_cast<std::size_t>(r.batch) * (keys ? r.kvHeads : r.heads) * (keys ? r.seqK : r.seqQ); }
 
 std::size_t elements(const AttentionRequest& r, bool keys) {
   return static_cast<std::size_t>(r.batch) * (keys ? r.kvHeads : r.heads) * (keys ? r.seqK : r.seqQ) * r.headDim;
@@ -110,13 +143,15 @@ Status prepare(const AttentionRequest& r, Prepared& p, bool withV) {
   PSA_TRY(cudaSetDevice(r.q.device), "selecting the CUDA device");
   const int dev = r.q.device;
   ForwardParams& f = p.fwd;
-  Status s = as_compute_type(r.q, r.qType, r.compute, elements(r, false), dev, p.q16, f.q);
-  if (s.ok()) s = as_compute_type(r.k, r.kType, r.compute, elements(r, true), dev, p.k16, f.k);
-  if (s.ok() && withV) s = as_compute_type(r.v, r.vType, r.compute, elements(r, true), dev, p.v16, f.v);
+  Status s = as_compute_type(r.q, r.qType, r.compute, rows_of(r, false), r.headDim, dev, p.q16, f.q);
+  if (s.ok()) s = as_compute_type(r.k, r.kType, r.compute, rows_of(r, true), r.headDim, dev, p.k16, f.k);
+  if (s.ok() && withV) s = as_compute_type(r.v, r.vType, r.compute, rows_of(r, true), r.headDim, dev, p.v16, f.v);
   if (!s.ok()) return s;
   p.type = r.compute == DType::BF16 ? MmaType::BF16 : MmaType::F16;
-  f.qStrides = f.oStrides = strides_of(r.bnhd, r.heads, r.seqQ, r.headDim);
-  f.kStrides = f.vStrides = strides_of(r.bnhd, r.kvHeads, r.seqK, r.headDim);
+  const int rowDim = padded_row(r.headDim);  // q, k and v as the kernels read them
+  f.qStrides = strides_of(r.bnhd, r.heads, r.seqQ, rowDim);
+  f.kStrides = f.vStrides = strides_of(r.bnhd, r.kvHeads, r.seqK, rowDim);
+  f.oStrides = strides_of(r.bnhd, r.heads, r.seqQ, r.headDim);
   f.shape = Shape{r.batch, r.heads, r.kvHeads, r.seqQ, r.seqK, r.headDim};
   f.scale = r.scale;
   f.mask = MaskSpec{r.causal, r.windowLeft, r.windowRight, r.globalTokens};
@@ -150,7 +185,9 @@ long long layout_rows(const AttentionRequest& r) {
   return static_cast<long long>(r.batch) * r.heads * ((r.seqQ + r.blockSize - 1) / r.blockSize);
 }
 
-// The CSR layout on the device: the caller's, or the selection's (also copied back to the host).
+// The CSR layout on the device: the caller's, or the selection's (also copied back to the host
+// vectors, which hold it once the caller has synchronised the stream; they and the request must
+// live until then). One synchronisation here: the selection's size, which sizes the indices.
 struct DeviceLayout {
   Owned offsets, indices, flags;
 };
@@ -171,8 +208,7 @@ Status layout_on_device(const AttentionRequest& r, const Prepared& p, DeviceLayo
       PSA_TRY(cudaMemcpyAsync(dl.indices.as<void>(), r.layoutIndices.data(), n * 4, cudaMemcpyHostToDevice, stream()), "copying the layout");
       PSA_TRY(cudaMemcpyAsync(dl.flags.as<void>(), r.layoutFlags.data(), n, cudaMemcpyHostToDevice, stream()), "copying the layout");
     }
-    // The host vectors belong to the request: finish reading them before returning.
-    PSA_TRY(cudaStreamSynchronize(stream()), "copying the layout");
+    // The host vectors belong to the request, which outlives the call and its final synchronisation.
     return Status::success();
   }
   const SelectParams sp = select_params(r, p.fwd);
@@ -186,16 +222,14 @@ Status layout_on_device(const AttentionRequest& r, const Prepared& p, DeviceLayo
   if (!(s = dl.indices.alloc(n * 4, dev)).ok() || !(s = dl.flags.alloc(n, dev)).ok()) return s;
   PSA_TRY(select_blocks_fill(sp, workspace.as<void>(), dl.offsets.as<std::int32_t>(), dl.indices.as<std::int32_t>(), dl.flags.as<std::uint8_t>(), stream()),
           "building the block layout");
-  std::vector<std::int32_t> indices(n);
-  std::vector<std::uint8_t> flags(n);
-  if (n) {
-    PSA_TRY(cudaMemcpyAsync(indices.data(), dl.indices.as<void>(), n * 4, cudaMemcpyDeviceToHost, stream()), "reading the layout");
-    PSA_TRY(cudaMemcpyAsync(flags.data(), dl.flags.as<void>(), n, cudaMemcpyDeviceToHost, stream()), "reading the layout");
-  }
-  PSA_TRY(cudaStreamSynchronize(stream()), "building the block layout");
+  // Read back with the call's final synchronisation: the caller keeps the vectors until then.
   hostOffsets = std::move(offsets);
-  hostIndices = std::move(indices);
-  hostFlags = std::move(flags);
+  hostIndices.assign(n, 0);
+  hostFlags.assign(n, 0);
+  if (n) {
+    PSA_TRY(cudaMemcpyAsync(hostIndices.data(), dl.indices.as<void>(), n * 4, cudaMemcpyDeviceToHost, stream()), "reading the layout");
+    PSA_TRY(cudaMemcpyAsync(hostFlags.data(), dl.flags.as<void>(), n, cudaMemcpyDeviceToHost, stream()), "reading the layout");
+  }
   return Status::success();
 }
 
@@ -217,6 +251,9 @@ Status run_attention(const AttentionRequest& r, AttentionResult& out) {
   const std::size_t rowsQ = static_cast<std::size_t>(r.batch) * r.heads * r.seqQ;
 
   AttentionResult res;
+  // Copies into `res` and reads of the request may be in flight until the final synchronisation:
+  // a failure before it still waits for them.
+  DrainOnFailure drain;
   DeviceLayout dl;
   if (r.sparse) {
     if (!(s = layout_on_device(r, p, dl, res.offsets, res.indices, res.flags)).ok()) return s;
@@ -250,6 +287,7 @@ Status run_attention(const AttentionRequest& r, AttentionResult& out) {
   unsigned long long totals[2] = {0, 0};
   PSA_TRY(cudaMemcpyAsync(totals, counts.as<void>(), 16, cudaMemcpyDeviceToHost, stream()), "counting kept keys");
   PSA_TRY(cudaStreamSynchronize(stream()), "running the attention kernels");
+  drain.done();
   res.keptPairs = static_cast<double>(totals[0]);
   res.emptyRows = static_cast<double>(totals[1]);
 
@@ -267,7 +305,11 @@ Status build_layout(const AttentionRequest& r, std::vector<std::int32_t>& offset
   Prepared p;
   if (!(s = prepare(r, p, false)).ok()) return s;
   DeviceLayout dl;
-  return layout_on_device(r, p, dl, offsets, indices, flags);
+  DrainOnFailure drain;
+  if (!(s = layout_on_device(r, p, dl, offsets, indices, flags)).ok()) return s;
+  PSA_TRY(cudaStreamSynchronize(stream()), "building the block layout");
+  drain.done();
+  return Status::success();
 }
 
 }  // namespace psa::gpu

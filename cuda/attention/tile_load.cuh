@@ -10,10 +10,14 @@
 
 namespace psa::gpu {
 
-// 16-byte cp.async copies need 16-byte aligned rows: the head dim, the tensor's strides and its
-// base pointer multiples of 8 elements (16 bytes).
+// 16-byte cp.async copies need 16-byte aligned rows: the tensor's strides and its base pointer
+// multiples of 8 elements (16 bytes). The copies then read each row up to the next multiple of
+// 8 past headDim, which such strides leave inside the row: a head dim that is not a multiple of
+// 8 has them only as a copy whose rows are zero-padded to one (run.cu pads every input so), and
+// an unpadded tensor of that head dim has a stride of headDim itself.
 __device__ __forceinline__ bool vector_rows(int headDim, const Strides& s, const std::uint16_t* base) {
-  return headDim % 8 == 0 && (s.row | s.head | s.batch) % 8 == 0 && (reinterpret_cast<std::uintptr_t>(base) & 15) == 0;
+  (void)headDim;
+  return (s.row | s.head | s.batch) % 8 == 0 && (reinterpret_cast<std::uintptr_t>(base) & 15) == 0;
 }
 
 // Copy rows [row0, row0 + kBlockN) of a [rows x headDim] matrix (rows `rowStride` elements
@@ -42,7 +46,7 @@ __device__ __forceinline__ void load_tile(std::uint16_t* dst, const std::uint16_
       if (it * kRowsPerPass < rows) {
         cp_async_16(d, s);
       } else {
-        *reinterpret_cast<uint4*>(d) = z;
+        st(reinterpret_cast<uint4*>(d), z);
       }
       d += kRowsPerPass * Tile::kStride;
       s += kRowsPerPass * rowStride;
@@ -51,9 +55,9 @@ __device__ __forceinline__ void load_tile(std::uint16_t* dst, const std::uint16_
 #pragma unroll 1
     for (int it = 0; it < kPasses; ++it) {
       if (it * kRowsPerPass < rows) {
-        for (int e = 0; e < 8; ++e) d[e] = col + e < headDim ? s[e] : std::uint16_t(0);
+        for (int e = 0; e < 8; ++e) st(d + e, ld_if(col + e < headDim, s + e, std::uint16_t(0)));
       } else {
-        *reinterpret_cast<uint4*>(d) = z;
+        st(reinterpret_cast<uint4*>(d), z);
       }
       d += kRowsPerPass * Tile::kStride;
       s += kRowsPerPass * rowStride;

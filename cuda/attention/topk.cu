@@ -15,7 +15,7 @@ cudaError_t launch(const ForwardParams& params, const TopkArgs& args, cudaStream
   cudaError_t err = cudaFuncSetAttribute(reinterpret_cast<const void*>(kernel), cudaFuncAttributeMaxDynamicSharedMemorySize, smem);
   if (err != cudaSuccess) return err;
   const dim3 grid((params.shape.seqQ + Traits::kBlockM - 1) / Traits::kBlockM, params.shape.heads, params.shape.batch);
-  PSA_LAUNCH(kernel, grid, dim3(Traits::kThreads), smem, stream)(params, args);
+  PSA_LAUNCH((attention_topk_kernel<Traits, T, Causal>), grid, dim3(Traits::kThreads), smem, stream)(params, args);
   return cudaGetLastError();
 }
 

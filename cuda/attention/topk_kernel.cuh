@@ -13,7 +13,10 @@
 //   K        global -> shared (cp.async), double-buffered for d 64/128, single for d 256;
 //   mask     the forward's element rule (element_mask.cuh) on the tiles it applies it to;
 //   count    keys whose higher digits equal the row's chosen prefix add 1 to the per-row 256-bin
-//            histogram of the current digit (32-bit shared atomics);
+//            histogram of the current digit (32-bit shared atomics): one add per distinct bin
+//            of the 4 lanes that hold a row's keys, bins XOR-swizzled so that the 8 rows of a
+//            warp instruction fall on different banks: the concentrated first digit (every
+//            key of every row in one bin) costs one conflict-free add per row, not 32 serialised;
 //   choose   each warp scans its 16 rows' histograms from the top digit down (warp prefix sum,
 //            ballot) and narrows the prefix and the rank still wanted. Pass 0's histogram total
 //            is |A_i|, which fixes k_i (ratio mode) and the -inf rows.
@@ -57,6 +60,33 @@ __device__ __forceinline__ long long row_k_or_none(const TopkArgs& a, std::uint3
   return static_cast<long long>(n) <= k ? -1 : k;
 }
 
+// Word of bin `bin` in row `row`'s histogram: bits 2-4 of the bin XORed with the row's low 3
+// bits, so that the 8 rows one warp instruction counts (g = 0..7) put a shared bin on 8
+// different banks; aligned groups of 4 bins stay together (uint4 reads of the choose step).
+__device__ __forceinline__ int swizzled_bin(int row, std::uint32_t bin) { return row * 256 + static_cast<int>(bin ^ (static_cast<std::uint32_t>(row & 7) << 2)); }
+
+// The 4 lanes of a fragment row (lanes 4g..4g+3) each hold one key of the row: one atomic add
+// per distinct bin of the quad, by its lowest lane, of how many of the quad have it.
+// kNoBin: the lane counts nothing.
+constexpr std::uint32_t kNoBin = 0xffffffffu;
+struct QuadCount {
+  bool leader;
+  std::uint32_t count;
+};
+
+__device__ __forceinline__ QuadCount quad_count(std::uint32_t bin, int lane) {
+  QuadCount q{bin != kNoBin, 1u};
+#pragma unroll
+  for (int d = 1; d < 4; ++d) {
+    const std::uint32_t other = __shfl_xor_sync(0xffffffffu, bin, d);
+    if (other == bin) {
+      q.count++;
+      if ((lane ^ d) < lane) q.leader = false;
+    }
+  }
+  return q;
+}
+
 }  // namespace topk
 
 template <typename Traits, MmaType T, bool Causal>
@@ -65,6 +95,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
   constexpr int kM = Tr::kBlockM;
   constexpr int kN = Tr::kBlockN;
   constexpr int kBins = Tr::kBins;
+  static_assert(kBins == 256, "rows of 256 bins (topk::swizzled_bin)");
   PSA_DYNAMIC_SHARED(unsigned char, smem);
   std::uint32_t* hist = reinterpret_cast<std::uint32_t*>(smem + Tr::kHistOffset);  // [kM][kBins]
   std::uint16_t* sQ = reinterpret_cast<std::uint16_t*>(smem + Tr::kQOffset);
@@ -82,7 +113,10 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
   const int lane = tid % 32;
   const int g = lane >> 2;  // fragment row group
   const int t = lane & 3;   // fragment column pair
-  const int m0 = static_cast<int>(blockIdx.x) * kM;
+  // Causal: the last query tiles visit the most key tiles, so they go first (blockIdx.x 0), and the
+  // grid's tail is the shortest rows rather than the longest.
+  const int qTile = Causal ? static_cast<int>(gridDim.x - 1 - blockIdx.x) : static_cast<int>(blockIdx.x);
+  const int m0 = qTile * kM;
   const int kvh = h / (sh.heads / sh.kvHeads);
 
   const std::uint16_t* qBase = p.q + offset_of(p.qStrides, b, h, 0);
@@ -114,7 +148,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
       uint4 z;
       z.x = z.y = z.z = z.w = 0u;
       uint4* h4 = reinterpret_cast<uint4*>(hist);
-      for (int i = tid; i < kM * kBins / 4; i += Tr::kThreads) h4[i] = z;
+      for (int i = tid; i < kM * kBins / 4; i += Tr::kThreads) st(h4 + i, z);
       if (pass == 0 && tid == 0) sAny[0] = 0u;
     }
     // This thread's two rows (g and g + 8 of its warp's 16): still selecting, and the prefix so far.
@@ -157,10 +191,11 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
               const long long pos = static_cast<long long>(m0 + warp * 16 + g + 8 * r) + sh.seqK - sh.seqQ;
               keep = keep && element_allowed(p.mask, Causal, sh.seqK, pos, tile.index * kN + (n8 + e) * 8 + 2 * t + (i & 1), tile.selected);
             }
-            if (keep) {
-              const std::uint32_t key = ordered_key(score_of(s[e][i], p.scale));
-              if (((key ^ prefix[r]) & hiMask) == 0u) atomicAdd(&hist[(warp * 16 + g + 8 * r) * kBins + ((key >> digitShift) & (kBins - 1))], 1u);
-            }
+            const std::uint32_t key = ordered_key(score_of(s[e][i], p.scale));
+            const std::uint32_t bin = (key >> digitShift) & (kBins - 1);
+            const topk::QuadCount q = topk::quad_count(keep && ((key ^ prefix[r]) & hiMask) == 0u ? bin : topk::kNoBin, lane);
+            const int lrow = warp * 16 + g + 8 * r;
+            atomic_add_if(q.leader, &hist[topk::swizzled_bin(lrow, bin)], q.count);
           }
         }
       }
@@ -178,9 +213,15 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
         if (lane == 0) sRem[lrow] = 0u;
         continue;
       }
-      const uint4* hp = reinterpret_cast<const uint4*>(hist + lrow * kBins + (kBins - 8) - 8 * lane);
-      const uint4 lo = hp[0];  // bins 248 - 8l .. 251 - 8l
-      const uint4 hi = hp[1];  // bins 252 - 8l .. 255 - 8l
+      // Bins 248 - 8l .. 251 - 8l (lo) and 252 - 8l .. 255 - 8l (hi). Lanes 4-7 of each 8 read hi
+      // first: the 8 lanes of a phase then cover 8 different groups of 4 banks (no conflict).
+      const bool hiFirst = (lane & 4) != 0;
+      const uint4* loAt = reinterpret_cast<const uint4*>(hist + topk::swizzled_bin(lrow, kBins - 8 - 8 * lane));
+      const uint4* hiAt = reinterpret_cast<const uint4*>(hist + topk::swizzled_bin(lrow, kBins - 4 - 8 * lane));
+      const uint4 first = ld(hiFirst ? hiAt : loAt);
+      const uint4 second = ld(hiFirst ? loAt : hiAt);
+      const uint4 lo = hiFirst ? second : first;
+      const uint4 hi = hiFirst ? first : second;
       const std::uint32_t c = lo.x + lo.y + lo.z + lo.w + hi.x + hi.y + hi.z + hi.w;
       std::uint32_t incl = c;  // keys in bins >= 248 - 8l
 #pragma unroll
@@ -233,7 +274,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
   // tau: the selected key, or -inf for rows with |A_i| <= k_i (and empty rows).
   if (tid < kM && m0 + tid < sh.seqQ) {
     const float tau = sRem[tid] != 0u ? ordered_value(sPrefix[tid]) : -INFINITY;
-    a.thresholds[(static_cast<long long>(b) * sh.heads + h) * sh.seqQ + m0 + tid] = tau;
+    st(a.thresholds + (static_cast<long long>(b) * sh.heads + h) * sh.seqQ + m0 + tid, tau);
   }
 }
 

@@ -14,6 +14,7 @@
 #include <type_traits>
 #include <utility>
 
+#include "counters.h"
 #include "engine.h"
 
 // Execution-space keywords have no meaning on the CPU. `__shared__` variables become statics:
@@ -139,9 +140,19 @@ inline void __syncwarp(unsigned mask = 0xffffffffu, std::source_location loc = s
   ::psa::emu::warp_collective("__syncwarp", mask, &none, sizeof none, &none, 0, &::psa::emu::no_compute, nullptr, loc);
 }
 
-// Atomics: the GCC builtins are atomic in both execution modes (fibers and OS threads).
+// Atomics: the GCC builtins are atomic in both execution modes (fibers and OS threads). Each
+// is one lane of a warp's atomic instruction for the counters.
+namespace psa::emu {
 template <typename T>
-T atomicAdd(T* p, T v) {
+void count_atomic(T* p, std::source_location loc) {
+  const unsigned tid = linear_tid();
+  count_lane_access(Access::Atomic, tid / 32, tid % 32, p, sizeof(T), loc);
+}
+}  // namespace psa::emu
+
+template <typename T>
+T atomicAdd(T* p, T v, std::source_location loc = std::source_location::current()) {
+  ::psa::emu::count_atomic(p, loc);
   if constexpr (std::is_integral_v<T>) {
     return __atomic_fetch_add(p, v, __ATOMIC_RELAXED);
   } else {
@@ -153,25 +164,29 @@ T atomicAdd(T* p, T v) {
   }
 }
 template <typename T>
-T atomicMax(T* p, T v) {
+T atomicMax(T* p, T v, std::source_location loc = std::source_location::current()) {
+  ::psa::emu::count_atomic(p, loc);
   T old = __atomic_load_n(p, __ATOMIC_RELAXED);
   while (old < v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
   }
   return old;
 }
 template <typename T>
-T atomicMin(T* p, T v) {
+T atomicMin(T* p, T v, std::source_location loc = std::source_location::current()) {
+  ::psa::emu::count_atomic(p, loc);
   T old = __atomic_load_n(p, __ATOMIC_RELAXED);
   while (old > v && !__atomic_compare_exchange_n(p, &old, v, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
   }
   return old;
 }
 template <typename T>
-T atomicExch(T* p, T v) {
+T atomicExch(T* p, T v, std::source_location loc = std::source_location::current()) {
+  ::psa::emu::count_atomic(p, loc);
   return __atomic_exchange_n(p, v, __ATOMIC_RELAXED);
 }
 template <typename T>
-T atomicCAS(T* p, T expected, T desired) {
+T atomicCAS(T* p, T expected, T desired, std::source_location loc = std::source_location::current()) {
+  ::psa::emu::count_atomic(p, loc);
   __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED);
   return expected;
 }
@@ -201,9 +216,11 @@ struct BoundLaunch {
   }
 };
 
+// `site`: the launcher's function, whose template bindings name an instantiation (counters.h).
 template <typename... Params>
-BoundLaunch<Params...> bind_launch(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, const char* name) {
-  return BoundLaunch<Params...>{kernel, LaunchConfig{grid, block, smem, reinterpret_cast<const void*>(kernel), name}, stream};
+BoundLaunch<Params...> bind_launch(void (*kernel)(Params...), dim3 grid, dim3 block, std::size_t smem, cudaStream_t stream, const char* name,
+                                   std::source_location site = std::source_location::current()) {
+  return BoundLaunch<Params...>{kernel, LaunchConfig{grid, block, smem, reinterpret_cast<const void*>(kernel), name, site.function_name()}, stream};
 }
 
 }  // namespace psa::emu

@@ -1,5 +1,7 @@
 #include "engine.h"
 
+#include "counters.h"
+
 #include <algorithm>
 #include <atomic>
 #include <chrono>
@@ -181,6 +183,7 @@ void wait_until([[maybe_unused]] Lock& lk, [[maybe_unused]] Sync& sync, BlockSta
 
 // Everyone waiting at __syncthreads may go (block lock held; takes each warp's lock).
 void release_barrier(BlockState& b) {
+  count_barrier();
   b.arrived = 0;
   b.generation++;
   for (WarpState& w : b.warps) {
@@ -295,6 +298,7 @@ void run_block(BlockState& b) {
   t_self = saved_self;
   b.threads.clear();  // frees the fiber stacks (abandoned ones included)
 #endif
+  count_flush_block();
 }
 
 }  // namespace
@@ -408,6 +412,9 @@ void async_copy(void* dst, const void* src, std::size_t bytes, std::source_locat
   // at any moment in between, so a read of it before the wait is a bug the poison makes visible.
   poison(dst, bytes);
   t_self->open_group.push_back(Copy{dst, src, bytes});
+  const unsigned n = static_cast<unsigned>(bytes);
+  count_lane_access(Access::CpAsync, t_self->warp, t_self->lane, src, n, loc);
+  count_lane_access(Access::CpAsyncFill, t_self->warp, t_self->lane, dst, n, loc);
 }
 
 void async_commit() {
@@ -450,6 +457,10 @@ cudaError_t run_kernel(const LaunchConfig& cfg, const std::function<void()>& bod
     return cudaErrorInvalidValue;
   }
   std::lock_guard<std::mutex> serial(g_launch_mutex);
+  count_launch_begin(cfg.name, cfg.launcher, 1ull * cfg.grid.x * cfg.grid.y * cfg.grid.z);
+  struct EndCount {
+    ~EndCount() { count_launch_end(); }
+  } end_count;
   std::unique_ptr<unsigned char, decltype(&std::free)> dyn(
       cfg.dynamic_shared ? static_cast<unsigned char*>(std::aligned_alloc(128, (cfg.dynamic_shared + 127) / 128 * 128)) : nullptr, &std::free);
   for (unsigned z = 0; z < cfg.grid.z; z++) {

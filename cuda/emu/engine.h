@@ -57,7 +57,8 @@ struct LaunchConfig {
   dim3 block;
   std::size_t dynamic_shared = 0;
   const void* function = nullptr;  // identity, for cudaFuncSetAttribute limits
-  const char* name = "";
+  const char* name = "";      // the launch's spelling of the kernel
+  const char* launcher = "";  // the function that launched it (its template bindings)
 };
 
 // Run a kernel: `body` is called once per CUDA thread with that thread's context current.

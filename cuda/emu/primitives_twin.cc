@@ -1,9 +1,13 @@
 // Host twins of the inline-PTX primitives (cuda/primitives.cuh), as warp collectives of the
 // CPU model. They follow the per-lane fragment layouts of the PTX ISA exactly, so a kernel
 // that feeds the wrong lane the wrong element computes wrong numbers here too.
+#include <cfloat>
+#include <cmath>
 #include <cstring>
+#include <vector>
 
 #include "../primitives.cuh"
+#include "counters.h"
 
 namespace psa::gpu::twin {
 namespace {
@@ -19,6 +23,7 @@ std::uint16_t half_of(std::uint32_t reg, int which) { return static_cast<std::ui
 
 template <MmaType T>
 void mma_compute(const unsigned char (*in)[64], unsigned char (*out)[64], unsigned lanes, const void*) {
+  ::psa::emu::count_tensor_flops(2 * 16 * 8 * 16);
   float A[16][16], B[16][8], C[16][8];
   for (unsigned lane = 0; lane < lanes; lane++) {
     MmaIn v;
@@ -49,6 +54,15 @@ struct LdmatrixShape {
 
 void ldmatrix_compute(const unsigned char (*in)[64], unsigned char (*out)[64], unsigned lanes, const void* extra) {
   const auto* shape = static_cast<const LdmatrixShape*>(extra);
+  if (::psa::emu::counters_enabled()) {
+    std::vector<::psa::emu::LaneAccess> rows;
+    for (unsigned lane = 0; lane < 8u * static_cast<unsigned>(shape->num) && lane < lanes; lane++) {
+      const void* p;
+      std::memcpy(&p, in[lane], sizeof p);
+      rows.push_back(::psa::emu::LaneAccess{lane, reinterpret_cast<std::uintptr_t>(p)});
+    }
+    ::psa::emu::count_ldmatrix(rows);
+  }
   for (unsigned lane = 0; lane < lanes; lane++) {
     std::uint32_t regs[4] = {0, 0, 0, 0};
     const int row = static_cast<int>(lane) / 4;
@@ -112,6 +126,17 @@ void ldmatrix(int num, bool trans, std::uint32_t* regs, const void* row_address,
   const char* op = trans ? "ldmatrix.trans" : "ldmatrix";
   ::psa::emu::warp_collective(op, 0xffffffffu, &row_address, sizeof row_address, out, sizeof out, &ldmatrix_compute, &shapes[trans][num], site);
   std::memcpy(regs, out, sizeof(std::uint32_t) * static_cast<unsigned>(num));
+}
+
+float ex2(float x) {
+  ::psa::emu::count_exp2();
+  const float y = std::exp2(x);
+  return y < FLT_MIN ? 0.0f : y;  // .ftz: a subnormal result is flushed (y >= 0)
+}
+
+void count_access(::psa::emu::Access kind, const void* address, unsigned bytes, std::source_location site) {
+  const unsigned tid = ::psa::emu::linear_tid();
+  ::psa::emu::count_lane_access(kind, tid / 32, tid % 32, address, bytes, site);
 }
 
 }  // namespace psa::gpu::twin

@@ -3,12 +3,14 @@
 // cuda/device_api.cu and every launcher compile unchanged. Launches are synchronous, so
 // streams and events only keep their contracts (ordering is trivially kept).
 #include <chrono>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <map>
 #include <mutex>
 #include <string>
 
+#include "counters.h"
 #include "emu.h"
 
 namespace psa::emu {
@@ -45,6 +47,40 @@ cudaError_t check_copy(void* dst, const void* src, std::size_t n, cudaMemcpyKind
   return cudaSuccess;
 }
 
+// The device's stream-ordered pool (cudaMallocAsync): freed blocks are kept and handed out again
+// for an allocation of the same size (exact sizes, so that AddressSanitizer still sees a write
+// past the end); idle bytes above the release threshold go back at the next synchronisation, as
+// the driver's pools do. Only memory obtained or given back counts as an allocation or a free.
+struct Pool {
+  std::uint64_t releaseThreshold = 0;
+  std::multimap<std::size_t, void*> idle;  // bytes -> block
+  std::size_t idleBytes = 0;
+};
+Pool g_pool;  // guarded by g_mem_mutex
+char g_pool_handle;
+
+void register_block(void* mem, std::size_t n) {
+  g_allocations[static_cast<unsigned char*>(mem)] = n;
+  g_allocated += n;
+}
+
+// Give idle pool memory above the threshold back (a synchronisation point).
+void trim_pool() {
+  std::lock_guard<std::mutex> g(g_mem_mutex);
+  while (g_pool.idleBytes > g_pool.releaseThreshold && !g_pool.idle.empty()) {
+    auto it = g_pool.idle.begin();
+    g_pool.idleBytes -= it->first;
+    std::free(it->second);
+    g_pool.idle.erase(it);
+    count_host(HostEvent::Free);
+  }
+}
+
+void synchronised() {
+  count_host(HostEvent::Sync);
+  trim_pool();
+}
+
 struct Event {
   std::chrono::steady_clock::time_point at;
   bool recorded = false;
@@ -53,6 +89,8 @@ struct Event {
 }  // namespace
 
 void record_launch_error(cudaError_t err) { set_error(err); }
+
+bool is_device_memory(const void* p, std::size_t n) { return is_device_range(p, n); }
 
 }  // namespace psa::emu
 
@@ -66,9 +104,9 @@ cudaError_t cudaMalloc(void** p, size_t n) {
   std::memset(mem, 0xFF, n);  // device memory starts as garbage, not zeros
   {
     std::lock_guard<std::mutex> g(g_mem_mutex);
-    g_allocations[static_cast<unsigned char*>(mem)] = n;
-    g_allocated += n;
+    register_block(mem, n);
   }
+  count_host(HostEvent::Allocation);
   *p = mem;
   return cudaSuccess;
 }
@@ -83,16 +121,87 @@ cudaError_t cudaFree(void* p) {
     g_allocations.erase(it);
   }
   std::free(p);
+  count_host(HostEvent::Free);
   return cudaSuccess;
 }
 
-cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) {
+  if (!p) return set_error(cudaErrorInvalidValue);
+  const std::size_t bytes = n ? n : 1;
+  {
+    std::lock_guard<std::mutex> g(g_mem_mutex);
+    auto it = g_pool.idle.find(bytes);
+    if (it != g_pool.idle.end()) {
+      void* mem = it->second;
+      g_pool.idleBytes -= bytes;
+      g_pool.idle.erase(it);
+      std::memset(mem, 0xFF, bytes);  // what a reused block holds is garbage too
+      register_block(mem, bytes);
+      *p = mem;
+      return cudaSuccess;
+    }
+  }
+  void* mem = nullptr;
+  if (posix_memalign(&mem, 256, bytes) != 0) return set_error(cudaErrorMemoryAllocation);
+  std::memset(mem, 0xFF, bytes);
+  {
+    std::lock_guard<std::mutex> g(g_mem_mutex);
+    register_block(mem, bytes);
+  }
+  count_host(HostEvent::Allocation);
+  *p = mem;
+  return cudaSuccess;
+}
+
+cudaError_t cudaFreeAsync(void* p, cudaStream_t) {
+  if (!p) return cudaSuccess;
+  std::lock_guard<std::mutex> g(g_mem_mutex);
+  auto it = g_allocations.find(static_cast<unsigned char*>(p));
+  if (it == g_allocations.end()) return set_error(cudaErrorInvalidValue);
+  const std::size_t bytes = it->second;
+  g_allocated -= bytes;
+  g_allocations.erase(it);
+  g_pool.idle.emplace(bytes, p);
+  g_pool.idleBytes += bytes;
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t* pool, int device) {
+  if (device != 0) return set_error(cudaErrorInvalidDevice);
+  *pool = reinterpret_cast<cudaMemPool_t>(&g_pool_handle);
+  return cudaSuccess;
+}
+
+cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, void* value) {
+  if (pool != reinterpret_cast<cudaMemPool_t>(&g_pool_handle) || !value) return set_error(cudaErrorInvalidValue);
+  if (attr == cudaMemPoolAttrReleaseThreshold) {
+    std::lock_guard<std::mutex> g(g_mem_mutex);
+    std::memcpy(&g_pool.releaseThreshold, value, sizeof g_pool.releaseThreshold);
+  }
+  return cudaSuccess;
+}
+
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+  if (device != 0 || !value) return set_error(cudaErrorInvalidValue);
+  *value = attr == cudaDevAttrMemoryPoolsSupported ? 1 : 0;
+  return cudaSuccess;
+}
+
+namespace {
+cudaError_t copy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
   if (cudaError_t e = check_copy(dst, src, n, kind)) return set_error(e);
   if (n) std::memmove(dst, src, n);
   return cudaSuccess;
 }
+}  // namespace
 
-cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t) { return cudaMemcpy(dst, src, n, kind); }
+// A synchronous copy waits for the device: a host synchronisation.
+cudaError_t cudaMemcpy(void* dst, const void* src, size_t n, cudaMemcpyKind kind) {
+  synchronised();
+  return copy(dst, src, n, kind);
+}
+
+cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t n, cudaMemcpyKind kind, cudaStream_t) { return copy(dst, src, n, kind); }
 
 cudaError_t cudaMemset(void* p, int value, size_t n) {
   if (n && !is_device_range(p, n)) return set_error(cudaErrorInvalidValue);
@@ -101,8 +210,14 @@ cudaError_t cudaMemset(void* p, int value, size_t n) {
 }
 
 cudaError_t cudaMemsetAsync(void* p, int value, size_t n, cudaStream_t) { return cudaMemset(p, value, n); }
-cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-cudaError_t cudaDeviceSynchronize(void) { return cudaSuccess; }
+cudaError_t cudaStreamSynchronize(cudaStream_t) {
+  synchronised();
+  return cudaSuccess;
+}
+cudaError_t cudaDeviceSynchronize(void) {
+  synchronised();
+  return cudaSuccess;
+}
 
 cudaError_t cudaGetLastError(void) {
   const cudaError_t e = t_pending;
@@ -211,7 +326,10 @@ cudaError_t cudaEventRecord(cudaEvent_t e, cudaStream_t) {
   return cudaSuccess;
 }
 
-cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
+cudaError_t cudaEventSynchronize(cudaEvent_t) {
+  synchronised();
+  return cudaSuccess;
+}
 
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
   auto* a = reinterpret_cast<Event*>(start);
