@@ -116,7 +116,7 @@ cudaError_t rank(const SelectParams& p, const Plan& s, unsigned char* ws, cudaSt
     if (err != cudaSuccess) return err;
   }
   const int ys = p.shareAcrossGroup ? p.shape.kvHeads : p.shape.heads;
-  PSA_LAUNCH(select_rank_kernel<Bound>, dim3(s.numQB, ys, p.shape.batch), dim3(kRankThreads), smem, stream)(p, a);
+  PSA_LAUNCH(select_rank_kernel<E>, dim3(s.numQB, ys, p.shape.batch), dim3(kRankThreads), smem, stream)(p, a);
   return cudaGetLastError();
 }
 
