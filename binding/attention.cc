@@ -16,6 +16,7 @@
 #include "addon_state.h"
 #include "device_tensor.h"
 #include "host_array.h"
+#include "layout_fields.h"
 #include "promise_worker.h"
 
 namespace psa::binding {
@@ -26,58 +27,21 @@ constexpr int kKernelTile = 64;
 constexpr int kMaxBlockSize = 256;
 constexpr int kMaxGridYZ = 65535;
 
-[[noreturn]] void bad(Napi::Env env, const char* kind, const std::string& key, const std::string& what) {
-  AddonState::of(env).raise(env, kind, "request." + key, "attention request: " + key + " " + what);
-}
+using fields::bad;
+using fields::flag;
+using fields::integer;
+using fields::number;
+using fields::product;
 
-double number(Napi::Env env, const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber() || !std::isfinite(v.As<Napi::Number>().DoubleValue())) bad(env, "option", key, "must be a finite number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-int integer(Napi::Env env, const Napi::Object& o, const char* key, int min, int max) {
-  const double d = number(env, o, key);
-  if (d != std::floor(d) || d < min || d > max) bad(env, "option", key, "must be an integer in " + std::to_string(min) + ".." + std::to_string(max));
-  return static_cast<int>(d);
-}
-
-int dimension(Napi::Env env, const Napi::Object& o, const char* key, int max = INT_MAX) {
-  const Napi::Value v = o.Get(key);
-  const double d = v.IsNumber() ? v.As<Napi::Number>().DoubleValue() : 0;
-  if (!(d >= 1 && d <= max && d == std::floor(d))) bad(env, "shape", key, "must be an integer in 1.." + std::to_string(max));
-  return static_cast<int>(d);
-}
-
-bool flag(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean().Value(); }
-
-// a * b * c * d, or an error when it exceeds what one tensor can hold.
-std::size_t product(Napi::Env env, const char* what, std::initializer_list<int> dims) {
-  unsigned long long n = 1;
-  for (int d : dims) {
-    if (__builtin_mul_overflow(n, static_cast<unsigned long long>(d), &n) || n > (1ull << 53)) bad(env, "shape", what, "holds more elements than a tensor can");
-  }
-  return static_cast<std::size_t>(n);
-}
+int dimension(Napi::Env env, const Napi::Object& o, const char* key, int max = INT_MAX) { return integer(env, o, key, 1, max, "shape"); }
 
 // The caller's layout, copied and checked against the geometry: the kernels index with it.
 void parse_layout(Napi::Env env, const Napi::Object& l, gpu::AttentionRequest& r) {
-  r.layoutOffsets = copy_host_array<std::int32_t>(env, l.Get("offsets"), napi_int32_array, "request.layout.offsets", "an Int32Array");
-  r.layoutIndices = copy_host_array<std::int32_t>(env, l.Get("indices"), napi_int32_array, "request.layout.indices", "an Int32Array");
-  r.layoutFlags = copy_host_array<std::uint8_t>(env, l.Get("flags"), napi_uint8_array, "request.layout.flags", "a Uint8Array");
   const std::size_t rows = product(env, "layout", {r.batch, r.heads, (r.seqQ + r.blockSize - 1) / r.blockSize});
-  const long long keyBlocks = (r.seqK + r.blockSize - 1) / r.blockSize;
-  const auto& offsets = r.layoutOffsets;
-  const auto& indices = r.layoutIndices;
-  if (offsets.size() != rows + 1) bad(env, "shape", "layout.offsets", "must hold " + std::to_string(rows + 1) + " entries (rows + 1)");
-  if (offsets[0] != 0 || static_cast<std::size_t>(offsets[rows]) != indices.size()) bad(env, "shape", "layout.offsets", "must start at 0 and end at the number of indices");
-  for (std::size_t i = 0; i < rows; i++) {
-    if (offsets[i + 1] < offsets[i]) bad(env, "shape", "layout.offsets", "must not decrease (row " + std::to_string(i) + ")");
-  }
-  for (std::size_t i = 0; i < indices.size(); i++) {
-    if (indices[i] < 0 || indices[i] >= keyBlocks) bad(env, "shape", "layout.indices", "entry " + std::to_string(i) + " is not a key block (0.." + std::to_string(keyBlocks - 1) + ")");
-  }
-  if (r.layoutFlags.size() != indices.size()) bad(env, "shape", "layout.flags", "must hold one flag per index");
+  fields::LayoutArrays a = fields::read_layout(env, l, rows, (r.seqK + r.blockSize - 1) / r.blockSize);
+  r.layoutOffsets = std::move(a.offsets);
+  r.layoutIndices = std::move(a.indices);
+  r.layoutFlags = std::move(a.flags);
 }
 
 }  // namespace

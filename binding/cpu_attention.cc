@@ -4,6 +4,7 @@
 // cpu/ off the event loop, and wraps what comes back. No math here.
 #include "cpu_attention.h"
 
+#include <climits>
 #include <cstring>
 #include <memory>
 #include <new>
@@ -19,35 +20,32 @@
 #include "../cpu/thread_pool.h"
 #include "addon_state.h"
 #include "guard.h"
+#include "host_array.h"
+#include "layout_fields.h"
 #include "promise_worker.h"
+#include "request_fields.h"
 
 namespace psa::binding {
 namespace {
 
-[[noreturn]] void bad(Napi::Env env, const std::string& what, const std::string& argument = "request") {
-  AddonState::of(env).raise(env, "shape", argument, "cpu request: " + what);
-}
+using fields::bad;
+using fields::flag;
+using fields::integer;
+using fields::number;
 
-double number(Napi::Env env, const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) bad(env, std::string(key) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
+constexpr int kMaxInt = INT_MAX;
 
-int integer(Napi::Env env, const Napi::Object& o, const char* key) {
-  const double d = number(env, o, key);
-  if (d != static_cast<double>(static_cast<int>(d))) bad(env, std::string(key) + " must be a 32-bit integer");
-  return static_cast<int>(d);
-}
-
-bool flag(const Napi::Object& o, const char* key) { return o.Get(key).ToBoolean().Value(); }
-
-template <typename T>
-std::vector<T> copy_typed(Napi::Env env, const Napi::Value& v, napi_typedarray_type type, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) bad(env, name + " has the wrong type", name);
-  const Napi::TypedArray a = v.As<Napi::TypedArray>();
-  const T* data = reinterpret_cast<const T*>(static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-  return std::vector<T>(data, data + a.ElementLength());
+// A layout handed over for the problem (`owner`.layout), copied and checked against its geometry.
+cpu::BlockLayout read_layout(Napi::Env env, const Napi::Object& l, const cpu::Problem& p, int blockSize, int queryBlockSize, const char* owner) {
+  const std::size_t rows = fields::product(env, "layout", {p.batch, p.heads, (p.seqQ + queryBlockSize - 1) / queryBlockSize}, owner);
+  fields::LayoutArrays a = fields::read_layout(env, l, rows, (p.seqK + blockSize - 1) / blockSize, owner);
+  cpu::BlockLayout layout;
+  layout.blockSize = blockSize;
+  layout.queryBlockSize = queryBlockSize;
+  layout.offsets = std::move(a.offsets);
+  layout.indices = std::move(a.indices);
+  layout.flags = std::move(a.flags);
+  return layout;
 }
 
 struct Request {
@@ -65,66 +63,57 @@ struct Request {
 };
 
 Request parse_request(Napi::Env env, const Napi::Value& value) {
-  if (!value.IsObject()) bad(env, "the request must be an object");
-  const Napi::Object o = value.As<Napi::Object>();
+  const Napi::Object o = fields::object(env, value, "the cpu request");
   Request r;
   cpu::Problem& p = r.problem;
-  p.batch = integer(env, o, "batch");
-  p.heads = integer(env, o, "heads");
-  p.kvHeads = integer(env, o, "kvHeads");
-  p.seqQ = integer(env, o, "seqQ");
-  p.seqK = integer(env, o, "seqK");
-  p.headDim = integer(env, o, "headDim");
-  if (p.batch < 1 || p.heads < 1 || p.kvHeads < 1 || p.heads % p.kvHeads || p.seqQ < 1 || p.seqK < 1 || p.headDim < 1) bad(env, "bad shape");
+  p.batch = integer(env, o, "batch", 1, kMaxInt, "shape");
+  p.heads = integer(env, o, "heads", 1, kMaxInt, "shape");
+  p.kvHeads = integer(env, o, "kvHeads", 1, p.heads, "shape");
+  if (p.heads % p.kvHeads) bad(env, "shape", "kvHeads", "must divide heads");
+  p.seqQ = integer(env, o, "seqQ", 1, kMaxInt, "shape");
+  p.seqK = integer(env, o, "seqK", 1, kMaxInt, "shape");
+  p.headDim = integer(env, o, "headDim", 1, kMaxInt, "shape");
   p.bnhd = flag(o, "bnhd");
   p.scale = number(env, o, "scale");
-  p.mask = cpu::MaskSpec{p.seqQ, p.seqK, flag(o, "causal"), integer(env, o, "windowLeft"), integer(env, o, "windowRight"), integer(env, o, "globalTokens")};
-  r.blockSize = integer(env, o, "blockSize");
-  if (r.blockSize < 16 || r.blockSize > 256 || r.blockSize % 16) bad(env, "blockSize must be a multiple of 16 in 16..256");
-  r.queryBlockSize = integer(env, o, "queryBlockSize");
-  if (r.queryBlockSize < 1 || r.queryBlockSize > 256) bad(env, "queryBlockSize must be in 1..256");
+  p.mask = cpu::MaskSpec{p.seqQ, p.seqK, flag(o, "causal"), integer(env, o, "windowLeft", -1, kMaxInt), integer(env, o, "windowRight", -1, kMaxInt),
+                         integer(env, o, "globalTokens", 0, kMaxInt)};
+  r.blockSize = integer(env, o, "blockSize", 16, 256);
+  if (r.blockSize % 16) bad(env, "option", "blockSize", "must be a multiple of 16");
+  r.queryBlockSize = integer(env, o, "queryBlockSize", 1, 256);
   r.sparse = flag(o, "sparse");
   const Napi::Value layout = o.Get("layout");
   if (layout.IsObject()) {
-    const Napi::Object l = layout.As<Napi::Object>();
     r.hasLayout = true;
-    r.layout.blockSize = r.blockSize;
-    r.layout.queryBlockSize = r.queryBlockSize;
-    r.layout.offsets = copy_typed<std::int32_t>(env, l.Get("offsets"), napi_int32_array, "layout.offsets");
-    r.layout.indices = copy_typed<std::int32_t>(env, l.Get("indices"), napi_int32_array, "layout.indices");
-    r.layout.flags = copy_typed<std::uint8_t>(env, l.Get("flags"), napi_uint8_array, "layout.flags");
-    const std::size_t rows = static_cast<std::size_t>(p.batch) * p.heads * p.numQueryBlocks(r.queryBlockSize);
-    if (r.layout.offsets.size() != rows + 1 || r.layout.flags.size() != r.layout.indices.size()) bad(env, "the layout does not fit the shape");
+    r.layout = read_layout(env, layout.As<Napi::Object>(), p, r.blockSize, r.queryBlockSize, "request");
   }
-  const int choice = integer(env, o, "choice");
-  if (choice < 0 || choice > 3) bad(env, "choice must be 0..3");
+  const int choice = integer(env, o, "choice", 0, 3);
   r.hasSelection = choice != 0;
   r.selection.mode = choice == 1 ? cpu::SelectionMode::Ratio : choice == 2 ? cpu::SelectionMode::TopBlocks : cpu::SelectionMode::Progressive;
   r.selection.value = number(env, o, "choiceValue");
-  r.selection.minBlocks = integer(env, o, "minBlocks");
-  r.selection.maxBlocks = integer(env, o, "maxBlocks");
+  r.selection.minBlocks = integer(env, o, "minBlocks", 0, kMaxInt);
+  r.selection.maxBlocks = integer(env, o, "maxBlocks", 0, kMaxInt);
   r.selection.estimate = flag(o, "boundEstimate") ? cpu::Estimate::Bound : flag(o, "momentEstimate") ? cpu::Estimate::Moment : cpu::Estimate::Mean;
   r.selection.shareAcrossGroup = flag(o, "shareAcrossGroup");
-  const int topK = integer(env, o, "topK");
+  const int topK = integer(env, o, "topK", 0, kMaxInt);
   const double topKRatio = number(env, o, "topKRatio");
+  if (topKRatio < 0 || topKRatio > 1) bad(env, "option", "topKRatio", "must be in [0, 1]");
   p.topK = topK > 0 ? cpu::TopKKind::Count : topKRatio > 0 ? cpu::TopKKind::Ratio : cpu::TopKKind::None;
   p.topKCount = topK;
   p.topKRatio = topKRatio;
   const Napi::Value poly = o.Get("polyCoefficients");
   if (poly.IsTypedArray()) {
-    p.polyCoefficients = copy_typed<float>(env, poly, napi_float32_array, "polyCoefficients");
-    if (p.polyCoefficients.size() < 2 || p.polyCoefficients.size() > 9) bad(env, "polyCoefficients must hold 2..9 values");
+    p.polyCoefficients = copy_host_array<float>(env, poly, napi_float32_array, "request.polyCoefficients", "a Float32Array");
+    if (p.polyCoefficients.size() < 2 || p.polyCoefficients.size() > 9) bad(env, "option", "polyCoefficients", "must hold 2..9 values");
   }
   r.returnLse = flag(o, "returnLse");
   r.returnThresholds = flag(o, "returnThresholds");
-  r.threads = integer(env, o, "threads");
-  if (r.threads < 1) bad(env, "threads must be at least 1");
+  r.threads = integer(env, o, "threads", 1, 1024);
   return r;
 }
 
 std::vector<float> copy_input(Napi::Env env, const Napi::Value& v, std::size_t expected, const char* name) {
-  std::vector<float> x = copy_typed<float>(env, v, napi_float32_array, name);
-  if (x.size() != expected) bad(env, std::string(name) + " holds " + std::to_string(x.size()) + " floats, the shape needs " + std::to_string(expected), name);
+  std::vector<float> x = copy_host_array<float>(env, v, napi_float32_array, name, "a Float32Array");
+  if (x.size() != expected) AddonState::of(env).raise(env, "shape", name, std::string(name) + " holds " + std::to_string(x.size()) + " floats, the shape needs " + std::to_string(expected));
   return x;
 }
 
@@ -301,23 +290,15 @@ class BackwardWorker : public CpuWorker {
 Napi::Value CpuBackward(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   Request r = parse_request(env, info[4]);
-  const int queryBlockSize = integer(env, info[4].As<Napi::Object>(), "queryBlockSize");
-  if (queryBlockSize < 1 || queryBlockSize > 256) bad(env, "queryBlockSize must be in 1..256");
-  if (r.hasLayout || r.hasSelection) bad(env, "the backward takes the forward's layout in `saved`");
-  if (!info[5].IsObject()) bad(env, "saved must be an object", "saved");
-  const Napi::Object saved = info[5].As<Napi::Object>();
+  const int queryBlockSize = r.queryBlockSize;
+  if (r.hasLayout || r.hasSelection) bad(env, "option", "layout", "must not be given: the backward takes the forward's layout in `saved`");
+  const Napi::Object saved = fields::object(env, info[5], "saved", "saved");
   const Napi::Value layout = saved.Get("layout");
   if (layout.IsObject()) {
-    const Napi::Object l = layout.As<Napi::Object>();
     r.hasLayout = true;
-    r.layout.blockSize = r.blockSize;
-    r.layout.offsets = copy_typed<std::int32_t>(env, l.Get("offsets"), napi_int32_array, "layout.offsets");
-    r.layout.indices = copy_typed<std::int32_t>(env, l.Get("indices"), napi_int32_array, "layout.indices");
-    r.layout.flags = copy_typed<std::uint8_t>(env, l.Get("flags"), napi_uint8_array, "layout.flags");
-    const std::size_t rows = static_cast<std::size_t>(r.problem.batch) * r.problem.heads * ((r.problem.seqQ + queryBlockSize - 1) / queryBlockSize);
-    if (r.layout.offsets.size() != rows + 1 || r.layout.flags.size() != r.layout.indices.size()) bad(env, "the layout does not fit the shape and queryBlockSize");
+    r.layout = read_layout(env, layout.As<Napi::Object>(), r.problem, r.blockSize, queryBlockSize, "saved");
   } else if (queryBlockSize != r.blockSize) {
-    bad(env, "without a layout, queryBlockSize must be blockSize");
+    bad(env, "option", "queryBlockSize", "must be blockSize without a layout");
   }
   std::vector<float> q = copy_input(env, info[0], query_elements(r.problem), "q");
   std::vector<float> k = copy_input(env, info[1], key_elements(r.problem), "k");

@@ -7,6 +7,7 @@
 // No math here.
 #include "cpu_decode.h"
 
+#include <climits>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -15,34 +16,19 @@
 #include "../cpu/decode.h"
 #include "addon_state.h"
 #include "guard.h"
+#include "host_array.h"
 #include "promise_worker.h"
+#include "request_fields.h"
 
 namespace psa::binding {
 namespace {
 
-[[noreturn]] void bad(Napi::Env env, const std::string& what, const std::string& argument = "request") {
-  AddonState::of(env).raise(env, "shape", argument, "cpu decode request: " + what);
-}
+using fields::bad;
+using fields::integer;
+using fields::number;
+using fields::whole;
 
-double number(Napi::Env env, const Napi::Object& o, const char* key) {
-  const Napi::Value v = o.Get(key);
-  if (!v.IsNumber()) bad(env, std::string(key) + " must be a number");
-  return v.As<Napi::Number>().DoubleValue();
-}
-
-long long integer(Napi::Env env, const Napi::Object& o, const char* key) {
-  const double d = number(env, o, key);
-  if (!(d >= -9007199254740991.0 && d <= 9007199254740991.0) || d != static_cast<double>(static_cast<long long>(d))) bad(env, std::string(key) + " must be an integer");
-  return static_cast<long long>(d);
-}
-
-template <typename T>
-const T* typed(Napi::Env env, const Napi::Value& v, napi_typedarray_type type, std::size_t& length, const std::string& name) {
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != type) bad(env, name + " has the wrong type", name);
-  const Napi::TypedArray a = v.As<Napi::TypedArray>();
-  length = a.ElementLength();
-  return reinterpret_cast<const T*>(static_cast<const char*>(a.ArrayBuffer().Data()) + a.ByteOffset());
-}
+constexpr long long kMaxSafe = fields::kMaxSafeInteger;
 
 class DecodeWorker : public PromiseWorker {
  public:
@@ -117,71 +103,70 @@ class DecodeWorker : public PromiseWorker {
 // polyCoefficients?, returnLse, returnPages, threads, lengths Int32Array, pageTables Int32Array[] }.
 Napi::Value CpuDecode(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (!info[1].IsObject() || !info[2].IsObject()) bad(env, "cache and request must be objects");
-  const Napi::Object c = info[1].As<Napi::Object>();
-  const Napi::Object o = info[2].As<Napi::Object>();
+  const Napi::Object c = fields::object(env, info[1], "the host cache", "cache");
+  const Napi::Object o = fields::object(env, info[2], "the cpu decode request");
   cpu::PagedCache cache;
-  cache.kvHeads = static_cast<int>(integer(env, c, "kvHeads"));
-  cache.pageSize = static_cast<int>(integer(env, c, "pageSize"));
-  cache.headDim = static_cast<int>(integer(env, c, "headDim"));
-  if (cache.kvHeads < 1 || cache.pageSize < 1 || cache.headDim < 1 || cache.headDim > 256) bad(env, "bad cache geometry");
+  cache.kvHeads = integer(env, c, "kvHeads", 1, 65535, "shape", "cache");
+  cache.pageSize = integer(env, c, "pageSize", 1, 65535, "shape", "cache");
+  cache.headDim = integer(env, c, "headDim", 1, 256, "shape", "cache");
   std::size_t nKeys = 0, nValues = 0, nMeta[4] = {0, 0, 0, 0};
-  cache.keys = typed<float>(env, c.Get("keys"), napi_float32_array, nKeys, "cache.keys");
-  cache.values = typed<float>(env, c.Get("values"), napi_float32_array, nValues, "cache.values");
+  cache.keys = view_host_array<float>(env, c.Get("keys"), napi_float32_array, "cache.keys", "a Float32Array", nKeys);
+  cache.values = view_host_array<float>(env, c.Get("values"), napi_float32_array, "cache.values", "a Float32Array", nValues);
   const double** meta[4] = {&cache.kMin, &cache.kMax, &cache.kSum, &cache.kSumSq};
   const char* metaNames[4] = {"min", "max", "sum", "sumSq"};
-  for (int i = 0; i < 4; i++) *meta[i] = typed<double>(env, c.Get(metaNames[i]), napi_float64_array, nMeta[i], std::string("cache.") + metaNames[i]);
+  for (int i = 0; i < 4; i++) *meta[i] = view_host_array<double>(env, c.Get(metaNames[i]), napi_float64_array, std::string("cache.") + metaNames[i], "a Float64Array", nMeta[i]);
   const std::size_t pageFloats = static_cast<std::size_t>(cache.kvHeads) * cache.pageSize * cache.headDim;
   const std::size_t poolPages = nKeys / pageFloats;
-  if (nKeys != poolPages * pageFloats || nValues != nKeys) bad(env, "cache keys and values must hold whole pages");
-  for (std::size_t n : nMeta) if (n != poolPages * cache.kvHeads * cache.headDim) bad(env, "cache metadata must cover every page");
+  if (nKeys != poolPages * pageFloats) bad(env, "shape", "keys", "must hold whole pages of kvHeads x pageSize x headDim", "cache");
+  if (nValues != nKeys) bad(env, "shape", "values", "must hold as many floats as keys", "cache");
+  for (int i = 0; i < 4; i++) {
+    if (nMeta[i] != poolPages * cache.kvHeads * cache.headDim) bad(env, "shape", metaNames[i], "must cover every page (pages x kvHeads x headDim)", "cache");
+  }
 
   cpu::DecodeProblem p;
   p.kvHeads = cache.kvHeads;
   p.headDim = cache.headDim;
-  p.heads = static_cast<int>(integer(env, o, "heads"));
-  p.m = static_cast<int>(integer(env, o, "m"));
-  if (p.heads < 1 || p.heads % p.kvHeads || p.m < 1) bad(env, "bad heads or m");
+  p.heads = integer(env, o, "heads", 1, 65535, "shape");
+  if (p.heads % p.kvHeads) bad(env, "shape", "heads", "must be a multiple of the cache's kvHeads");
+  p.m = integer(env, o, "m", 1, INT_MAX, "shape");
   p.scale = number(env, o, "scale");
-  p.windowLeft = integer(env, o, "windowLeft");
-  p.windowRight = integer(env, o, "windowRight");
-  p.globalTokens = integer(env, o, "globalTokens");
-  const long long rule = integer(env, o, "rule");
-  const long long estimate = integer(env, o, "estimate");
-  if (rule < 0 || rule > 3 || estimate < 0 || estimate > 2) bad(env, "rule must be 0..3 and estimate 0..2");
-  p.rule = static_cast<cpu::PageRule>(rule);
-  p.estimate = static_cast<cpu::PageEstimate>(estimate);
+  p.windowLeft = whole(env, o, "windowLeft", -1, kMaxSafe);
+  p.windowRight = whole(env, o, "windowRight", -1, kMaxSafe);
+  p.globalTokens = whole(env, o, "globalTokens", 0, kMaxSafe);
+  p.rule = static_cast<cpu::PageRule>(integer(env, o, "rule", 0, 3));
+  p.estimate = static_cast<cpu::PageEstimate>(integer(env, o, "estimate", 0, 2));
   p.ruleValue = number(env, o, "ruleValue");
-  p.minPages = integer(env, o, "minPages");
-  p.maxPages = integer(env, o, "maxPages");
-  p.shareAcrossGroup = o.Get("shareAcrossGroup").ToBoolean().Value();
-  p.topKCount = integer(env, o, "topK");
+  p.minPages = whole(env, o, "minPages", 0, kMaxSafe);
+  p.maxPages = whole(env, o, "maxPages", 0, kMaxSafe);
+  p.shareAcrossGroup = fields::flag(o, "shareAcrossGroup");
+  p.topKCount = whole(env, o, "topK", 0, kMaxSafe);
   p.topKRatio = number(env, o, "topKRatio");
+  if (p.topKRatio < 0 || p.topKRatio > 1) bad(env, "option", "topKRatio", "must be in [0, 1]");
   p.topK = p.topKCount > 0 ? cpu::DecodeTopK::Count : p.topKRatio > 0 ? cpu::DecodeTopK::Ratio : cpu::DecodeTopK::None;
   const Napi::Value poly = o.Get("polyCoefficients");
   if (poly.IsTypedArray()) {
-    std::size_t n = 0;
-    const float* coefficients = typed<float>(env, poly, napi_float32_array, n, "polyCoefficients");
-    if (n < 2 || n > 9) bad(env, "polyCoefficients must hold 2..9 values");
-    p.polyCoefficients.assign(coefficients, coefficients + n);
+    p.polyCoefficients = copy_host_array<float>(env, poly, napi_float32_array, "request.polyCoefficients", "a Float32Array");
+    if (p.polyCoefficients.size() < 2 || p.polyCoefficients.size() > 9) bad(env, "option", "polyCoefficients", "must hold 2..9 values");
   }
-  const int threads = static_cast<int>(integer(env, o, "threads"));
-  if (threads < 1) bad(env, "threads must be at least 1");
+  const int threads = integer(env, o, "threads", 1, 1024);
 
   // Sequences: every page a row can read must be a page of the pool.
   std::size_t batch = 0;
-  const std::int32_t* lengths = typed<std::int32_t>(env, o.Get("lengths"), napi_int32_array, batch, "lengths");
+  const std::int32_t* lengths = view_host_array<std::int32_t>(env, o.Get("lengths"), napi_int32_array, "request.lengths", "an Int32Array", batch);
   const Napi::Value tablesValue = o.Get("pageTables");
-  if (!tablesValue.IsArray() || tablesValue.As<Napi::Array>().Length() != batch || batch == 0) bad(env, "pageTables must hold one Int32Array per sequence");
+  if (batch == 0) bad(env, "shape", "lengths", "must hold one length per sequence, at least one");
+  if (!tablesValue.IsArray() || tablesValue.As<Napi::Array>().Length() != batch) bad(env, "shape", "pageTables", "must hold one Int32Array per sequence");
   std::vector<std::vector<std::int32_t>> tables(batch);
   for (std::size_t b = 0; b < batch; b++) {
     const long long L = lengths[b];
-    if (L < p.m) bad(env, "a sequence holds fewer tokens than m");
+    if (L < p.m) bad(env, "shape", "lengths", "must be at least m for every sequence (sequence " + std::to_string(b) + " holds " + std::to_string(L) + ")");
     std::size_t n = 0;
-    const std::int32_t* t = typed<std::int32_t>(env, tablesValue.As<Napi::Array>().Get(static_cast<std::uint32_t>(b)), napi_int32_array, n, "pageTables");
+    const std::int32_t* t = view_host_array<std::int32_t>(env, tablesValue.As<Napi::Array>().Get(static_cast<std::uint32_t>(b)), napi_int32_array, "request.pageTables", "an Int32Array", n);
     const std::size_t used = static_cast<std::size_t>((L + cache.pageSize - 1) / cache.pageSize);
-    if (n < used) bad(env, "a page table is shorter than its sequence");
-    for (std::size_t J = 0; J < used; J++) if (t[J] < 0 || static_cast<std::size_t>(t[J]) >= poolPages) bad(env, "a page table names a page outside the pool");
+    if (n < used) bad(env, "shape", "pageTables", "entry " + std::to_string(b) + " is shorter than its sequence");
+    for (std::size_t J = 0; J < used; J++) {
+      if (t[J] < 0 || static_cast<std::size_t>(t[J]) >= poolPages) bad(env, "shape", "pageTables", "entry " + std::to_string(b) + " names a page outside the pool");
+    }
     tables[b].assign(t, t + used);
     p.lengths.push_back(static_cast<int>(L));
     // A partial last page: its metadata now, since an append during the step may change it.
@@ -193,15 +178,15 @@ Napi::Value CpuDecode(const Napi::CallbackInfo& info) {
     }
     p.lastPageMeta.push_back(std::move(snap));
   }
-  std::size_t nq = 0;
-  const float* q = typed<float>(env, info[0], napi_float32_array, nq, "q");
-  if (nq != batch * static_cast<std::size_t>(p.heads) * p.m * p.headDim) bad(env, "q does not fit [batch, heads, m, headDim]", "q");
-  std::vector<float> qCopy(q, q + nq);
+  std::vector<float> qCopy = copy_host_array<float>(env, info[0], napi_float32_array, "q", "a Float32Array");
+  if (qCopy.size() != fields::product(env, "m", {static_cast<long long>(batch), p.heads, p.m, p.headDim})) {
+    AddonState::of(env).raise(env, "shape", "q", "q does not fit [batch, heads, m, headDim]");
+  }
 
   std::vector<Napi::Reference<Napi::Value>> holds;
   for (const char* key : {"keys", "values", "min", "max", "sum", "sumSq"}) holds.push_back(Napi::Persistent(c.Get(key)));
-  auto worker = std::make_unique<DecodeWorker>(env, std::move(p), std::move(qCopy), cache, std::move(tables), std::move(holds), o.Get("returnLse").ToBoolean().Value(),
-                                               o.Get("returnPages").ToBoolean().Value(), threads);
+  auto worker = std::make_unique<DecodeWorker>(env, std::move(p), std::move(qCopy), cache, std::move(tables), std::move(holds), fields::flag(o, "returnLse"),
+                                               fields::flag(o, "returnPages"), threads);
   return PromiseWorker::Start(std::move(worker));
 }
 

@@ -40,16 +40,40 @@ function cpuDecodeCases(): BadInputCase[] {
   const call = (c = '', r = '', qq = 'q') => `${decodeSetup} return Array.from((await emu.cpuDecode(${qq}, cache(${c}), request(${r}))).output);`;
   return [
     { name: 'cpuDecode: a valid request', quick: true, body: call(), expect: { resolves: [1, 1] } },
-    { name: 'cpuDecode: a page outside the pool', quick: true, body: call('', '{ pageTables: [Int32Array.of(0, 2)] }'), expect: rejects('ERR_SHAPE', 'request') },
-    { name: 'cpuDecode: a negative page', body: call('', '{ pageTables: [Int32Array.of(-1, 0)] }'), expect: rejects('ERR_SHAPE', 'request') },
-    { name: 'cpuDecode: a page table shorter than its sequence', body: call('', '{ pageTables: [Int32Array.of(0)] }'), expect: rejects('ERR_SHAPE', 'request') },
-    { name: 'cpuDecode: keys not whole pages', body: call('{ keys: new Float32Array(15), values: new Float32Array(15) }'), expect: rejects('ERR_SHAPE', 'request') },
-    { name: 'cpuDecode: metadata short of the pool', body: call('{ sumSq: new Float64Array(3) }'), expect: rejects('ERR_SHAPE', 'request') },
-    { name: 'cpuDecode: metadata as Float32Array', body: call('{ min: new Float32Array(4) }'), expect: rejects('ERR_SHAPE', 'cache.min') },
+    { name: 'cpuDecode: a page outside the pool', quick: true, body: call('', '{ pageTables: [Int32Array.of(0, 2)] }'), expect: rejects('ERR_SHAPE', 'request.pageTables') },
+    { name: 'cpuDecode: a negative page', body: call('', '{ pageTables: [Int32Array.of(-1, 0)] }'), expect: rejects('ERR_SHAPE', 'request.pageTables') },
+    { name: 'cpuDecode: a page table shorter than its sequence', body: call('', '{ pageTables: [Int32Array.of(0)] }'), expect: rejects('ERR_SHAPE', 'request.pageTables') },
+    { name: 'cpuDecode: keys not whole pages', body: call('{ keys: new Float32Array(15), values: new Float32Array(15) }'), expect: rejects('ERR_SHAPE', 'cache.keys') },
+    { name: 'cpuDecode: metadata short of the pool', body: call('{ sumSq: new Float64Array(3) }'), expect: rejects('ERR_SHAPE', 'cache.sumSq') },
+    { name: 'cpuDecode: metadata as Float32Array', body: call('{ min: new Float32Array(4) }'), expect: rejects('ERR_DTYPE', 'cache.min') },
     { name: 'cpuDecode: q of the wrong size', body: call('', '', 'new Float32Array(3)'), expect: rejects('ERR_SHAPE', 'q') },
-    { name: 'cpuDecode: m longer than the sequence', body: call('', '{ m: 6 }', 'new Float32Array(12)'), expect: rejects('ERR_SHAPE', 'request') },
-    { name: 'cpuDecode: an unknown rule', body: call('', '{ rule: 7 }'), expect: rejects('ERR_SHAPE', 'request') },
+    { name: 'cpuDecode: m longer than the sequence', body: call('', '{ m: 6 }', 'new Float32Array(12)'), expect: rejects('ERR_SHAPE', 'request.lengths') },
+    { name: 'cpuDecode: an unknown rule', body: call('', '{ rule: 7 }'), expect: rejects('ERR_OPTION', 'request.rule') },
+    { name: 'cpuDecode: threads 0', body: call('', '{ threads: 0 }'), expect: rejects('ERR_OPTION', 'request.threads') },
+    { name: 'cpuDecode: no cache object', body: `${decodeSetup} await emu.cpuDecode(q, null, request());`, expect: rejects('ERR_OPTION', 'cache') },
     { name: 'cpuDecode: a detached q', body: `${decodeSetup} const d = Float32Array.of(1, 1); structuredClone(d, { transfer: [d.buffer] }); await emu.cpuDecode(d, cache(), request());`, expect: rejects('ERR_SHAPE', 'q') },
+  ];
+}
+/** A cpu attention request as lib/backends/cpu.ts builds it: one head, 4 queries and keys of dim 2, blocks of 16. */
+const cpuSetup = `
+const q = new Float32Array(8).fill(0.5), k = new Float32Array(8).fill(0.25), v = new Float32Array(8).fill(1);
+const request = (o = {}) => ({ batch: 1, heads: 1, kvHeads: 1, seqQ: 4, seqK: 4, headDim: 2, bnhd: false, scale: 1, causal: false, windowLeft: -1, windowRight: -1,
+  globalTokens: 0, blockSize: 16, queryBlockSize: 16, sparse: false, choice: 0, choiceValue: 0, minBlocks: 0, maxBlocks: 0, boundEstimate: false,
+  momentEstimate: false, shareAcrossGroup: false, topK: 0, topKRatio: 0, returnLse: false, returnThresholds: false, threads: 1, ...o });
+const layout = (o = {}) => ({ offsets: Int32Array.of(0, 1), indices: Int32Array.of(0), flags: Uint8Array.of(1), ...o });
+`;
+
+function cpuAttentionCases(): BadInputCase[] {
+  const call = (r = '') => `${cpuSetup} return Array.from((await emu.cpuAttention(q, k, v, request(${r}))).output);`;
+  return [
+    { name: 'cpuAttention: a valid request', quick: true, body: call(), expect: { resolves: [1, 1, 1, 1, 1, 1, 1, 1] } },
+    { name: 'cpuAttention: a layout index past the key blocks', quick: true, body: call('{ sparse: true, layout: layout({ indices: Int32Array.of(1) }) }'), expect: rejects('ERR_SHAPE', 'request.layout.indices') },
+    { name: 'cpuAttention: layout offsets ending past the indices', body: call('{ sparse: true, layout: layout({ offsets: Int32Array.of(0, 2) }) }'), expect: rejects('ERR_SHAPE', 'request.layout.offsets') },
+    { name: 'cpuAttention: layout offsets as Float32Array', body: call('{ sparse: true, layout: layout({ offsets: Float32Array.of(0, 1) }) }'), expect: rejects('ERR_DTYPE', 'request.layout.offsets') },
+    { name: 'cpuAttention: kvHeads not dividing heads', body: `${cpuSetup} await emu.cpuAttention(new Float32Array(24), new Float32Array(16), new Float32Array(16), request({ heads: 3, kvHeads: 2 }));`, expect: rejects('ERR_SHAPE', 'request.kvHeads') },
+    { name: 'cpuAttention: batch 2**31', body: call('{ batch: 2 ** 31 }'), expect: rejects('ERR_SHAPE', 'request.batch') },
+    { name: 'cpuAttention: blockSize 24', body: call('{ blockSize: 24 }'), expect: rejects('ERR_OPTION', 'request.blockSize') },
+    { name: 'cpuAttention: q of the wrong size', body: `${cpuSetup} await emu.cpuAttention(new Float32Array(7), k, v, request());`, expect: rejects('ERR_SHAPE', 'q') },
   ];
 }
 const upload = (data: string, opts = "{ location: 'cuda-emu' }", dims = '[1, 1, 1, 4]') => `return Array.from(await (await psa.Tensor.upload(${data}, ${dims}, ${opts})).download());`;
@@ -142,6 +166,7 @@ export const BAD_INPUT_CASES: BadInputCase[] = [
     expect: rejects('ERR_VALUE', 'k') },
   // cpuDecode, raw: a request that does not fit the cache's arrays is refused before any read
   ...cpuDecodeCases(),
+  ...cpuAttentionCases(),
   // firstNonFinite and info
   { name: 'firstNonFinite: not a tensor', body: `await emu.firstNonFinite(new Float32Array(4));`, expect: rejects('ERR_DTYPE', 'tensor') },
   { name: 'firstNonFinite: a negative bound', body: `const t = await emu.upload(new Float32Array(4), 'float32'); await emu.firstNonFinite(t, -1);`, expect: rejects('ERR_OPTION', 'bound') },
