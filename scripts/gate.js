@@ -14,12 +14,19 @@
  * g++), and checks the PTX of `nvcc -ptx -arch=compute_80` for the instructions each unit must
  * contain.
  *
- *   node scripts/gate.js           regenerate cuda/RESOURCES.md
- *   node scripts/gate.js --check   fail if cuda/RESOURCES.md disagrees with this run on what the
+ *   node scripts/gate.js           regenerate cuda/RESOURCES.md: compile the units whose inputs
+ *                                  changed since it was generated (each section records a
+ *                                  fingerprint of the unit's files, the manifest entry and the
+ *                                  toolkit) and the manifest's "verify" units; keep the other
+ *                                  sections as they are
+ *   node scripts/gate.js --check   the same compiles, then
+ *                                  fail if cuda/RESOURCES.md disagrees with this run on what the
  *                                  code fixes (kernels, threads, shared memory, barriers, spills,
  *                                  stack, PTX instructions) or if a kernel's CTAs per SM fell;
  *                                  registers, constant memory and PTX line counts vary with the
  *                                  toolkit and are only reported
+ *
+ *   --full (or PSA_GATE_FULL=1)    compile every unit, keep nothing
  *
  * Environment: NVCC (default: nvcc on PATH), CXX (default: g++), PSA_GATE_JOBS (default 2).
  */
@@ -27,6 +34,7 @@ const { spawn, spawnSync } = require('node:child_process');
 const fs = require('node:fs');
 const os = require('node:os');
 const path = require('node:path');
+const crypto = require('node:crypto');
 
 const ROOT = path.resolve(__dirname, '..');
 const MANIFEST = 'cuda/gate.json';
@@ -408,8 +416,109 @@ function loadManifest(file = path.join(ROOT, MANIFEST)) {
   return m;
 }
 
-/** Runs the whole gate; resolves with { problems, notes, units, report }. */
-async function runGate({ manifest = loadManifest(), jobs = Number(process.env.PSA_GATE_JOBS) || 2, log = () => {} } = {}) {
+// ---------------------------------------------------------------------------------------------
+// Unit fingerprints: what a unit's figures depend on, so `--check` recompiles only what changed
+
+/**
+ * The repository files `source` includes, itself first, then transitively: quoted includes,
+ * resolved against the including file's folder and then each `-I` folder of `flags` (as nvcc
+ * does). Angle-bracket and unresolved includes are the toolkit's, covered by its version.
+ */
+function unitInputs(source, flags = DEFAULT_FLAGS, extraHeaders = [], cwd = ROOT) {
+  const dirs = [];
+  for (let i = 0; i < flags.length; i++) {
+    if (flags[i] === '-I' && i + 1 < flags.length) dirs.push(path.resolve(cwd, flags[++i]));
+    else if (flags[i].startsWith('-I') && flags[i].length > 2) dirs.push(path.resolve(cwd, flags[i].slice(2)));
+  }
+  const seen = new Set();
+  const order = [];
+  const visit = (file) => {
+    if (seen.has(file)) return;
+    seen.add(file);
+    order.push(file);
+    const text = fs.readFileSync(file, 'utf8');
+    for (const m of text.matchAll(/^\s*#\s*include\s*"([^"]+)"/gm)) {
+      const found = [path.dirname(file), ...dirs].map((d) => path.join(d, m[1])).find((f) => fs.existsSync(f));
+      if (found) visit(path.resolve(found));
+    }
+  };
+  visit(path.resolve(cwd, source));
+  for (const h of extraHeaders) {
+    const found = dirs.map((d) => path.join(d, h)).find((f) => fs.existsSync(f));
+    if (found) visit(path.resolve(found));
+  }
+  return order.map((f) => path.relative(cwd, f));
+}
+
+let toolkitId = null;
+/** nvcc's and the host compiler's versions and this script: a change in any of them can move every figure. */
+function toolkitIdentity() {
+  if (toolkitId === null) {
+    const version = (cmd) => {
+      const r = spawnSync(cmd, ['--version'], { encoding: 'utf8' });
+      return r.error ? `${cmd}: none` : r.stdout;
+    };
+    toolkitId = [version(nvccPath()), version(process.env.CXX || 'g++'), fs.readFileSync(__filename, 'utf8')].join('\0');
+  }
+  return toolkitId;
+}
+
+/**
+ * A short hash of everything a unit's section of the report depends on: the toolkit, the
+ * manifest's targets, flags and PTX arch, the unit's own manifest entry, and the path and text of
+ * every repository file it includes. Equal fingerprints mean the compile would print the same.
+ */
+function unitFingerprint(manifest, unit, { cwd = ROOT, toolkit = toolkitIdentity() } = {}) {
+  const flags = manifest.flags || DEFAULT_FLAGS;
+  const h = crypto.createHash('sha256');
+  h.update(toolkit);
+  h.update(JSON.stringify({ targets: manifest.targets, flags, ptxArch: manifest.ptxArch || 'compute_80', unit }));
+  const files = unitInputs(unit.source, flags, unit.headers || [], cwd);
+  for (const f of files) h.update(`\0${f}\0`).update(fs.readFileSync(path.join(cwd, f)));
+  return { fingerprint: h.digest('hex').slice(0, 16), files };
+}
+
+/** The report's sections by unit source: the lines from `## <source>` up to the next unit's. */
+function reportSections(text) {
+  const sections = new Map();
+  let current = null;
+  for (const line of String(text).split('\n')) {
+    if (line.startsWith('## ')) sections.set(line.slice(3), (current = [line]));
+    else if (current) current.push(line);
+  }
+  for (const lines of sections.values()) while (lines.length && lines[lines.length - 1] === '') lines.pop();
+  return sections;
+}
+
+const FINGERPRINT_LINE = /^Inputs: `([0-9a-f]{16})`/;
+
+/**
+ * Which units the gate must compile: those whose fingerprint differs from the one their
+ * committed section records, those the manifest names under "verify" (so every check shows the
+ * recorded figures reproduce with this toolkit), or all with `full`. Returns { reuse, compile }:
+ * reuse maps a source to its committed section lines.
+ */
+function planCompiles(manifest, committed, { full = false, cwd = ROOT, toolkit } = {}) {
+  const sections = reportSections(committed || '');
+  const verify = new Set(manifest.verify || []);
+  const reuse = new Map();
+  const compile = [];
+  for (const u of manifest.units) {
+    if (!fs.existsSync(path.join(cwd, u.source))) continue;
+    const lines = sections.get(u.source);
+    const recorded = lines && lines.map((l) => FINGERPRINT_LINE.exec(l)).find(Boolean);
+    const now = unitFingerprint(manifest, u, { cwd, toolkit }).fingerprint;
+    if (!full && !verify.has(u.source) && recorded && recorded[1] === now) reuse.set(u.source, lines);
+    else compile.push(u.source);
+  }
+  return { reuse, compile };
+}
+
+/**
+ * Runs the whole gate; resolves with { problems, notes, units, report }. Units in `reuse`
+ * (source -> committed section lines, from planCompiles) are not compiled: their section is kept.
+ */
+async function runGate({ manifest = loadManifest(), jobs = Number(process.env.PSA_GATE_JOBS) || 2, log = () => {}, reuse = new Map() } = {}) {
   const flags = manifest.flags || DEFAULT_FLAGS;
   const ptxArch = manifest.ptxArch || 'compute_80';
   const notes = [];
@@ -425,6 +534,10 @@ async function runGate({ manifest = loadManifest(), jobs = Number(process.env.PS
         continue;
       }
       units.push({ unit: u, skipped: true, missing: true });
+      continue;
+    }
+    if (reuse.has(u.source)) {
+      units.push({ unit: u, reused: reuse.get(u.source) });
       continue;
     }
     present.push(u);
@@ -455,7 +568,7 @@ async function runGate({ manifest = loadManifest(), jobs = Number(process.env.PS
     const exe = present.length ? buildOccupancy(occDir) : null;
     const constants = evaluateConstants(present, occDir);
     for (const u of present) {
-      const entry = { unit: u, skipped: false, ptx: null, kernels: new Map() };
+      const entry = { unit: u, skipped: false, ptx: null, kernels: new Map(), inputs: unitFingerprint(manifest, u) };
       units.push(entry);
       const matchedEntries = new Set();
       for (const d of done.filter((x) => x.unit === u)) {
@@ -516,6 +629,8 @@ function renderReport({ manifest, units }) {
   L.push('`node scripts/gate.js --check` fails when what the code fixes differs from what the gate generates');
   L.push('(kernels, threads, shared memory, barriers, spills, stack, required PTX) or when CTAs/SM fall.');
   L.push('Registers, constant memory and PTX line counts depend on the toolkit that generated this file.');
+  L.push('Each unit records the fingerprint of its inputs; the gate compiles the units whose inputs changed');
+  L.push(`and those the manifest names under "verify" (${(manifest.verify || []).map((v) => `\`${v}\``).join(', ') || 'none'}), and keeps the other sections (\`--full\` compiles all).`);
   L.push('');
   L.push(`- compile: \`nvcc ${flags} -c -gencode arch=compute_XX,code=sm_XX -Xptxas ${PTXAS_OPTIONS}\` for ${manifest.targets.map((t) => `\`${t}\``).join(', ')}; any spill, local memory or stack frame fails the gate`);
   L.push(`- PTX check: \`nvcc ${flags} -ptx -arch=${ptxArch}\`, lines holding each required instruction; in marked regions, instructions and conditional branches (a branch count above the manifest's bound fails the gate)`);
@@ -523,12 +638,18 @@ function renderReport({ manifest, units }) {
   L.push('- smem and stack in bytes; cmem: constant bank[bytes]');
   for (const u of units) {
     L.push('');
+    if (u.reused) {
+      L.push(...u.reused);
+      continue;
+    }
     L.push(`## ${u.unit.source}`);
     L.push('');
     if (u.skipped) {
       L.push(u.missing ? 'Missing: listed in the manifest but not present.' : 'Skipped: not present when this report was generated (optional in the manifest).');
       continue;
     }
+    L.push(`Inputs: \`${u.inputs.fingerprint}\` (${u.inputs.files.length} repository files, the manifest entry, the toolkit's versions and scripts/gate.js)`);
+    L.push('');
     const ins = u.unit.ptx || [];
     if (ins.length === 0) L.push(`PTX instructions required: none.`);
     else {
@@ -599,7 +720,7 @@ function compareReports(committed, generated) {
     text
       .split('\n')
       .map((l) =>
-        /^\| sm_\d+ \|/.test(l) ? blank(l, [2, 8, 10, 11]) : /^\| `[^`]+` \| \d+ \|/.test(l) ? blank(l, [2]) : /^\| region `/.test(l) ? blank(l, [3, 4]) : l,
+        FINGERPRINT_LINE.test(l) ? 'Inputs: ~' : /^\| sm_\d+ \|/.test(l) ? blank(l, [2, 8, 10, 11]) : /^\| `[^`]+` \| \d+ \|/.test(l) ? blank(l, [2]) : /^\| region `/.test(l) ? blank(l, [3, 4]) : l,
       )
       .join('\n');
   const problems = [];
@@ -648,7 +769,19 @@ async function main(argv) {
     console.error(`gate: ${nvccPath()} not found or not runnable; the CUDA compile gate needs nvcc (set NVCC to its path)`);
     return 1;
   }
-  const { problems, report } = await runGate({ log: (s) => console.log(`gate: ${s}`) });
+  const file = path.join(ROOT, REPORT);
+  const committed = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
+  const manifest = loadManifest();
+  let reuse = new Map();
+  let changed = [];
+  const full = argv.includes('--full') || !!process.env.PSA_GATE_FULL;
+  if (committed !== null) {
+    const plan = planCompiles(manifest, committed, { full });
+    reuse = plan.reuse;
+    changed = plan.compile.filter((u) => !(manifest.verify || []).includes(u));
+    console.log(`gate: compiling ${plan.compile.length} of ${plan.compile.length + reuse.size} units (${reuse.size} unchanged since ${REPORT} was generated, kept)`);
+  }
+  const { problems, report } = await runGate({ manifest, reuse, log: (s) => console.log(`gate: ${s}`) });
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   if (problems.length) {
     const merged = collapseTargets(problems);
@@ -657,8 +790,6 @@ async function main(argv) {
     console.error(`gate: ${REPORT} not written (${secs} s)`);
     return 1;
   }
-  const file = path.join(ROOT, REPORT);
-  const committed = fs.existsSync(file) ? fs.readFileSync(file, 'utf8') : null;
   if (check) {
     if (committed === null) {
       console.error(`gate: ${REPORT} is missing; run \`npm run gate\` and commit it`);
@@ -671,7 +802,8 @@ async function main(argv) {
       return 1;
     }
     const note = registerChanges ? `; registers differ on ${registerChanges} kernel targets (another toolkit, or code changed: \`npm run gate\` rewrites them)` : '';
-    console.log(`gate: passed; ${REPORT} is current${note} (${secs} s)`);
+    const moved = changed.length && !full ? `; the inputs of ${changed.join(', ')} changed without changing what they fix (\`npm run gate\` records their new fingerprints)` : '';
+    console.log(`gate: passed; ${REPORT} is current${note}${moved} (${secs} s)`);
     return 0;
   }
   if (committed !== report) fs.writeFileSync(file, report);
@@ -686,6 +818,10 @@ module.exports = {
   measureRegions,
   runGate,
   renderReport,
+  unitInputs,
+  unitFingerprint,
+  reportSections,
+  planCompiles,
   compareReports,
   evaluateConstants,
   loadManifest,

@@ -7,6 +7,12 @@ const fs = require('node:fs');
 const path = require('node:path');
 const { root, compile, loads, cudaWanted } = require('./addon-build');
 
+// A published prebuild carries every shipped CUDA target, whatever this machine builds for itself.
+if (process.env.PSA_CUDA_ARCHS || process.env.npm_config_psa_cuda_archs) {
+  console.log('prebuild: ignoring PSA_CUDA_ARCHS (a prebuild carries the full target set)');
+  delete process.env.PSA_CUDA_ARCHS;
+  delete process.env.npm_config_psa_cuda_archs;
+}
 const built = compile({ outDir: 'build-prebuild', cuda: cudaWanted() });
 if (!loads(built)) {
   console.error(`prebuild: ${built} does not load`);

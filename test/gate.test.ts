@@ -170,6 +170,69 @@ describe('marked PTX regions', () => {
   });
 });
 
+describe('unit fingerprints (what --check may keep without compiling)', () => {
+  let dir: string;
+  const manifest = (verify: string[] = []) => ({
+    targets: ['sm_80'],
+    flags: ['-std=c++17', '-I', 'inc'],
+    verify,
+    units: [{ source: 'a.cu', kernels: [] }, { source: 'b.cu', kernels: [] }],
+  });
+  const section = (source: string, fingerprint: string) => `## ${source}\n\nInputs: \`${fingerprint}\` (2 repository files)\n\nPTX instructions required: none.\n`;
+  const fp = (m: object, source: string) => gate.unitFingerprint(m, { source, kernels: [] }, { cwd: dir, toolkit: 'toolkit-1' }).fingerprint;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'psa-gate-fp-'));
+    fs.mkdirSync(path.join(dir, 'inc', 'sub'), { recursive: true });
+    fs.writeFileSync(path.join(dir, 'a.cu'), '#include <cuda_fp16.h>\n#include "sub/shared.h"\n__global__ void a() {}\n');
+    fs.writeFileSync(path.join(dir, 'b.cu'), '#include "local.h"\n__global__ void b() {}\n');
+    fs.writeFileSync(path.join(dir, 'local.h'), '#pragma once\n');
+    fs.writeFileSync(path.join(dir, 'inc', 'sub', 'shared.h'), '#pragma once\n  #  include "next.h"\n');
+    fs.writeFileSync(path.join(dir, 'inc', 'sub', 'next.h'), '#pragma once\n');
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  test('inputs: quoted includes, transitively, beside the includer and on -I; system headers left to the toolkit', () => {
+    expect(gate.unitInputs('a.cu', ['-I', 'inc'], [], dir)).toEqual(['a.cu', 'inc/sub/shared.h', 'inc/sub/next.h']);
+    expect(gate.unitInputs('b.cu', ['-I', 'inc'], [], dir)).toEqual(['b.cu', 'local.h']);
+  });
+
+  test('a header two includes deep, the toolkit or the manifest entry changes the fingerprint; nothing else does', () => {
+    const m = manifest();
+    const before = fp(m, 'a.cu');
+    expect(fp(m, 'a.cu')).toBe(before);
+    fs.writeFileSync(path.join(dir, 'local.h'), '#pragma once // b only\n');
+    expect(fp(m, 'a.cu')).toBe(before);
+    fs.writeFileSync(path.join(dir, 'inc', 'sub', 'next.h'), '#pragma once\nconstexpr int kTile = 64;\n');
+    expect(fp(m, 'a.cu')).not.toBe(before);
+    const now = fp(m, 'a.cu');
+    expect(gate.unitFingerprint(m, { source: 'a.cu', kernels: [] }, { cwd: dir, toolkit: 'toolkit-2' }).fingerprint).not.toBe(now);
+    expect(gate.unitFingerprint(m, { source: 'a.cu', kernels: [{ match: 'a', threads: 64 }] }, { cwd: dir, toolkit: 'toolkit-1' }).fingerprint).not.toBe(now);
+  });
+
+  test('planCompiles keeps a section whose fingerprint matches, compiles changed, unrecorded and verify units', () => {
+    const m = manifest();
+    const committed = `# report\n\n${section('a.cu', fp(m, 'a.cu'))}\n${section('b.cu', fp(m, 'b.cu'))}`;
+    const plan = gate.planCompiles(m, committed, { cwd: dir, toolkit: 'toolkit-1' });
+    expect([...plan.reuse.keys()]).toEqual(['a.cu', 'b.cu']);
+    expect(plan.reuse.get('b.cu')).toEqual(section('b.cu', fp(m, 'b.cu')).trimEnd().split('\n'));
+    expect(plan.compile).toEqual([]);
+    fs.writeFileSync(path.join(dir, 'local.h'), '#pragma once\n#define PSA_TILE 32\n');
+    expect(gate.planCompiles(m, committed, { cwd: dir, toolkit: 'toolkit-1' }).compile).toEqual(['b.cu']);
+    expect(gate.planCompiles(manifest(['a.cu']), committed, { cwd: dir, toolkit: 'toolkit-1' }).compile).toEqual(['a.cu', 'b.cu']);
+    expect(gate.planCompiles(m, committed, { cwd: dir, toolkit: 'toolkit-1', full: true }).compile).toEqual(['a.cu', 'b.cu']);
+    expect(gate.planCompiles(m, '# report without fingerprints\n', { cwd: dir, toolkit: 'toolkit-1' }).compile).toEqual(['a.cu', 'b.cu']);
+  });
+
+  test('the committed report records a fingerprint for every unit', () => {
+    const m = gate.loadManifest();
+    const sections = gate.reportSections(fs.readFileSync(path.join(ROOT, gate.REPORT), 'utf8'));
+    for (const u of m.units.filter((x: { source: string }) => fs.existsSync(path.join(ROOT, x.source)))) {
+      const line = (sections.get(u.source) ?? []).find((l: string) => l.startsWith('Inputs: '));
+      expect({ source: u.source, recorded: line !== undefined }).toEqual({ source: u.source, recorded: true });
+    }
+  });
+});
+
 describe('compile gate (nvcc)', () => {
   let dir: string;
   beforeAll(() => {

@@ -12,6 +12,7 @@
 
 #include "../attention_api.h"
 #include "../convert.cuh"
+#include "../device_buffer.h"
 #include "../cuda_compat.h"
 #include "../runtime_status.h"
 #include "forward.h"
@@ -23,25 +24,6 @@ namespace psa::gpu {
 namespace {
 
 constexpr int kThreads = 256;
-cudaStream_t stream() { return cudaStreamPerThread; }
-
-unsigned grid_for(std::size_t n) { return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>((n + kThreads - 1) / kThreads, 4096))); }
-
-// A device buffer freed when it goes out of scope, unless released to the caller.
-class Owned {
- public:
-  Owned() = default;
-  Owned(const Owned&) = delete;
-  Owned& operator=(const Owned&) = delete;
-  ~Owned() { free_buffer(buf_); }
-  Status alloc(std::size_t bytes, int device) { return alloc_buffer(buf_, bytes, device); }
-  template <typename T> T* as() const { return static_cast<T*>(buf_.ptr); }
-  Buffer release() { return std::exchange(buf_, Buffer{}); }
-
- private:
-  Buffer buf_;
-};
-
 // Until done(): synchronises the stream on the way out, so that no copy into host memory the
 // caller is about to free is still in flight after a failure.
 class DrainOnFailure {
@@ -50,7 +32,7 @@ class DrainOnFailure {
   DrainOnFailure(const DrainOnFailure&) = delete;
   DrainOnFailure& operator=(const DrainOnFailure&) = delete;
   ~DrainOnFailure() {
-    if (armed_) cudaStreamSynchronize(stream());
+    if (armed_) cudaStreamSynchronize(launch_stream());
   }
   void done() { armed_ = false; }
 
@@ -98,13 +80,13 @@ __global__ void to_compute_kernel(const Src* __restrict__ src, Dst* __restrict__
 template <typename Dst>
 Status to_compute(const void* src, DType type, void* dst, std::size_t rows, int headDim) {
   const int padded = padded_row(headDim);
-  const unsigned grid = grid_for(rows * static_cast<std::size_t>(padded));
+  const unsigned grid = grid_for(rows * static_cast<std::size_t>(padded), kThreads);
   Dst* d = static_cast<Dst*>(dst);
   switch (type) {
-    case DType::F32: PSA_LAUNCH((to_compute_kernel<float, Dst>), grid, kThreads, 0, stream())(static_cast<const float*>(src), d, rows, headDim, padded); break;
-    case DType::F16: PSA_LAUNCH((to_compute_kernel<__half, Dst>), grid, kThreads, 0, stream())(static_cast<const __half*>(src), d, rows, headDim, padded); break;
+    case DType::F32: PSA_LAUNCH((to_compute_kernel<float, Dst>), grid, kThreads, 0, launch_stream())(static_cast<const float*>(src), d, rows, headDim, padded); break;
+    case DType::F16: PSA_LAUNCH((to_compute_kernel<__half, Dst>), grid, kThreads, 0, launch_stream())(static_cast<const __half*>(src), d, rows, headDim, padded); break;
     case DType::BF16:
-      PSA_LAUNCH((to_compute_kernel<__nv_bfloat16, Dst>), grid, kThreads, 0, stream())(static_cast<const __nv_bfloat16*>(src), d, rows, headDim, padded);
+      PSA_LAUNCH((to_compute_kernel<__nv_bfloat16, Dst>), grid, kThreads, 0, launch_stream())(static_cast<const __nv_bfloat16*>(src), d, rows, headDim, padded);
       break;
   }
   return status_of(cudaGetLastError(), "launching the input conversion");
@@ -203,10 +185,10 @@ Status layout_on_device(const AttentionRequest& r, const Prepared& p, DeviceLayo
       return Status{static_cast<int>(cudaErrorInvalidValue), "cudaErrorInvalidValue", "the layout does not fit the call's geometry"};
     }
     if (!(s = dl.offsets.alloc((rows + 1) * 4, dev)).ok() || !(s = dl.indices.alloc(n * 4, dev)).ok() || !(s = dl.flags.alloc(n, dev)).ok()) return s;
-    PSA_TRY(cudaMemcpyAsync(dl.offsets.as<void>(), r.layoutOffsets.data(), (rows + 1) * 4, cudaMemcpyHostToDevice, stream()), "copying the layout");
+    PSA_TRY(cudaMemcpyAsync(dl.offsets.as<void>(), r.layoutOffsets.data(), (rows + 1) * 4, cudaMemcpyHostToDevice, launch_stream()), "copying the layout");
     if (n) {
-      PSA_TRY(cudaMemcpyAsync(dl.indices.as<void>(), r.layoutIndices.data(), n * 4, cudaMemcpyHostToDevice, stream()), "copying the layout");
-      PSA_TRY(cudaMemcpyAsync(dl.flags.as<void>(), r.layoutFlags.data(), n, cudaMemcpyHostToDevice, stream()), "copying the layout");
+      PSA_TRY(cudaMemcpyAsync(dl.indices.as<void>(), r.layoutIndices.data(), n * 4, cudaMemcpyHostToDevice, launch_stream()), "copying the layout");
+      PSA_TRY(cudaMemcpyAsync(dl.flags.as<void>(), r.layoutFlags.data(), n, cudaMemcpyHostToDevice, launch_stream()), "copying the layout");
     }
     // The host vectors belong to the request, which outlives the call and its final synchronisation.
     return Status::success();
@@ -214,21 +196,21 @@ Status layout_on_device(const AttentionRequest& r, const Prepared& p, DeviceLayo
   const SelectParams sp = select_params(r, p.fwd);
   Owned workspace;
   if (!(s = workspace.alloc(select_workspace_bytes(sp), dev)).ok() || !(s = dl.offsets.alloc((rows + 1) * 4, dev)).ok()) return s;
-  PSA_TRY(select_blocks_count(sp, p.type, workspace.as<void>(), dl.offsets.as<std::int32_t>(), stream()), "selecting key blocks");
+  PSA_TRY(select_blocks_count(sp, p.type, workspace.as<void>(), dl.offsets.as<std::int32_t>(), launch_stream()), "selecting key blocks");
   std::vector<std::int32_t> offsets(rows + 1);
-  PSA_TRY(cudaMemcpyAsync(offsets.data(), dl.offsets.as<void>(), (rows + 1) * 4, cudaMemcpyDeviceToHost, stream()), "reading the layout size");
-  PSA_TRY(cudaStreamSynchronize(stream()), "selecting key blocks");
+  PSA_TRY(cudaMemcpyAsync(offsets.data(), dl.offsets.as<void>(), (rows + 1) * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the layout size");
+  PSA_TRY(cudaStreamSynchronize(launch_stream()), "selecting key blocks");
   const std::size_t n = static_cast<std::size_t>(offsets[rows]);
   if (!(s = dl.indices.alloc(n * 4, dev)).ok() || !(s = dl.flags.alloc(n, dev)).ok()) return s;
-  PSA_TRY(select_blocks_fill(sp, workspace.as<void>(), dl.offsets.as<std::int32_t>(), dl.indices.as<std::int32_t>(), dl.flags.as<std::uint8_t>(), stream()),
+  PSA_TRY(select_blocks_fill(sp, workspace.as<void>(), dl.offsets.as<std::int32_t>(), dl.indices.as<std::int32_t>(), dl.flags.as<std::uint8_t>(), launch_stream()),
           "building the block layout");
   // Read back with the call's final synchronisation: the caller keeps the vectors until then.
   hostOffsets = std::move(offsets);
   hostIndices.assign(n, 0);
   hostFlags.assign(n, 0);
   if (n) {
-    PSA_TRY(cudaMemcpyAsync(hostIndices.data(), dl.indices.as<void>(), n * 4, cudaMemcpyDeviceToHost, stream()), "reading the layout");
-    PSA_TRY(cudaMemcpyAsync(hostFlags.data(), dl.flags.as<void>(), n, cudaMemcpyDeviceToHost, stream()), "reading the layout");
+    PSA_TRY(cudaMemcpyAsync(hostIndices.data(), dl.indices.as<void>(), n * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the layout");
+    PSA_TRY(cudaMemcpyAsync(hostFlags.data(), dl.flags.as<void>(), n, cudaMemcpyDeviceToHost, launch_stream()), "reading the layout");
   }
   return Status::success();
 }
@@ -270,23 +252,23 @@ Status run_attention(const AttentionRequest& r, AttentionResult& out) {
     if (!(s = thresholds.alloc(rowsQ * 4, dev)).ok()) return s;
   }
   if (topK) {
-    PSA_TRY(attention_topk_thresholds(p.fwd, p.type, r.topK, r.topKRatio, thresholds.as<float>(), stream()), "computing the top-k thresholds");
+    PSA_TRY(attention_topk_thresholds(p.fwd, p.type, r.topK, r.topKRatio, thresholds.as<float>(), launch_stream()), "computing the top-k thresholds");
     p.fwd.threshold = thresholds.as<const float>();
   } else if (r.returnThresholds) {
     // Without top-k every row keeps all its allowed keys: tau = -inf, as the contract says.
-    PSA_LAUNCH(fill_kernel, grid_for(rowsQ), kThreads, 0, stream())(thresholds.as<float>(), rowsQ, -INFINITY);
+    PSA_LAUNCH(fill_kernel, grid_for(rowsQ, kThreads), kThreads, 0, launch_stream())(thresholds.as<float>(), rowsQ, -INFINITY);
     PSA_TRY(cudaGetLastError(), "filling the thresholds");
   }
   p.fwd.o = output.as<float>();
   p.fwd.lse = r.returnLse ? lse.as<float>() : nullptr;
   p.fwd.keptCounts = kept.as<int>();
-  PSA_TRY(attention_forward(p.fwd, p.type, stream()), "launching the attention kernel");
-  PSA_TRY(cudaMemsetAsync(counts.as<void>(), 0, 16, stream()), "counting kept keys");
-  PSA_LAUNCH(count_rows_kernel, grid_for(rowsQ), kThreads, 0, stream())(kept.as<const int>(), rowsQ, counts.as<unsigned long long>());
+  PSA_TRY(attention_forward(p.fwd, p.type, launch_stream()), "launching the attention kernel");
+  PSA_TRY(cudaMemsetAsync(counts.as<void>(), 0, 16, launch_stream()), "counting kept keys");
+  PSA_LAUNCH(count_rows_kernel, grid_for(rowsQ, kThreads), kThreads, 0, launch_stream())(kept.as<const int>(), rowsQ, counts.as<unsigned long long>());
   PSA_TRY(cudaGetLastError(), "counting kept keys");
   unsigned long long totals[2] = {0, 0};
-  PSA_TRY(cudaMemcpyAsync(totals, counts.as<void>(), 16, cudaMemcpyDeviceToHost, stream()), "counting kept keys");
-  PSA_TRY(cudaStreamSynchronize(stream()), "running the attention kernels");
+  PSA_TRY(cudaMemcpyAsync(totals, counts.as<void>(), 16, cudaMemcpyDeviceToHost, launch_stream()), "counting kept keys");
+  PSA_TRY(cudaStreamSynchronize(launch_stream()), "running the attention kernels");
   drain.done();
   res.keptPairs = static_cast<double>(totals[0]);
   res.emptyRows = static_cast<double>(totals[1]);
@@ -307,7 +289,7 @@ Status build_layout(const AttentionRequest& r, std::vector<std::int32_t>& offset
   DeviceLayout dl;
   DrainOnFailure drain;
   if (!(s = layout_on_device(r, p, dl, offsets, indices, flags)).ok()) return s;
-  PSA_TRY(cudaStreamSynchronize(stream()), "building the block layout");
+  PSA_TRY(cudaStreamSynchronize(launch_stream()), "building the block layout");
   drain.done();
   return Status::success();
 }

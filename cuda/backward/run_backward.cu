@@ -15,6 +15,7 @@
 #include "../attention/forward.h"
 #include "../backward_api.h"
 #include "../convert.cuh"
+#include "../device_buffer.h"
 #include "../runtime_status.h"
 #include "backward.h"
 #include "prepare.h"
@@ -23,23 +24,6 @@ namespace psa::gpu {
 namespace {
 
 constexpr int kThreads = 256;
-cudaStream_t stream() { return cudaStreamPerThread; }
-unsigned grid_for(std::size_t n) { return static_cast<unsigned>(n == 0 ? 1 : (n + kThreads - 1) / kThreads < 4096 ? (n + kThreads - 1) / kThreads : 4096); }
-
-class Owned {
- public:
-  Owned() = default;
-  Owned(const Owned&) = delete;
-  Owned& operator=(const Owned&) = delete;
-  ~Owned() { free_buffer(buf_); }
-  Status alloc(std::size_t bytes, int device) { return alloc_buffer(buf_, bytes == 0 ? 4 : bytes, device); }
-  template <typename T> T* as() const { return static_cast<T*>(buf_.ptr); }
-  Buffer release() { return std::exchange(buf_, Buffer{}); }
-
- private:
-  Buffer buf_;
-};
-
 // `buf` (n elements of `from`) as elements of `to`: itself when it already is, else a copy in
 // `tmp` (16-bit of the other kind goes through float32, exact, then rounds once).
 Status convert(const Buffer& buf, DType from, DType to, std::size_t n, int device, Owned& tmp, Owned& wide, const void*& out) {
@@ -52,8 +36,8 @@ Status convert(const Buffer& buf, DType from, DType to, std::size_t n, int devic
   if (from != DType::F32) {
     Owned& dst = to == DType::F32 ? tmp : wide;
     if (!(s = dst.alloc(n * 4, device)).ok()) return s;
-    if (from == DType::F16) PSA_LAUNCH(widen_to_f32_kernel<__half>, grid_for(n), kThreads, 0, stream())(static_cast<const __half*>(buf.ptr), dst.as<float>(), n);
-    else PSA_LAUNCH(widen_to_f32_kernel<__nv_bfloat16>, grid_for(n), kThreads, 0, stream())(static_cast<const __nv_bfloat16*>(buf.ptr), dst.as<float>(), n);
+    if (from == DType::F16) PSA_LAUNCH(widen_to_f32_kernel<__half>, grid_for(n, kThreads), kThreads, 0, launch_stream())(static_cast<const __half*>(buf.ptr), dst.as<float>(), n);
+    else PSA_LAUNCH(widen_to_f32_kernel<__nv_bfloat16>, grid_for(n, kThreads), kThreads, 0, launch_stream())(static_cast<const __nv_bfloat16*>(buf.ptr), dst.as<float>(), n);
     PSA_TRY(cudaGetLastError(), "converting the backward's inputs");
     f32 = dst.as<const float>();
     if (to == DType::F32) {
@@ -62,22 +46,14 @@ Status convert(const Buffer& buf, DType from, DType to, std::size_t n, int devic
     }
   }
   if (!(s = tmp.alloc(n * 2, device)).ok()) return s;
-  if (to == DType::F16) PSA_LAUNCH(narrow_f32_kernel<__half>, grid_for(n), kThreads, 0, stream())(f32, tmp.as<__half>(), n);
-  else PSA_LAUNCH(narrow_f32_kernel<__nv_bfloat16>, grid_for(n), kThreads, 0, stream())(f32, tmp.as<__nv_bfloat16>(), n);
+  if (to == DType::F16) PSA_LAUNCH(narrow_f32_kernel<__half>, grid_for(n, kThreads), kThreads, 0, launch_stream())(f32, tmp.as<__half>(), n);
+  else PSA_LAUNCH(narrow_f32_kernel<__nv_bfloat16>, grid_for(n, kThreads), kThreads, 0, launch_stream())(f32, tmp.as<__nv_bfloat16>(), n);
   PSA_TRY(cudaGetLastError(), "converting the backward's inputs");
   out = tmp.as<const void>();
   return Status::success();
 }
 
 Status invalid(const char* why) { return Status{static_cast<int>(cudaErrorInvalidValue), "cudaErrorInvalidValue", why}; }
-
-template <typename T>
-Status upload(Owned& dst, const std::vector<T>& src, int device) {
-  Status s = dst.alloc(src.size() * sizeof(T), device);
-  if (!s.ok()) return s;
-  if (!src.empty()) PSA_TRY(cudaMemcpyAsync(dst.as<void>(), src.data(), src.size() * sizeof(T), cudaMemcpyHostToDevice, stream()), "copying the backward's layout");
-  return Status::success();
-}
 
 }  // namespace
 
@@ -126,13 +102,13 @@ Status run_backward(const BackwardRequest& req, BackwardResult& out) {
     if (r.layoutOffsets.size() != static_cast<std::size_t>(r.batch) * r.heads * queryBlocks + 1 || r.layoutFlags.size() != r.layoutIndices.size()) {
       return invalid("the layout does not fit the call's geometry");
     }
-    if (!(s = upload(offsets, r.layoutOffsets, dev)).ok() || !(s = upload(indices, r.layoutIndices, dev)).ok() || !(s = upload(flags, r.layoutFlags, dev)).ok()) return s;
+    if (!(s = upload(offsets, r.layoutOffsets, dev, "copying the backward's layout")).ok() || !(s = upload(indices, r.layoutIndices, dev, "copying the backward's layout")).ok() || !(s = upload(flags, r.layoutFlags, dev, "copying the backward's layout")).ok()) return s;
     f.layoutOffsets = offsets.as<const std::int32_t>();
     f.layoutIndices = indices.as<const std::int32_t>();
     f.layoutFlags = flags.as<const std::uint8_t>();
   }
   if (!req.thresholds.empty()) {
-    if (!(s = upload(thresholds, req.thresholds, dev)).ok()) return s;
+    if (!(s = upload(thresholds, req.thresholds, dev, "copying the forward's top-k thresholds")).ok()) return s;
     f.threshold = thresholds.as<const float>();
   }
 
@@ -142,17 +118,17 @@ Status run_backward(const BackwardRequest& req, BackwardResult& out) {
   if (!(s = dq.alloc(nq * 4, dev)).ok() || !(s = dk.alloc(nk * 4, dev)).ok() || !(s = dv.alloc(nk * 4, dev)).ok()) return s;
   f.o = o.as<float>();
   f.lse = lse.as<float>();
-  PSA_TRY(attention_forward(f, type, stream()), "recomputing the forward for the backward");
+  PSA_TRY(attention_forward(f, type, launch_stream()), "recomputing the forward for the backward");
   f.o = nullptr;
   f.lse = nullptr;
 
   // 3. The pre-pass.
   if (r.polyDegree > 0) {
     if (!(s = rowMax.alloc(rowsQ * 4, dev)).ok()) return s;
-    PSA_TRY(attention_backward_row_max(f, type, rowMax.as<float>(), stream()), "computing the row maxima");
+    PSA_TRY(attention_backward_row_max(f, type, rowMax.as<float>(), launch_stream()), "computing the row maxima");
   }
   PSA_TRY(backward_row_stats(static_cast<const float*>(dOf), o.as<const float>(), lse.as<const float>(), r.polyDegree > 0 ? rowMax.as<const float>() : nullptr, f.shape,
-                             f.qStrides, rows.as<RowStats>(), stream()),
+                             f.qStrides, rows.as<RowStats>(), launch_stream()),
           "computing dO . O");
   bp.rows = rows.as<const RowStats>();
   Owned counts, tOffsets, tQueryBlocks, tEntries;
@@ -165,7 +141,7 @@ Status run_backward(const BackwardRequest& req, BackwardResult& out) {
       return s;
     }
     PSA_TRY(backward_transpose_layout(f.layoutOffsets, f.layoutIndices, ts, counts.as<std::int32_t>(), tOffsets.as<std::int32_t>(), tQueryBlocks.as<std::int32_t>(),
-                                      tEntries.as<std::int32_t>(), stream()),
+                                      tEntries.as<std::int32_t>(), launch_stream()),
             "transposing the layout");
     bp.tOffsets = tOffsets.as<const std::int32_t>();
     bp.tQueryBlocks = tQueryBlocks.as<const std::int32_t>();
@@ -176,8 +152,8 @@ Status run_backward(const BackwardRequest& req, BackwardResult& out) {
   bp.dq = dq.as<float>();
   bp.dk = dk.as<float>();
   bp.dv = dv.as<float>();
-  PSA_TRY(attention_backward_gradients(bp, type, stream()), "launching the backward kernels");
-  PSA_TRY(cudaStreamSynchronize(stream()), "running the backward kernels");
+  PSA_TRY(attention_backward_gradients(bp, type, launch_stream()), "launching the backward kernels");
+  PSA_TRY(cudaStreamSynchronize(launch_stream()), "running the backward kernels");
   out.dq = dq.release();
   out.dk = dk.release();
   out.dv = dv.release();

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "../convert.cuh"
+#include "../device_buffer.h"
 #include "../cuda_compat.h"
 #include "../runtime_status.h"
 #include "append_kernel.cuh"
@@ -25,34 +26,6 @@ namespace psa::gpu {
 namespace {
 
 using namespace decode;
-
-cudaStream_t stream() { return cudaStreamPerThread; }
-unsigned grid_for(std::size_t n) { return static_cast<unsigned>(std::max<std::size_t>(1, std::min<std::size_t>((n + kThreads - 1) / kThreads, 4096))); }
-
-// A device buffer freed when it goes out of scope, unless released to the caller.
-class Owned {
- public:
-  Owned() = default;
-  Owned(const Owned&) = delete;
-  Owned& operator=(const Owned&) = delete;
-  ~Owned() { free_buffer(buf_); }
-  Status alloc(std::size_t bytes, int device) { return alloc_buffer(buf_, bytes, device); }
-  template <typename T> T* as() const { return static_cast<T*>(buf_.ptr); }
-  Buffer release() { return std::exchange(buf_, Buffer{}); }
-
- private:
-  Buffer buf_;
-};
-
-// Host data copied into a new device buffer (the host vector must outlive the copy: the caller
-// waits on the stream before it goes).
-template <typename T>
-Status upload_vector(const std::vector<T>& host, int device, Owned& dst) {
-  Status s = dst.alloc(std::max<std::size_t>(host.size(), 1) * sizeof(T), device);
-  if (!s.ok()) return s;
-  if (!host.empty()) PSA_TRY(cudaMemcpyAsync(dst.as<void>(), host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice, stream()), "copying decode tables to the device");
-  return Status::success();
-}
 
 int multiprocessors(int device) {
   static std::mutex mutex;
@@ -81,10 +54,10 @@ PoolView view_of(const PoolBuffers& pool) {
 template <typename T, typename In>
 Status launch_append(const AppendParams& a) {
   const std::size_t n = static_cast<std::size_t>(a.sequences) * a.kvHeads * a.n * a.headDim;
-  PSA_LAUNCH((append_tokens_kernel<T, In>), grid_for(n), kThreads, 0, stream())(a);
+  PSA_LAUNCH((append_tokens_kernel<T, In>), grid_for(n, kThreads), kThreads, 0, launch_stream())(a);
   PSA_TRY(cudaGetLastError(), "launching the cache append");
   const std::size_t m = static_cast<std::size_t>(a.touchedCount) * a.kvHeads * a.headDim;
-  PSA_LAUNCH(page_metadata_kernel<T>, grid_for(m), kThreads, 0, stream())(a);
+  PSA_LAUNCH(page_metadata_kernel<T>, grid_for(m, kThreads), kThreads, 0, launch_stream())(a);
   return status_of(cudaGetLastError(), "launching the page metadata update");
 }
 
@@ -102,7 +75,7 @@ template <typename T, int Poly>
 Status launch_attention(const StepParams& p, dim3 grid) {
   const std::size_t smem = attention_shared_bytes(p.pool.pageSize, p.pool.headDim);
   PSA_TRY(cudaFuncSetAttribute(split_attention_kernel<T, Poly>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem)), "configuring the decode kernel");
-  PSA_LAUNCH((split_attention_kernel<T, Poly>), grid, kThreads, smem, stream())(p);
+  PSA_LAUNCH((split_attention_kernel<T, Poly>), grid, kThreads, smem, launch_stream())(p);
   return status_of(cudaGetLastError(), "launching the decode kernel");
 }
 
@@ -111,12 +84,12 @@ Status launch_step(const StepParams& p, int* pagesRead, float* thresholds) {
   const std::size_t planSmem = plan_shared_bytes(p.maxPages);
   PSA_TRY(cudaFuncSetAttribute(plan_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(planSmem)), "configuring the page plan");
   const unsigned units = static_cast<unsigned>(p.rows() / (p.shareAcrossGroup ? p.group() : 1));
-  PSA_LAUNCH(plan_kernel<T>, units, kThreads, planSmem, stream())(p);
+  PSA_LAUNCH(plan_kernel<T>, units, kThreads, planSmem, launch_stream())(p);
   PSA_TRY(cudaGetLastError(), "launching the page plan");
-  PSA_LAUNCH(pages_read_kernel, grid_for(static_cast<std::size_t>(p.batch) * p.pool.kvHeads * p.maxPages), kThreads, 0, stream())(p, pagesRead);
+  PSA_LAUNCH(pages_read_kernel, grid_for(static_cast<std::size_t>(p.batch) * p.pool.kvHeads * p.maxPages, kThreads), kThreads, 0, launch_stream())(p, pagesRead);
   PSA_TRY(cudaGetLastError(), "counting the pages read");
   if (thresholds) {
-    PSA_LAUNCH(topk_threshold_kernel<T>, static_cast<unsigned>(p.rows()), kThreads, 0, stream())(p, thresholds);
+    PSA_LAUNCH(topk_threshold_kernel<T>, static_cast<unsigned>(p.rows()), kThreads, 0, launch_stream())(p, thresholds);
     PSA_TRY(cudaGetLastError(), "launching the top-k thresholds");
   }
   const unsigned tiles = static_cast<unsigned>((p.group() * p.m + kTileRows - 1) / kTileRows);
@@ -128,7 +101,7 @@ Status launch_step(const StepParams& p, int* pagesRead, float* thresholds) {
 
 Status combine(const float* const* outputs, const float* const* lses, int parts, long long rows, int headDim, float* out, float* lse) {
   const unsigned blocks = static_cast<unsigned>(std::min<long long>(4096, (rows + kWarps - 1) / kWarps));
-  PSA_LAUNCH(lse_combine_kernel, std::max(1u, blocks), kThreads, 0, stream())(outputs, lses, parts, rows, headDim, out, lse);
+  PSA_LAUNCH(lse_combine_kernel, std::max(1u, blocks), kThreads, 0, launch_stream())(outputs, lses, parts, rows, headDim, out, lse);
   return status_of(cudaGetLastError(), "launching the LSE combine");
 }
 
@@ -144,10 +117,10 @@ Status alloc_pool(PoolBuffers& pool) {
   Status s;
   if (!(s = keys.alloc(elements * 2, dev)).ok() || !(s = values.alloc(elements * 2, dev)).ok() || !(s = meta.alloc(metaBytes, dev)).ok()) return s;
   // Zeroed so that a page's unused slots never hold NaN patterns the kernels could read.
-  PSA_TRY(cudaMemsetAsync(keys.as<void>(), 0, elements * 2, stream()), "clearing the cache");
-  PSA_TRY(cudaMemsetAsync(values.as<void>(), 0, elements * 2, stream()), "clearing the cache");
-  PSA_TRY(cudaMemsetAsync(meta.as<void>(), 0, metaBytes, stream()), "clearing the cache");
-  PSA_TRY(cudaStreamSynchronize(stream()), "clearing the cache");
+  PSA_TRY(cudaMemsetAsync(keys.as<void>(), 0, elements * 2, launch_stream()), "clearing the cache");
+  PSA_TRY(cudaMemsetAsync(values.as<void>(), 0, elements * 2, launch_stream()), "clearing the cache");
+  PSA_TRY(cudaMemsetAsync(meta.as<void>(), 0, metaBytes, launch_stream()), "clearing the cache");
+  PSA_TRY(cudaStreamSynchronize(launch_stream()), "clearing the cache");
   pool.keys = keys.release();
   pool.values = values.release();
   pool.meta = meta.release();
@@ -169,7 +142,7 @@ Status run_append(const AppendRequest& r) {
   PSA_TRY(cudaSetDevice(dev), "selecting the CUDA device");
   Owned slots, touched, touchedKeys;
   Status s;
-  if (!(s = upload_vector(r.slots, dev, slots)).ok() || !(s = upload_vector(r.touched, dev, touched)).ok() || !(s = upload_vector(r.touchedKeys, dev, touchedKeys)).ok()) return s;
+  if (!(s = upload(slots, r.slots, dev, "copying decode tables to the device")).ok() || !(s = upload(touched, r.touched, dev, "copying decode tables to the device")).ok() || !(s = upload(touchedKeys, r.touchedKeys, dev, "copying decode tables to the device")).ok()) return s;
   AppendParams a;
   a.keys = static_cast<std::uint16_t*>(pool.keys.ptr);
   a.values = static_cast<std::uint16_t*>(pool.values.ptr);
@@ -187,7 +160,7 @@ Status run_append(const AppendRequest& r) {
   a.touchedCount = static_cast<int>(r.touched.size());
   s = pool.type == DType::BF16 ? launch_append_from<__nv_bfloat16>(a, r.kType) : launch_append_from<__half>(a, r.kType);
   if (!s.ok()) return s;
-  return status_of(cudaStreamSynchronize(stream()), "appending to the cache");
+  return status_of(cudaStreamSynchronize(launch_stream()), "appending to the cache");
 }
 
 Status run_decode(const DecodeRequest& r, DecodeResult& out) {
@@ -221,14 +194,14 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
 
   Owned q16, table, lengths, flags, dropped, visited, masses, partOut, partLse, partKept, pointers, counter, output, lse, thresholds;
   Status s;
-  if (!(s = upload_vector(r.pageTable, dev, table)).ok() || !(s = upload_vector(r.lengths, dev, lengths)).ok()) return s;
+  if (!(s = upload(table, r.pageTable, dev, "copying decode tables to the device")).ok() || !(s = upload(lengths, r.lengths, dev, "copying decode tables to the device")).ok()) return s;
   const std::uint16_t* q = static_cast<const std::uint16_t*>(r.q.ptr);
   if (r.qType == DType::F32) {
     if (!(s = q16.alloc(qElements * 2, dev)).ok()) return s;
     if (pool.type == DType::BF16) {
-      PSA_LAUNCH(narrow_f32_kernel<__nv_bfloat16>, grid_for(qElements), kThreads, 0, stream())(static_cast<const float*>(r.q.ptr), q16.as<__nv_bfloat16>(), qElements);
+      PSA_LAUNCH(narrow_f32_kernel<__nv_bfloat16>, grid_for(qElements, kThreads), kThreads, 0, launch_stream())(static_cast<const float*>(r.q.ptr), q16.as<__nv_bfloat16>(), qElements);
     } else {
-      PSA_LAUNCH(narrow_f32_kernel<__half>, grid_for(qElements), kThreads, 0, stream())(static_cast<const float*>(r.q.ptr), q16.as<__half>(), qElements);
+      PSA_LAUNCH(narrow_f32_kernel<__half>, grid_for(qElements, kThreads), kThreads, 0, launch_stream())(static_cast<const float*>(r.q.ptr), q16.as<__half>(), qElements);
     }
     PSA_TRY(cudaGetLastError(), "converting the queries");
     q = q16.as<const std::uint16_t>();
@@ -286,8 +259,8 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
     partTable[i] = partOut.as<const float>() + i * qElements;
     partTable[splits + i] = partLse.as<const float>() + i * rows;
   }
-  PSA_TRY(cudaMemcpyAsync(pointers.as<void>(), partTable.data(), partTable.size() * sizeof(float*), cudaMemcpyHostToDevice, stream()), "copying the split table");
-  PSA_TRY(cudaMemsetAsync(counter.as<void>(), 0, 4, stream()), "counting the pages read");
+  PSA_TRY(cudaMemcpyAsync(pointers.as<void>(), partTable.data(), partTable.size() * sizeof(float*), cudaMemcpyHostToDevice, launch_stream()), "copying the split table");
+  PSA_TRY(cudaMemsetAsync(counter.as<void>(), 0, 4, launch_stream()), "counting the pages read");
   float* tau = topK ? thresholds.as<float>() : nullptr;
   s = pool.type == DType::BF16 ? launch_step<__nv_bfloat16>(p, counter.as<int>(), tau) : launch_step<__half>(p, counter.as<int>(), tau);
   if (!s.ok()) return s;
@@ -300,15 +273,15 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   res.visited.resize(rows);
   res.dropped.resize(rows);
   int pagesRead = 0;
-  PSA_TRY(cudaMemcpyAsync(kept.data(), partKept.as<void>(), kept.size() * 4, cudaMemcpyDeviceToHost, stream()), "reading the decode counts");
-  PSA_TRY(cudaMemcpyAsync(res.visited.data(), visited.as<void>(), rows * 4, cudaMemcpyDeviceToHost, stream()), "reading the decode counts");
-  PSA_TRY(cudaMemcpyAsync(res.dropped.data(), dropped.as<void>(), rows * 4, cudaMemcpyDeviceToHost, stream()), "reading the decode counts");
-  PSA_TRY(cudaMemcpyAsync(&pagesRead, counter.as<void>(), 4, cudaMemcpyDeviceToHost, stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(kept.data(), partKept.as<void>(), kept.size() * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(res.visited.data(), visited.as<void>(), rows * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(res.dropped.data(), dropped.as<void>(), rows * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(&pagesRead, counter.as<void>(), 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
   if (r.returnPages) {
     res.pageFlags.resize(static_cast<std::size_t>(rows) * maxPages);
-    PSA_TRY(cudaMemcpyAsync(res.pageFlags.data(), flags.as<void>(), res.pageFlags.size(), cudaMemcpyDeviceToHost, stream()), "reading the decode pages");
+    PSA_TRY(cudaMemcpyAsync(res.pageFlags.data(), flags.as<void>(), res.pageFlags.size(), cudaMemcpyDeviceToHost, launch_stream()), "reading the decode pages");
   }
-  PSA_TRY(cudaStreamSynchronize(stream()), "running the decode kernels");
+  PSA_TRY(cudaStreamSynchronize(launch_stream()), "running the decode kernels");
   res.kept.assign(rows, 0);
   for (int i = 0; i < splits; i++) {
     for (long long row = 0; row < rows; row++) res.kept[row] += kept[i * rows + row];
@@ -333,10 +306,10 @@ Status run_merge(const std::vector<Buffer>& outputs, const std::vector<Buffer>& 
   Owned pointers, output, lse;
   Status s;
   if (!(s = pointers.alloc(table.size() * sizeof(float*), dev)).ok() || !(s = output.alloc(rows * headDim * 4, dev)).ok() || !(s = lse.alloc(rows * 4, dev)).ok()) return s;
-  PSA_TRY(cudaMemcpyAsync(pointers.as<void>(), table.data(), table.size() * sizeof(float*), cudaMemcpyHostToDevice, stream()), "copying the part table");
+  PSA_TRY(cudaMemcpyAsync(pointers.as<void>(), table.data(), table.size() * sizeof(float*), cudaMemcpyHostToDevice, launch_stream()), "copying the part table");
   const float* const* t = pointers.as<const float* const>();
   if (!(s = combine(t, t + parts, parts, rows, headDim, output.as<float>(), lse.as<float>())).ok()) return s;
-  PSA_TRY(cudaStreamSynchronize(stream()), "merging attention parts");
+  PSA_TRY(cudaStreamSynchronize(launch_stream()), "merging attention parts");
   outOutput = output.release();
   outLse = lse.release();
   return Status::success();
