@@ -3,8 +3,55 @@
  * against float64 host functions over the same rounded inputs: the pool and page metadata an
  * append writes, split-KV attention over the page flags (window, sinks, GQA packed, m >= 1,
  * odd page sizes and head dims, several splits), the page counts of ratio and topBlocks, PSA's
- * shortest prefix for progressive, top-k, and the LSE combine. One jest test per check.
+ * shortest prefix for progressive, top-k, and the LSE combine. One jest test per check. Then the
+ * host side of a whole step, counted by the model.
  */
+import { KvCache, decode } from '../../lib';
+import { loadEmuAddon } from '../../lib/native';
+import { describeIf, unavailableReason } from '../backends';
 import { checkProgramSuite } from './check-program';
 
 checkProgramSuite('decode', 'decode kernel checks', 14);
+
+
+interface HostCounts {
+  allocations: number;
+  frees: number;
+  syncs: number;
+}
+
+/**
+ * The host side of a device step, counted by the execution model around the second of two
+ * identical steps (steady state): every temporary comes from the stream-ordered pool, and the
+ * only synchronisations are the step's result and the call's upload of q and download of the
+ * output (host arrays in and out).
+ */
+describeIf(unavailableReason('cuda-emu'), 'decode step: host allocations and syncs (emulated counters)', () => {
+  test.each([
+    ['dense', {}],
+    ['progressive 0.95 with top-k', { blocks: { progressive: 0.95 }, topK: 8 }],
+  ] as const)('%s: 0 allocations, 0 frees, 3 syncs per step in steady state', async (_name, extra) => {
+    const counters = (loadEmuAddon().addon as unknown as { counters(action: string): { host: HostCounts } | undefined }).counters;
+    const [batch, kvHeads, heads, headDim, length] = [2, 2, 8, 24, 300];
+    let seed = 7;
+    const random = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5);
+    const cache = await KvCache.create({ batch, kvHeads, headDim, capacity: 512, location: 'cuda-emu' });
+    try {
+      await cache.append(random(batch * kvHeads * length * headDim), random(batch * kvHeads * length * headDim));
+      const q = random(batch * heads * headDim);
+      const steps: HostCounts[] = [];
+      try {
+        for (let i = 0; i < 2; i++) {
+          counters('start');
+          await decode(q, cache, { heads, ...extra });
+          steps.push(counters('take')!.host);
+        }
+      } finally {
+        counters('stop');
+      }
+      expect(steps[1]).toEqual({ allocations: 0, frees: 0, syncs: 3 });
+    } finally {
+      cache.dispose();
+    }
+  }, 120_000);
+});
