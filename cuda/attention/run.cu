@@ -17,6 +17,7 @@
 #include "../runtime_status.h"
 #include "forward.h"
 #include "params.h"
+#include "request_params.h"
 #include "select.h"
 #include "topk.h"
 
@@ -134,12 +135,7 @@ Status prepare(const AttentionRequest& r, Prepared& p, bool withV) {
   f.qStrides = strides_of(r.bnhd, r.heads, r.seqQ, rowDim);
   f.kStrides = f.vStrides = strides_of(r.bnhd, r.kvHeads, r.seqK, rowDim);
   f.oStrides = strides_of(r.bnhd, r.heads, r.seqQ, r.headDim);
-  f.shape = Shape{r.batch, r.heads, r.kvHeads, r.seqQ, r.seqK, r.headDim};
-  f.scale = r.scale;
-  f.mask = MaskSpec{r.causal, r.windowLeft, r.windowRight, r.globalTokens};
-  f.blockSize = r.blockSize;
-  f.polyDegree = r.polyDegree;
-  std::memcpy(f.polyCoefficients, r.polyCoefficients, sizeof f.polyCoefficients);
+  set_problem(f, r);
   return Status::success();
 }
 

@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "../attention/forward.h"
+#include "../attention/request_params.h"
 #include "../backward_api.h"
 #include "../convert.cuh"
 #include "../device_buffer.h"
@@ -88,12 +89,7 @@ Status run_backward(const BackwardRequest& req, BackwardResult& out) {
   bp.dO = static_cast<const std::uint16_t*>(dO);
   f.qStrides = f.oStrides = strides_of(r.bnhd, r.heads, r.seqQ, r.headDim);
   f.kStrides = f.vStrides = strides_of(r.bnhd, r.kvHeads, r.seqK, r.headDim);
-  f.shape = Shape{r.batch, r.heads, r.kvHeads, r.seqQ, r.seqK, r.headDim};
-  f.scale = r.scale;
-  f.mask = MaskSpec{r.causal, r.windowLeft, r.windowRight, r.globalTokens};
-  f.blockSize = r.blockSize;
-  f.polyDegree = r.polyDegree;
-  std::memcpy(f.polyCoefficients, r.polyCoefficients, sizeof f.polyCoefficients);
+  set_problem(f, r);
 
   // The forward's kept sets: its layout and thresholds.
   Owned offsets, indices, flags, thresholds;

@@ -84,7 +84,7 @@ Status launch_step(const StepParams& p, int* pagesRead, float* thresholds) {
   const std::size_t planSmem = plan_shared_bytes(p.maxPages);
   PSA_TRY(cudaFuncSetAttribute(plan_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(planSmem)), "configuring the page plan");
   const unsigned units = static_cast<unsigned>(p.rows() / (p.shareAcrossGroup ? p.group() : 1));
-  PSA_LAUNCH(plan_kernel<T>, units, kThreads, planSmem, launch_stream())(p);
+  PSA_LAUNCH(plan_kernel<T>, units, kPlanThreads, planSmem, launch_stream())(p);
   PSA_TRY(cudaGetLastError(), "launching the page plan");
   PSA_LAUNCH(pages_read_kernel, grid_for(static_cast<std::size_t>(p.batch) * p.pool.kvHeads * p.maxPages, kThreads), kThreads, 0, launch_stream())(p, pagesRead);
   PSA_TRY(cudaGetLastError(), "counting the pages read");

@@ -9,9 +9,9 @@
 //               shared unit by the mean of the group's estimates;
 //   count       ratio / topBlocks directly; progressive: the shortest prefix with
 //               Z >= tau (Z + R), Z the exact mass of the window, sinks and prefix pages, R the
-//               suffix of n_J exp(e_J). The warps score the next kWarps ordered pages at once
-//               (speculatively) and one thread walks them in order, so the prefix is exact and
-//               at most kWarps - 1 pages are scored past the stop. Then clamped; shared: the
+//               suffix of n_J exp(e_J). The warps score the next kPlanWarps ordered pages at
+//               once (speculatively) and one thread walks them in order, so the prefix is exact
+//               and at most kPlanWarps - 1 pages are scored past the stop. Then clamped; shared: the
 //               longest of the heads' counts, so every head keeps its own guarantee.
 #pragma once
 
@@ -36,6 +36,25 @@ __device__ __forceinline__ float warp_sum(float x) {
   for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
   return x;
 }
+
+// A lane's running log-sum-exp over the scores it adds: the largest score and the sum of
+// exp(score - largest), rescaled when a larger one arrives.
+struct RunningMass {
+  float mx = -INFINITY, sum = 0.0f;
+  __device__ __forceinline__ void add(float s) {
+    if (s > mx) {
+      sum = sum * expf(mx - s) + 1.0f;
+      mx = s;
+    } else {
+      sum += expf(s - mx);
+    }
+  }
+  // Over the warp (every lane calls it): the warp's largest score m, and the sum relative to m.
+  __device__ __forceinline__ void warp_total(float& m, float& total) const {
+    m = warp_max(mx);
+    total = warp_sum(mx == -INFINITY ? 0.0f : sum * expf(mx - m));
+  }
+};
 
 // The estimate of one page for one query row, from the metadata of its `count` valid keys.
 __device__ __forceinline__ float page_estimate(const StepParams& p, const float* q, const float* meta, int count) {
@@ -82,43 +101,30 @@ __device__ __forceinline__ float page_log_mass(const StepParams& p, const PlanUn
   const int lo = u.candPage[c] * ps;
   const int hi = min_of(u.span.pos, lo + ps - 1);
   const int lane = threadIdx.x & 31;
-  float mx = -INFINITY, sum = 0.0f;
+  RunningMass mass;
   for (int j = lo + lane; j <= hi; j += 32) {
-    if (in_window_or_sinks(u.span, j)) continue;
-    const float s = key_score<T>(q, key_at<T>(p, u, j), p.pool.headDim, p.scale);
-    if (s > mx) {
-      sum = sum * expf(mx - s) + 1.0f;
-      mx = s;
-    } else {
-      sum += expf(s - mx);
-    }
+    if (!in_window_or_sinks(u.span, j)) mass.add(key_score<T>(q, key_at<T>(p, u, j), p.pool.headDim, p.scale));
   }
-  const float m = warp_max(mx);
-  const float total = warp_sum(mx == -INFINITY ? 0.0f : sum * expf(mx - m));
+  float m, total;
+  mass.warp_total(m, total);
   return m == -INFINITY ? -INFINITY : m + logf(total);
 }
 
 // Exact log mass of the window and the sinks for q, by the whole CTA (every thread calls it).
 template <typename T>
 __device__ __forceinline__ float base_log_mass(const StepParams& p, const PlanUnit& u, const float* q) {
-  __shared__ float warpM[kWarps], warpS[kWarps];
+  __shared__ float warpM[kPlanWarps], warpS[kPlanWarps];
   const RowSpan& r = u.span;
   const int sinkCount = r.sinkHi + 1;
   const int wFrom = max_of(r.wLo, r.sinkHi + 1);
   const int total = sinkCount + span_of(wFrom, r.wHi);
-  float mx = -INFINITY, sum = 0.0f;
+  RunningMass mass;
   for (int t = threadIdx.x; t < total; t += blockDim.x) {
     const int j = t < sinkCount ? t : wFrom + (t - sinkCount);
-    const float s = key_score<T>(q, key_at<T>(p, u, j), p.pool.headDim, p.scale);
-    if (s > mx) {
-      sum = sum * expf(mx - s) + 1.0f;
-      mx = s;
-    } else {
-      sum += expf(s - mx);
-    }
+    mass.add(key_score<T>(q, key_at<T>(p, u, j), p.pool.headDim, p.scale));
   }
-  const float m = warp_max(mx);
-  const float s = warp_sum(mx == -INFINITY ? 0.0f : sum * expf(mx - m));
+  float m, s;
+  mass.warp_total(m, s);
   const int warp = threadIdx.x >> 5;
   if ((threadIdx.x & 31) == 0) {
     warpM[warp] = m;
@@ -126,9 +132,9 @@ __device__ __forceinline__ float base_log_mass(const StepParams& p, const PlanUn
   }
   __syncthreads();
   float M = -INFINITY;
-  for (int w = 0; w < kWarps; w++) M = fmaxf(M, warpM[w]);
+  for (int w = 0; w < kPlanWarps; w++) M = fmaxf(M, warpM[w]);
   float S = 0.0f;
-  for (int w = 0; w < kWarps; w++) S += warpM[w] == -INFINITY ? 0.0f : warpS[w] * expf(warpM[w] - M);
+  for (int w = 0; w < kPlanWarps; w++) S += warpM[w] == -INFINITY ? 0.0f : warpS[w] * expf(warpM[w] - M);
   __syncthreads();
   return M == -INFINITY ? -INFINITY : M + logf(S);
 }
@@ -206,16 +212,16 @@ __device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUni
 template <typename T>
 __device__ __forceinline__ void score_positions(const StepParams& p, const PlanUnit& u, const float* q, int g, int from, int to) {
   float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(p.maxPages);
-  for (int r = from + (threadIdx.x >> 5); r < to; r += kWarps) {
+  for (int r = from + (threadIdx.x >> 5); r < to; r += kPlanWarps) {
     const float lm = page_log_mass<T>(p, u, q, u.idx[r]);
     if ((threadIdx.x & 31) == 0) masses[r] = lm;
   }
   __syncthreads();
 }
 
-// Four CTAs per SM: left to itself ptxas keeps this long kernel in 64 registers and spills.
+// At most 128 registers a thread (512 threads, one CTA per SM at least).
 template <typename T>
-__global__ void __launch_bounds__(kThreads, 4) plan_kernel(StepParams p) {
+__global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
   PSA_DYNAMIC_SHARED(unsigned char, smem);
   __shared__ float q[256];
   __shared__ int walked[kMaxGroup];
@@ -307,15 +313,15 @@ __global__ void __launch_bounds__(kThreads, 4) plan_kernel(StepParams p) {
         const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
         int r = 0;
         while (true) {
-          score_positions<T>(p, u, q, g, r, min_of(r + kWarps, nc));
+          score_positions<T>(p, u, q, g, r, min_of(r + kPlanWarps, nc));
           if (threadIdx.x == 0) {
             int k = 0;
-            for (; k < kWarps; k++) {
+            for (; k < kPlanWarps; k++) {
               if (a + lZ >= t + u.suffix[r]) break;
               lZ = log_add_exp(lZ, masses[r]);
               r++;
             }
-            stop = k < kWarps ? 1 : 0;
+            stop = k < kPlanWarps ? 1 : 0;
             countOf[g] = r;
             zNow = lZ;
           }

@@ -6,8 +6,13 @@
 
 namespace psa::gpu::decode {
 
-constexpr int kThreads = 128;  // 4 warps per CTA, every decode kernel
+constexpr int kThreads = 128;  // 4 warps per CTA, every decode kernel but the plan
 constexpr int kWarps = kThreads / 32;
+// The plan runs one CTA per selection unit, so a step has few of them (32 at batch 1 with 32
+// query heads) and the walk's latency decides its time: 16 warps score 16 ordered pages per
+// step of the walk, a quarter of the barriers and serial steps of 4 warps.
+constexpr int kPlanThreads = 512;
+constexpr int kPlanWarps = kPlanThreads / 32;
 // Query rows packed into one attention CTA: the heads of a kv group times the step's queries
 // (GQA 8 with one query fills it), so each page is read once for all of them.
 constexpr int kTileRows = 8;

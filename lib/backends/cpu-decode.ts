@@ -6,22 +6,16 @@
  */
 import type { KvCache } from '../kv-cache';
 import { AddonState, loadAddon } from '../native';
-import type { DecodeOutput, DecodeProblem } from '../reference/decode';
+import type { DecodeOutput, DecodeProblem, DecodeStats } from '../reference/decode';
 
-interface NativeDecodeResult {
+/** What binding/cpu_decode.cc resolves with: the stats of DecodeStats, flat (density is derived here). */
+type NativeDecodeResult = Omit<DecodeStats, 'density' | 'droppedMass'> & {
   output: Float32Array;
   lse?: Float32Array;
   pages?: Int32Array[];
-  keptPairs: number;
-  allowedPairs: number;
-  pagesVisited: number;
-  pagesDense: number;
-  pagesRead: number;
-  pagesReadDense: number;
-  emptyRows: number;
   droppedMax: number;
   droppedMean: number;
-}
+};
 
 interface CpuDecodeAddon {
   cpuInfo(): { simd: string; threads: number };

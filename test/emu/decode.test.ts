@@ -31,7 +31,9 @@ describeIf(unavailableReason('cuda-emu'), 'decode step: host allocations and syn
     ['dense', {}],
     ['progressive 0.95 with top-k', { blocks: { progressive: 0.95 }, topK: 8 }],
   ] as const)('%s: 0 allocations, 0 frees, 3 syncs per step in steady state', async (_name, extra) => {
-    const counters = (loadEmuAddon().addon as unknown as { counters(action: string): { host: HostCounts } | undefined }).counters;
+    const emu = loadEmuAddon();
+    if (!emu.loaded) throw new Error(emu.reason);
+    const counters = (emu.addon as unknown as { counters(action: string): { host: HostCounts } | undefined }).counters;
     const [batch, kvHeads, heads, headDim, length] = [2, 2, 8, 24, 300];
     let seed = 7;
     const random = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5);
