@@ -9,7 +9,7 @@ export type { DecodeOptions, DecodeResult, DecodeStats } from './decode';
 export { mergeAttention } from './merge';
 export { attentionBackward } from './backward';
 export type { BackwardOptions, BackwardResult } from './backward';
-export type { AttentionPart, DeviceAttentionPart } from './merge';
+export type { AttentionPart, DeviceAttentionPart, MergeOptions } from './merge';
 export type { TensorLocation, TensorType } from './tensor';
 export { info } from './info';
 export type { Info } from './info';

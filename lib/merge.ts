@@ -5,12 +5,17 @@
  * partial results, and how a user combines shards of one sequence held in several places.
  * Parts on a device (float32 Tensors) merge there, through the combine kernel of split-KV
  * decode (cuda/decode/combine_kernel.cuh), and resolve to device tensors.
+ *
+ * A NaN or +Infinity LSE, or (with `checkFinite`, the default) a NaN or infinite output value,
+ * is ERR_VALUE naming the part, never a silently NaN result: device LSEs are read back to be
+ * checked (one value per row), device outputs are scanned on the device.
  */
 import { types } from 'node:util';
 import { mergeOnDevice } from './backends/device-decode';
 import { DeviceStorage } from './backends/device-storage';
 import { DtypeError, OptionError, ShapeError, ValueError } from './errors';
-import { Tensor } from './tensor';
+import { checkValues } from './finite';
+import { checkTensorFinite, Tensor } from './tensor';
 import { describe } from './validate';
 
 export interface AttentionPart {
@@ -26,16 +31,35 @@ export interface DeviceAttentionPart {
   lse: Tensor;
 }
 
-export function mergeAttention(parts: readonly AttentionPart[]): { output: Float32Array; lse: Float32Array };
-export function mergeAttention(parts: readonly DeviceAttentionPart[]): Promise<{ output: Tensor; lse: Tensor }>;
-export function mergeAttention(parts: readonly (AttentionPart | DeviceAttentionPart)[]): { output: Float32Array; lse: Float32Array } | Promise<{ output: Tensor; lse: Tensor }> {
-  if (!Array.isArray(parts) || parts.length === 0) throw new OptionError('mergeAttention needs a non-empty array of { output, lse } parts', 'parts');
-  const first = parts[0] as Partial<DeviceAttentionPart> | null;
-  if (typeof first === 'object' && first !== null && first.output instanceof Tensor) return mergeDevice(parts as readonly DeviceAttentionPart[]);
-  return mergeHost(parts as readonly AttentionPart[]);
+export interface MergeOptions {
+  /** Reject NaN or infinite output values (ERR_VALUE naming the part); default true. LSEs are always checked. */
+  checkFinite?: boolean;
 }
 
-async function mergeDevice(parts: readonly DeviceAttentionPart[]): Promise<{ output: Tensor; lse: Tensor }> {
+export function mergeAttention(parts: readonly AttentionPart[], options?: MergeOptions): { output: Float32Array; lse: Float32Array };
+export function mergeAttention(parts: readonly DeviceAttentionPart[], options?: MergeOptions): Promise<{ output: Tensor; lse: Tensor }>;
+export function mergeAttention(
+  parts: readonly (AttentionPart | DeviceAttentionPart)[],
+  options: MergeOptions = {},
+): { output: Float32Array; lse: Float32Array } | Promise<{ output: Tensor; lse: Tensor }> {
+  if (!Array.isArray(parts) || parts.length === 0) throw new OptionError('mergeAttention needs a non-empty array of { output, lse } parts', 'parts');
+  if (typeof options !== 'object' || options === null) throw new OptionError(`options must be an object, got ${describe(options)}`, 'options');
+  const checkFinite = options.checkFinite ?? true;
+  if (typeof checkFinite !== 'boolean') throw new OptionError(`options.checkFinite must be a boolean, got ${describe(checkFinite)}`, 'options.checkFinite');
+  const first = parts[0] as Partial<DeviceAttentionPart> | null;
+  if (typeof first === 'object' && first !== null && first.output instanceof Tensor) return mergeDevice(parts as readonly DeviceAttentionPart[], checkFinite);
+  return mergeHost(parts as readonly AttentionPart[], checkFinite);
+}
+
+/** An LSE is finite, or -Infinity for a part with no key in that row. */
+function checkLse(i: number, lse: Float32Array): void {
+  for (let r = 0; r < lse.length; r++) {
+    const l = lse[r];
+    if (Number.isNaN(l) || l === Infinity) throw new ValueError(`parts[${i}].lse[${r}] is ${l}; an LSE is finite or -Infinity (an empty part)`, `parts[${i}].lse`);
+  }
+}
+
+async function mergeDevice(parts: readonly DeviceAttentionPart[], checkFinite: boolean): Promise<{ output: Tensor; lse: Tensor }> {
   const storages = parts.map((part, i) => {
     if (typeof part !== 'object' || part === null) throw new OptionError(`parts[${i}] must be { output, lse }, got ${describe(part)}`, `parts[${i}]`);
     return (['output', 'lse'] as const).map((key) => {
@@ -57,11 +81,15 @@ async function mergeDevice(parts: readonly DeviceAttentionPart[]): Promise<{ out
   parts.forEach((part, i) => {
     if (part.lse.size !== rows || part.output.size !== size) throw new ShapeError(`parts[${i}] has ${part.lse.size} rows of ${part.output.size / Math.max(1, part.lse.size)}; parts[0] has ${rows} of ${size / rows}`, `parts[${i}]`);
   });
+  // The checks read the storages taken above, so a part disposed meanwhile fails the merge below.
+  const lses = await Promise.all(storages.map((pair) => pair[1].read()));
+  lses.forEach((lse, i) => checkLse(i, lse));
+  if (checkFinite) for (let i = 0; i < parts.length; i++) await checkTensorFinite(`parts[${i}].output`, parts[i].output, 'float32');
   const r = await mergeOnDevice(location, storages.map((p) => p[0].native), storages.map((p) => p[1].native), size / rows);
   return { output: new Tensor(new DeviceStorage(location, r.output), parts[0].output.dims), lse: new Tensor(new DeviceStorage(location, r.lse), parts[0].lse.dims) };
 }
 
-function mergeHost(parts: readonly AttentionPart[]): { output: Float32Array; lse: Float32Array } {
+function mergeHost(parts: readonly AttentionPart[], checkFinite: boolean): { output: Float32Array; lse: Float32Array } {
   parts.forEach((part, i) => {
     if (typeof part !== 'object' || part === null) throw new OptionError(`parts[${i}] must be { output, lse }, got ${describe(part)}`, `parts[${i}]`);
     if (!types.isFloat32Array(part.output)) throw new ShapeError(`parts[${i}].output must be a Float32Array, got ${describe(part.output)}`, `parts[${i}].output`);
@@ -75,10 +103,8 @@ function mergeHost(parts: readonly AttentionPart[]): { output: Float32Array; lse
     if (part.lse.length !== rows || part.output.length !== size) {
       throw new ShapeError(`parts[${i}] has ${part.lse.length} rows of ${part.output.length / Math.max(1, part.lse.length)}; parts[0] has ${rows} of ${D}`, `parts[${i}]`);
     }
-    for (let r = 0; r < rows; r++) {
-      const l = part.lse[r];
-      if (Number.isNaN(l) || l === Infinity) throw new ValueError(`parts[${i}].lse[${r}] is ${l}; an LSE is finite or -Infinity (an empty part)`, `parts[${i}].lse`);
-    }
+    checkLse(i, part.lse);
+    if (checkFinite) checkValues(`parts[${i}].output`, part.output, 'float32');
   });
   const output = new Float32Array(size);
   const lse = new Float32Array(rows);

@@ -7,7 +7,9 @@
  * A device cache rounds keys, values and queries to its dtype; the oracle gets the same values.
  */
 import fc from 'fast-check';
+import { DeviceStorage } from '../lib/backends/device-storage';
 import { attention, decode, KvCache, mergeAttention, PsaError, Tensor } from '../lib/index';
+import { loadAddon, loadEmuAddon, NativeAddon } from '../lib/native';
 import type { DecodeOptions, DecodeResult, KvCacheOptions } from '../lib/index';
 import { BackendUnderTest, describeIf, forEachBackend, testIf } from './backends';
 import { expectOutput, relFrob } from './compare';
@@ -407,6 +409,9 @@ describe('mergeAttention', () => {
       [[ok, { output: new Float32Array(6), lse: new Float32Array(2) }], 'ERR_SHAPE', 'parts[1]'],
       [[{ output: [1, 2], lse: new Float32Array(1) }], 'ERR_SHAPE', 'parts[0].output'],
       [[ok, { output: new Float32Array(4), lse: Float32Array.of(NaN, 0) }], 'ERR_VALUE', 'parts[1].lse'],
+      [[ok, { output: new Float32Array(4), lse: Float32Array.of(0, Infinity) }], 'ERR_VALUE', 'parts[1].lse'],
+      [[ok, { output: Float32Array.of(0, 0, NaN, 0), lse: new Float32Array(2) }], 'ERR_VALUE', 'parts[1].output'],
+      [[{ output: Float32Array.of(-Infinity, 0, 0, 0), lse: new Float32Array(2) }], 'ERR_VALUE', 'parts[0].output'],
     ];
     for (const [parts, code, argument] of cases) {
       let e: unknown;
@@ -417,6 +422,14 @@ describe('mergeAttention', () => {
       }
       expect({ code: (e as PsaError).code, argument: (e as PsaError).argument }).toEqual({ code, argument });
     }
+    expect(() => mergeAttention([ok], null as never)).toThrow(expect.objectContaining({ code: 'ERR_OPTION', argument: 'options' }));
+    expect(() => mergeAttention([ok], { checkFinite: 1 as never })).toThrow(expect.objectContaining({ code: 'ERR_OPTION', argument: 'options.checkFinite' }));
+  });
+
+  test('checkFinite: false merges what it is given (a NaN output stays in its row)', () => {
+    const r = mergeAttention([{ output: Float32Array.of(NaN, 1), lse: Float32Array.of(0, 0) }, { output: Float32Array.of(1, 1), lse: Float32Array.of(-Infinity, 0) }], { checkFinite: false });
+    expect(Number.isNaN(r.output[0])).toBe(true);
+    expect(r.output[1]).toBeCloseTo(1, 6);
   });
 });
 
@@ -441,7 +454,14 @@ forEachDecodeHome('device tensors', (home) => {
     const half = await Tensor.upload(parts[0].output, [1, 1, rows, D], { ...where, type: 'float16' });
     await expect(mergeAttention([{ output: half, lse: uploaded[0].lse }])).rejects.toMatchObject({ code: 'ERR_DTYPE', argument: 'parts[0].output' });
     await expect(mergeAttention([uploaded[0], { output: uploaded[1].output, lse: uploaded[1].output }])).rejects.toMatchObject({ code: 'ERR_SHAPE', argument: 'parts[1]' });
-    for (const t of [half, got.output, got.lse, ...uploaded.flatMap((u) => [u.output, u.lse])]) t.dispose();
+    // Values the upload would refuse, planted through the addon: a NaN LSE, an infinite output.
+    const addon = (home.location === 'cuda' ? loadAddon() : loadEmuAddon()) as { loaded: true; addon: NativeAddon };
+    const planted = async (data: Float32Array, dims: number[]) => new Tensor(new DeviceStorage(home.location as 'cuda', await addon.addon.upload(data, 'float32')), dims);
+    const nanLse = await planted(Float32Array.from(parts[1].lse, (x, r) => (r === 3 ? NaN : x)), [1, 1, 1, rows]);
+    const infOutput = await planted(Float32Array.from(parts[0].output, (x, i) => (i === 40 ? Infinity : x)), [1, 1, rows, D]);
+    await expect(mergeAttention([uploaded[0], { output: uploaded[1].output, lse: nanLse }])).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'parts[1].lse' });
+    await expect(mergeAttention([{ output: infOutput, lse: uploaded[0].lse }, uploaded[1]])).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'parts[0].output' });
+    for (const t of [half, got.output, got.lse, nanLse, infOutput, ...uploaded.flatMap((u) => [u.output, u.lse])]) t.dispose();
   });
 
   testIf(device, 'append from device tensors (any dtype, rounded once to the cache dtype) equals append from host data', async () => {
