@@ -8,4 +8,7 @@ module.exports = {
   testMatch: ['**/*.test.ts'],
   transform: { '^.+\\.ts$': ['ts-jest', { diagnostics: false }] },
   testTimeout: 120000,
+  // Two workers, not jest's default of cores - 1 (which runs a 2-core machine in band): while one
+  // suite builds or runs native code, another's JavaScript keeps the second core busy.
+  maxWorkers: 2,
 };
