@@ -20,14 +20,14 @@ import type { Task } from './recall/task';
 
 async function main(): Promise<void> {
   const o = new Command()
-    .option('--steps <n>', 'dense training steps', (x) => parseInt(x, 10), 300)
+    .option('--steps <n>', 'dense training steps', (x) => parseInt(x, 10), 800)
     .option('--seq <n>', 'context length', (x) => parseInt(x, 10), 2048)
     .option('--batch <n>', 'sequences per step', (x) => parseInt(x, 10), 4)
     .option('--eval-batch <n>', 'sequences of the held-out batch', (x) => parseInt(x, 10), 16)
     .option('--queries <n>', 'queries at the end of each sequence', (x) => parseInt(x, 10), 32)
     .option('--lr <x>', 'peak learning rate (cosine decay to a tenth of it over the steps)', parseFloat, 1e-2)
     .option('--head-dim <n>', 'attention head dimension', (x) => parseInt(x, 10), 32)
-    .option('--embedding-std <x>', 'standard deviation of the initial embeddings', parseFloat, 1)
+    .option('--embedding-std <x>', 'standard deviation of the initial embeddings', parseFloat, 0.1)
     .option('--weight-decay <x>', 'decoupled weight decay', parseFloat, 0)
     .option('--window <n>', 'window', (x) => parseInt(x, 10), 16)
     .option('--block-sizes <list>', 'key block sizes', '16,32,64')

@@ -11,7 +11,7 @@
  * the cpu backend where the addon has it, else on js.
  *
  *   npm run example:recall                     # both runs, then a plot in examples/results/
- *   npm run example:recall -- --steps 800 --seq 4096
+ *   npm run example:recall -- --seed 2 --estimate bound
  */
 import { Command } from 'commander';
 import { mkdirSync, writeFileSync } from 'node:fs';
@@ -73,7 +73,7 @@ const mean = (xs: number[]) => xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.le
 
 async function main(): Promise<void> {
   const o = new Command()
-    .option('--steps <n>', 'training steps per run', (x) => parseInt(x, 10), 500)
+    .option('--steps <n>', 'training steps per run', (x) => parseInt(x, 10), 1000)
     .option('--seq <n>', 'context length', (x) => parseInt(x, 10), 2048)
     .option('--batch <n>', 'sequences per step', (x) => parseInt(x, 10), 4)
     .option('--eval-batch <n>', 'sequences of the held-out batch the final loss is measured on', (x) => parseInt(x, 10), 32)
@@ -82,18 +82,18 @@ async function main(): Promise<void> {
     .option('--query-order <order>', "'random', or 'context' (the queries ask for the pairs in context order)", 'random')
     .option('--lr <x>', 'peak learning rate (cosine decay to a tenth of it over the steps)', parseFloat, 1e-2)
     .option('--head-dim <n>', 'attention head dimension', (x) => parseInt(x, 10), 32)
-    .option('--embedding-std <x>', 'standard deviation of the initial embeddings', parseFloat, 1)
+    .option('--embedding-std <x>', 'standard deviation of the initial embeddings', parseFloat, 0.1)
     .option('--weight-decay <x>', 'decoupled weight decay', parseFloat, 0)
     .option('--tau <x>', 'the progressive block rule instead of --ratio: its threshold at the end of the schedule', parseFloat)
-    .option('--ratio <x>', 'the ratio of candidate key blocks kept at the end of the schedule', parseFloat, 0.05)
+    .option('--ratio <x>', 'the ratio of candidate key blocks kept at the end of the schedule', parseFloat, 0.1)
     .option('--window <n>', 'window at the end of the schedule', (x) => parseInt(x, 10), 16)
     .option('--sinks <n>', 'sink tokens once sparse', (x) => parseInt(x, 10), 4)
     .option('--min-blocks <n>', 'selected key blocks kept at least, per query block', (x) => parseInt(x, 10), 1)
     .option('--block-size <n>', 'key block size of the selection', (x) => parseInt(x, 10), 16)
     .option('--query-block-size <n>', 'query rows per selection (1: per row)', (x) => parseInt(x, 10), 1)
-    .option('--estimate <name>', "block estimate: 'mean', 'bound' or 'moment'", 'mean')
-    .option('--warmup <x>', 'fraction of the steps the schedule stays dense', parseFloat, 0.3)
-    .option('--ramp <x>', 'fraction of the steps the schedule takes from dense to its end point', parseFloat, 0.3)
+    .option('--estimate <name>', "block estimate: 'mean', 'bound' or 'moment'", 'moment')
+    .option('--warmup <x>', 'fraction of the steps the schedule stays dense', parseFloat, 0.5)
+    .option('--ramp <x>', 'fraction of the steps the schedule takes from dense to its end point', parseFloat, 0.2)
     .option('--out <dir>', 'where the JSON and the plot go', 'examples/results')
     .parse()
     .opts<Options>();
@@ -113,9 +113,9 @@ async function main(): Promise<void> {
     { name: 'progressive schedule', attention: sparse },
   ].map((r) => ({ ...r, model: new RecallModel(task, dims, o.seed), data: prng(o.seed + 1), history: [] as StepLog[] }));
   const attn = new Attention();
-  const rule$ = o.tau !== undefined ? `progressive tau ${o.tau}` : `ratio ${o.ratio}`;
+  const ruleName = o.tau !== undefined ? `progressive tau ${o.tau}` : `ratio ${o.ratio}`;
   process.stdout.write(`${o.steps} steps per run, context ${task.seq}, ${task.pairs} pairs, ${task.queries} queries per sequence, batch ${o.batch}; `
-    + `schedule dense to step ${warmupSteps}, then to window ${o.window}, ${o.sinks} sinks, blocks of ${o.blockSize} by ${rule$} (${o.estimate} estimate, per ${o.queryBlockSize} query rows) at step ${warmupSteps + rampSteps}\n`);
+    + `schedule dense to step ${warmupSteps}, then to window ${o.window}, ${o.sinks} sinks, blocks of ${o.blockSize} by ${ruleName} (${o.estimate} estimate, per ${o.queryBlockSize} query rows) at step ${warmupSteps + rampSteps}\n`);
   for (let step = 1; step <= o.steps; step++) {
     for (const run of runs) {
       const t0 = performance.now();
