@@ -115,7 +115,7 @@ async function main(): Promise<void> {
   const attn = new Attention();
   const ruleName = o.tau !== undefined ? `progressive tau ${o.tau}` : `ratio ${o.ratio}`;
   process.stdout.write(`${o.steps} steps per run, context ${task.seq}, ${task.pairs} pairs, ${task.queries} queries per sequence, batch ${o.batch}; `
-    + `schedule dense to step ${warmupSteps}, then to window ${o.window}, ${o.sinks} sinks, blocks of ${o.blockSize} by ${ruleName} (${o.estimate} estimate, per ${o.queryBlockSize} query rows) at step ${warmupSteps + rampSteps}\n`);
+    + `schedule dense to step ${warmupSteps}, then to window ${o.window}, ${o.sinks} sinks, blocks of ${o.blockSize} by ${ruleName} (${o.estimate} estimate, per ${o.queryBlockSize === 1 ? 'query row' : `${o.queryBlockSize} query rows`}) at step ${warmupSteps + rampSteps}\n`);
   for (let step = 1; step <= o.steps; step++) {
     for (const run of runs) {
       const t0 = performance.now();
