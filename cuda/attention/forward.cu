@@ -17,7 +17,7 @@ int attention_forward_smem_bytes(int headDim) {
 }
 
 cudaError_t attention_forward(const ForwardParams& in, MmaType type, cudaStream_t stream) {
-  constexpr int kTile = TileShape<64>::kBlockN;  // 64 keys, the same in every instantiation
+  constexpr int kTile = kLayoutKeyUnit;
   const Shape& s = in.shape;
   if (s.batch < 0 || s.heads <= 0 || s.kvHeads <= 0 || s.heads % s.kvHeads != 0 || s.seqQ < 0 || s.seqK < 0) return cudaErrorInvalidValue;
   if (s.heads > 65535 || s.batch > 65535) return cudaErrorInvalidValue;  // grid y and z

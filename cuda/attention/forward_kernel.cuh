@@ -1,8 +1,8 @@
 // The fused sparse attention forward kernel, FlashAttention-2 style, on Tensor Cores.
 //
 // One CTA per (64-row query tile, query head h, batch b), causal grids longest tile first: 4
-// warps of 16 rows each. It visits the 64-key tiles of key_tiles.cuh (the layout's entries for
-// the tile's query block, or every causally reachable tile), one at a time:
+// warps of 16 rows each. It visits the kBlockN-key tiles of key_tiles.cuh (64 keys, 32 at d 256;
+// the layout's entries for the tile's query block, or every causally reachable tile), one at a time:
 //   Q tile   global -> shared (cp.async); up to d 128 its A fragments go to registers
 //            (ldmatrix.x4) once and its shared tile is reused as the V buffer; at d 256 Q stays
 //            in shared memory and each k16 step reloads its fragment (ForwardTraits::kQInRegisters);
@@ -173,7 +173,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
 
   // One group: Q and the first K tile (K alone when the row visits none).
   load_tile<Tr>(sQ, qBase, p.qStrides.row, m0, sh.seqQ, sh.headDim, vec);
-  if (walk.total > 0) load_tile<Tr>(sK, kBase, p.kStrides.row, walk.tile(0) * kN, sh.seqK, sh.headDim, vec);
+  if (walk.total > 0) load_tile<Tr, kN>(sK, kBase, p.kStrides.row, walk.tile(0) * kN, sh.seqK, sh.headDim, vec);
   cp_async_commit();
 
   // Q fragments in registers (d <= 128). The V buffer that aliases sQ is first written after the
@@ -209,7 +209,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
     const KeyTile tile = walk.at(n);
     cp_async_wait<0>();
     __syncthreads();  // K_n has landed for every thread; every warp is done with V_{n-1} (and Q, aliased on V)
-    load_tile<Tr>(sV, vBase, p.vStrides.row, tile.index * kN, sh.seqK, sh.headDim, vec);
+    load_tile<Tr, kN>(sV, vBase, p.vStrides.row, tile.index * kN, sh.seqK, sh.headDim, vec);
     cp_async_commit();
 
     float s[Tr::kSTiles][4];
@@ -217,7 +217,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
 
     cp_async_wait<0>();
     __syncthreads();  // V_n has landed for every thread; every warp is done with K_n
-    if (n + 1 < walk.total) load_tile<Tr>(sK, kBase, p.kStrides.row, walk.tile(n + 1) * kN, sh.seqK, sh.headDim, vec);
+    if (n + 1 < walk.total) load_tile<Tr, kN>(sK, kBase, p.kStrides.row, walk.tile(n + 1) * kN, sh.seqK, sh.headDim, vec);
     cp_async_commit();
 
     // Full tiles (every (row, key) kept: no element mask, no top-k) take a loop body without any

@@ -20,19 +20,22 @@ struct ForwardTraits : TileShape<HeadDim> {
   //   Q in registers: K | V, with the Q tile aliased onto V: Q is read into registers before the
   //                   barrier that precedes the first V copy.
   //   Q in shared:    Q | K | V.
-  static constexpr int kQOffset = kQInRegisters ? Tile::kTileHalves : 0;
+  static_assert(!kQInRegisters || Tile::kTileHalves <= Tile::kKeyTileHalves, "the Q tile fits the V buffer it is aliased onto");
+  static constexpr int kQOffset = kQInRegisters ? Tile::kKeyTileHalves : 0;
   static constexpr int kKOffset = kQInRegisters ? 0 : Tile::kTileHalves;
-  static constexpr int kVOffset = kKOffset + Tile::kTileHalves;
-  static constexpr int kSmemBytes = (kVOffset + Tile::kTileHalves) * 2;  // 18432 for d 64, 34816 for d 128, 101376 for d 256
+  static constexpr int kVOffset = kKOffset + Tile::kKeyTileHalves;
+  static constexpr int kSmemBytes = (kVOffset + Tile::kKeyTileHalves) * 2;  // 18432 for d 64, 34816 for d 128, 67584 for d 256
 
   // Register tiles per warp: S is 16 x kBlockN, O is 16 x kHeadDim (8-column mma tiles).
   static constexpr int kOTiles = HeadDim / 8;
   static constexpr int kPV16 = Tile::kBlockN / 16;  // k16 steps of P V
 };
 
-// The per-block limit of sm_86/89 (99 KB of the SM's 100 KB: 1 KB is reserved per CTA).
-static_assert(ForwardTraits<256>::kSmemBytes <= 101376, "d 256 fits one CTA on sm_86/89");
-// Two CTAs per SM on sm_86/89 (100 KB per SM, 1 KB reserved per CTA).
-static_assert(2 * (ForwardTraits<128>::kSmemBytes + 1024) <= 102400, "d 128 fits two CTAs per SM on sm_86/89");
+// Shared memory per SM at the largest carveout, less the 1 KB reserved per CTA: the CTAs of one
+// instantiation that fit (the gate's occupancy calculator checks the same, with registers).
+constexpr int ctas_by_smem(int smemPerSm, int smemBytes) { return smemPerSm / (smemBytes + 1024); }
+static_assert(ctas_by_smem(100 * 1024, ForwardTraits<256>::kSmemBytes) >= 1, "d 256 fits one CTA on sm_86/89");
+static_assert(ctas_by_smem(100 * 1024, ForwardTraits<128>::kSmemBytes) >= 2, "d 128 fits two CTAs per SM on sm_86/89");
+static_assert(ctas_by_smem(164 * 1024, ForwardTraits<256>::kSmemBytes) >= 2, "d 256 fits two CTAs per SM on sm_80 (and sm_90's 228 KB)");
 
 }  // namespace psa::gpu

@@ -44,7 +44,7 @@ cudaError_t attention_topk_thresholds(const ForwardParams& in, MmaType type, int
   const Shape& s = in.shape;
   if (s.batch < 0 || s.heads <= 0 || s.kvHeads <= 0 || s.heads % s.kvHeads != 0 || s.seqQ < 0 || s.seqK < 0) return cudaErrorInvalidValue;
   if (s.heads > 65535 || s.batch > 65535) return cudaErrorInvalidValue;
-  if (padded_head_dim(s.headDim) == 0 || in.blockSize <= 0 || in.blockSize % TileShape<64>::kBlockN != 0) return cudaErrorInvalidValue;
+  if (padded_head_dim(s.headDim) == 0 || in.blockSize <= 0 || in.blockSize % kLayoutKeyUnit != 0) return cudaErrorInvalidValue;
   if (topK <= 0 && !(topKRatio > 0.0 && topKRatio <= 1.0)) return cudaErrorInvalidValue;
   if (s.batch == 0 || s.seqQ == 0) return cudaSuccess;
   if (!in.q || !thresholds || (s.seqK > 0 && !in.k)) return cudaErrorInvalidValue;

@@ -10,7 +10,8 @@
 // is one of the very floats the forward compares against:
 //   Q tile   global -> shared (cp.async) -> A fragments in registers (ldmatrix.x4), once; its
 //            shared tile is the histogram region, zeroed after;
-//   K        global -> shared (cp.async), double-buffered for d 64/128, single for d 256;
+//   K        global -> shared (cp.async), kBlockN keys a step (32 at d 256), double-buffered
+//            for d 64/128, single for d 256;
 //   mask     the forward's element rule (element_mask.cuh) on the tiles it applies it to;
 //   count    keys whose higher digits equal the row's chosen prefix add 1 to the per-row 256-bin
 //            histogram of the current digit (32-bit shared atomics): one add per distinct bin
@@ -20,7 +21,7 @@
 //   choose   each warp scans its 16 rows' histograms from the top digit down (warp prefix sum,
 //            ballot) and narrows the prefix and the rank still wanted. Pass 0's histogram total
 //            is |A_i|, which fixes k_i (ratio mode) and the -inf rows.
-// A CTA whose rows are all -inf after pass 0 stops there.
+// A CTA whose rows are all -inf after pass 0 (every row's rank state 0) stops there.
 // Tile shapes: topk_traits.h. Parameters: params.h.
 #pragma once
 
@@ -89,19 +90,21 @@ __device__ __forceinline__ QuadCount quad_count(std::uint32_t bin, int lane) {
 
 }  // namespace topk
 
+// Min blocks 2, the occupancy d 256 is sized for (topk_traits.h): ptxas may then use up to 255
+// registers (without a minimum it held the d 256 causal kernels to 128 on sm_90 and spilled).
 template <typename Traits, MmaType T, bool Causal>
-__global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const ForwardParams p, const TopkArgs a) {
+__global__ void __launch_bounds__(Traits::kThreads, 2) attention_topk_kernel(const ForwardParams p, const TopkArgs a) {
   using Tr = Traits;
   constexpr int kM = Tr::kBlockM;
   constexpr int kN = Tr::kBlockN;
   constexpr int kBins = Tr::kBins;
   static_assert(kBins == 256, "rows of 256 bins (topk::swizzled_bin)");
+  static_assert(kM == 64, "the all -inf test reads two rows' state per lane");
   PSA_DYNAMIC_SHARED(unsigned char, smem);
   std::uint32_t* hist = reinterpret_cast<std::uint32_t*>(smem + Tr::kHistOffset);  // [kM][kBins]
   std::uint16_t* sQ = reinterpret_cast<std::uint16_t*>(smem + Tr::kQOffset);
   std::uint32_t* sPrefix = reinterpret_cast<std::uint32_t*>(smem + Tr::kPrefixOffset);
   std::uint32_t* sRem = reinterpret_cast<std::uint32_t*>(smem + Tr::kRemOffset);
-  std::uint32_t* sAny = reinterpret_cast<std::uint32_t*>(smem + Tr::kFlagOffset);
   // Stage s of K, computed rather than held in an array (which would live in local memory).
   auto sK = [&](int stage) { return reinterpret_cast<std::uint16_t*>(smem + Tr::kKOffset + stage * Tr::kTileBytes); };
 
@@ -124,7 +127,7 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
   const bool vec = vector_rows(sh.headDim, p.qStrides, p.q) && vector_rows(sh.headDim, p.kStrides, p.k);
   const KeyTileWalk<Tr, Causal> walk(p, b, h, m0);
   const int total = walk.total;
-  auto load_k = [&](int stage, int n) { load_tile<Tr>(sK(stage), kBase, p.kStrides.row, walk.tile(n) * kN, sh.seqK, sh.headDim, vec); };
+  auto load_k = [&](int stage, int n) { load_tile<Tr, kN>(sK(stage), kBase, p.kStrides.row, walk.tile(n) * kN, sh.seqK, sh.headDim, vec); };
 
   // Q fragments, once. sQ is the histogram region: zeroed only after every warp has its fragments.
   load_tile<Tr>(sQ, qBase, p.qStrides.row, m0, sh.seqQ, sh.headDim, vec);
@@ -143,13 +146,12 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
       if (total > 0) load_k(0, 0);
       cp_async_commit();
     }
-    // Zero the histograms (and the any-row flag, once).
+    // Zero the histograms.
     {
       uint4 z;
       z.x = z.y = z.z = z.w = 0u;
       uint4* h4 = reinterpret_cast<uint4*>(hist);
       for (int i = tid; i < kM * kBins / 4; i += Tr::kThreads) st(h4 + i, z);
-      if (pass == 0 && tid == 0) sAny[0] = 0u;
     }
     // This thread's two rows (g and g + 8 of its warp's 16): still selecting, and the prefix so far.
     bool live[2];
@@ -264,11 +266,11 @@ __global__ void __launch_bounds__(Traits::kThreads) attention_topk_kernel(const 
       if (lane == 0) {
         sPrefix[lrow] = pre | (digit << digitShift);
         sRem[lrow] = newRem;
-        if (pass == 0) atomicExch(&sAny[0], 1u);
       }
     }
     __syncthreads();  // row state complete
-    if (pass == 0 && sAny[0] == 0u) break;  // every row of the CTA is -inf
+    // Every row of the CTA -inf: each warp reads the 64 rows' state (2 per lane), alike.
+    if (pass == 0 && __ballot_sync(0xffffffffu, (sRem[lane] | sRem[lane + 32]) != 0u) == 0u) break;
   }
 
   // tau: the selected key, or -inf for rows with |A_i| <= k_i (and empty rows).

@@ -14,8 +14,10 @@ struct TopkTraits : TileShape<HeadDim> {
   static constexpr int kBins = 1 << kDigitBits;
   static constexpr int kPasses = 32 / kDigitBits;
 
-  static constexpr int kTileBytes = Tile::kTileHalves * 2;
-  // K double-buffered where it fits beside the histograms in 99 KB; d 256 single-buffered.
+  static constexpr int kTileBytes = Tile::kKeyTileHalves * 2;  // one K stage
+  // K double-buffered where it fits beside the histograms in 99 KB. d 256 single-buffered: its
+  // 32-key stage then leaves room for two CTAs per SM on sm_80 (164 KB), which hide each other's
+  // copies better than a second stage would inside one.
   static constexpr int kStages = HeadDim <= 128 ? 2 : 1;
 
   // Layout (bytes): histograms | K stages | row state. Histogram counters are 32-bit: a bin can
@@ -25,14 +27,14 @@ struct TopkTraits : TileShape<HeadDim> {
   static constexpr int kHistBytes = Tile::kBlockM * kBins * 4;  // 65536
   static constexpr int kKOffset = kHistOffset + kHistBytes;
   static constexpr int kQOffset = kHistOffset;
-  static_assert(kTileBytes <= kHistBytes, "Q fits in the histogram region it shares");
+  static_assert(Tile::kTileHalves * 2 <= kHistBytes, "Q fits in the histogram region it shares");
   // Row state: the key prefix chosen so far (uint32) and the rank still wanted inside it
-  // (uint32, 0: row finished with tau = -inf), one of each per row; then one flag word.
+  // (uint32, 0: row finished with tau = -inf), one of each per row.
   static constexpr int kPrefixOffset = kKOffset + kStages * kTileBytes;
   static constexpr int kRemOffset = kPrefixOffset + Tile::kBlockM * 4;
-  static constexpr int kFlagOffset = kRemOffset + Tile::kBlockM * 4;
-  static constexpr int kSmemBytes = kFlagOffset + 16;  // 84496 (d 64), 100880 (d 128), 99856 (d 256)
-  static_assert(kSmemBytes <= 101376, "fits the sm_86/sm_89 per-block limit of 99 KB");
+  static constexpr int kSmemBytes = kRemOffset + Tile::kBlockM * 4;  // 84480 (d 64), 100864 (d 128), 82944 (d 256)
+  static_assert(kSmemBytes + 1024 <= 100 * 1024, "fits the sm_86/sm_89 per-block limit of 99 KB");
+  static_assert(HeadDim != 256 || 2 * (kSmemBytes + 1024) <= 164 * 1024, "d 256: two CTAs per SM on sm_80 (1 KB reserved per CTA)");
 };
 
 }  // namespace psa::gpu

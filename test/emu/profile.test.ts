@@ -25,12 +25,19 @@ afterEach(() => {
   process.exitCode = undefined;
 });
 
-/** Tensor Core FLOPs of the dense causal forward: per visited 64x64 tile, 4 * 64 * 64 * padded D (Q K^T and P V), padded D of the instantiation. */
-function denseCausalForwardFlops(seq: number, headDim: number, heads: number): number {
+/** Key steps of the dense causal walk over 64-row query tiles: kBlockN keys a step, 32 at padded d 256 (tile_shape.h). */
+function denseCausalSteps(seq: number, headDim: number, heads: number): { steps: number; keys: number; padded: number } {
   const padded = headDim <= 64 ? 64 : headDim <= 128 ? 128 : 256;
-  let tiles = 0;
-  for (let m0 = 0; m0 < seq; m0 += 64) tiles += Math.floor((Math.min(m0 + 64, seq) - 1) / 64) + 1;
-  return tiles * heads * 4 * 64 * 64 * padded;
+  const keys = padded === 256 ? 32 : 64;
+  let steps = 0;
+  for (let m0 = 0; m0 < seq; m0 += 64) steps += Math.floor((Math.min(m0 + 64, seq) - 1) / keys) + 1;
+  return { steps: steps * heads, keys, padded };
+}
+
+/** Tensor Core FLOPs of the dense causal forward: per visited 64-row x kBlockN-key tile, 4 * 64 * kBlockN * padded D (Q K^T and P V). */
+function denseCausalForwardFlops(seq: number, headDim: number, heads: number): number {
+  const { steps, keys, padded } = denseCausalSteps(seq, headDim, heads);
+  return steps * 4 * 64 * keys * padded;
 }
 
 describeIf(unavailableReason('cuda-emu'), 'psa profile (emulated build)', () => {
@@ -65,6 +72,26 @@ describeIf(unavailableReason('cuda-emu'), 'psa profile (emulated build)', () => 
     expect(report.call.allocations).toBe(0);
     expect(report.call.frees).toBe(0);
     expect(report.call.syncs).toBe(1 + 3);
+  }, 120_000);
+
+  test('dense causal, seq 97, d 256: 32-key steps, two barriers each; top-k on the same walk', async () => {
+    const r = await capture(['profile', '--seq', '97', '--heads', '1', '--head-dim', '256', '--top-k', '8', '--json']);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const report = JSON.parse(r.out) as ProfileReport;
+    const forward = report.kernels.find((k) => k.name.startsWith('attention_forward_kernel<ForwardTraits<256>'));
+    const topk = report.kernels.find((k) => k.name.startsWith('attention_topk_kernel<TopkTraits<256>'));
+    expect(forward).toBeDefined();
+    expect(topk).toBeDefined();
+    if (!forward || !topk) return;
+    const { steps } = denseCausalSteps(97, 256, 1);
+    expect(steps).toBe(2 + 4);
+    expect(forward.ctas).toBe(2);
+    expect(forward.tensorFlops).toBe(denseCausalForwardFlops(97, 256, 1));
+    // Q stays in shared memory at d 256: no barrier before the walk, two per key step.
+    expect(forward.barriers).toBe(2 * steps);
+    // Top-k: Q K^T of the same steps once per radix pass (4), half the forward's FLOPs per pass.
+    expect(topk.tensorFlops).toBe(4 * (forward.tensorFlops / 2));
   }, 120_000);
 
   test('sparse with top-k, d 59: the table names the forward and top-k kernels', async () => {
