@@ -2,7 +2,7 @@
  * Bad input for every native entry (upload, uploadRaw16, download, dispose, attention,
  * buildLayout, firstNonFinite, info, cpuDecode), raw and through the public API, on the emulated build.
  * Each case states its exact outcome: the value it resolves with, or the code and argument it
- * is refused with. `quick` cases are the ones the sanitizer build runs (test/emu/sanitize.test.ts).
+ * is refused with. `quick` cases are the ones the sanitizer build runs (test/emu/sanitize-address.test.ts).
  */
 import type { CaseError } from './child';
 

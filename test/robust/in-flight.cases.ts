@@ -65,7 +65,7 @@ ${mutation}
 const got = await (await pending).download();
 return got.length === n && Array.from(got).every((x, i) => Object.is(x, Math.fround(expected[i]))) ? 'same' : 'different';`;
 
-/** [name, body, quick]: quick cases also run against the sanitized addon (test/emu/sanitize.test.ts). */
+/** [name, body, quick]: quick cases also run against the sanitized addon (test/emu/sanitize-address.test.ts). */
 export const IN_FLIGHT_CASES: [string, string, boolean][] = [];
 for (const [what, mutation] of Object.entries(MUTATIONS)) {
   IN_FLIGHT_CASES.push([`Tensor.upload, data ${what}`, uploadCase(mutation), what === 'transferred and collected']);
