@@ -9,7 +9,11 @@ namespace psa::gpu {
 
 int attention_forward_smem_bytes(int headDim, int tileRows) {
   if (tileRows == 128) {
-    return padded_head_dim(headDim) == 64 ? WideForwardTraits<64>::kSmemBytes : 0;
+    switch (padded_head_dim(headDim)) {
+      case 64: return WideForwardTraits<64>::kSmemBytes;
+      case 128: return WideForwardTraits<128>::kSmemBytes;
+      default: return 0;
+    }
   }
   if (tileRows != 64) return 0;
   switch (padded_head_dim(headDim)) {

@@ -10,7 +10,7 @@ namespace psa::gpu {
 // Launches the forward kernel on `stream`: picks the instantiation (head dim padded to 64, 128
 // or 256, the element type, causal, exact or polynomial exp), opts in to its dynamic shared
 // memory, and launches a grid of (ceil(seqQ / rows), heads, batch) CTAs of 128 threads, rows 64
-// or, at head dims up to 64, 128 (fwd::use_wide_tiles).
+// or, at head dims up to 128, 128 (fwd::use_wide_tiles).
 // The layout (when given) may use any blockSize that is a multiple of 64 up to 256: the kernel
 // still works in 64 x 64 tiles and expands each layout entry into blockSize / 64 key tiles.
 // Writes o, and lse and keptCounts when they are not null.
@@ -22,7 +22,7 @@ cudaError_t attention_forward(const ForwardParams& params, MmaType type, cudaStr
 
 // Dynamic shared memory of the instantiation for `headDim` and query tiles of `tileRows` rows
 // (0 if unsupported): 64 rows: 18432 B for 1..64, 34816 B for 65..128, 67584 B for 129..256;
-// 128 rows: 36864 B for 1..64 (the only head dims with 128-row tiles).
+// 128 rows: 36864 B for 1..64, 52224 B for 65..128.
 int attention_forward_smem_bytes(int headDim, int tileRows = 64);
 
 namespace fwd {

@@ -5,7 +5,8 @@
 
 namespace psa::gpu::fwd {
 
-// 64-row tiles only: the 128-row kernel needs 255 registers and spills at d 128 (cuda/PERF.md §5.2).
-cudaError_t forward_hdim128(const ForwardParams& params, MmaType type, cudaStream_t stream) { return run<ForwardTraits<128>>(params, type, stream); }
+cudaError_t forward_hdim128(const ForwardParams& params, MmaType type, cudaStream_t stream) {
+  return use_wide_tiles(params, WideForwardTraits<128>::kSmemBytes) ? run<WideForwardTraits<128>>(params, type, stream) : run<ForwardTraits<128>>(params, type, stream);
+}
 
 }  // namespace psa::gpu::fwd

@@ -170,7 +170,8 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
   constexpr int kSl = Tr::kSlices;
   const int warpRow0 = warp * Tr::kRowsPerWarp;  // in the tile; slice sl holds rows warpRow0 + 16 sl ..
   // The warp's last row's position among the keys: causal key tiles past it hold no allowed key of its rows.
-  const long long warpLastPos = static_cast<long long>(m0 + warpRow0 + Tr::kRowsPerWarp < sh.seqQ ? m0 + warpRow0 + Tr::kRowsPerWarp : sh.seqQ) - 1 + sh.seqK - sh.seqQ;
+  // (in [-seqQ, seqK): an int, as are the tiles' first keys it is compared with)
+  const int warpLastPos = (m0 + warpRow0 + Tr::kRowsPerWarp < sh.seqQ ? m0 + warpRow0 + Tr::kRowsPerWarp : sh.seqQ) - 1 + (sh.seqK - sh.seqQ);
   const int kvh = h / (sh.heads / sh.kvHeads);
 
   const std::uint16_t* qBase = p.q + offset_of(p.qStrides, b, h, 0);
@@ -229,7 +230,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
 
     // A warp whose rows are all past seqQ, or past whose last row the causal tile starts, has no
     // allowed (row, key) here: it skips the tile's mma work (the barriers stay every thread's).
-    const bool live = m0 + warpRow0 < sh.seqQ && (!Causal || static_cast<long long>(tile.index) * kN <= warpLastPos);
+    const bool live = m0 + warpRow0 < sh.seqQ && (!Causal || tile.index * kN <= warpLastPos);
     float s[kSl][Tr::kSTiles][4];
     if (live) qk_scores<T>(s, qf, sK, 0, lane);
 
@@ -244,11 +245,20 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
     if (!tile.elementMask && !topK) {
 #pragma unroll
       for (int sl = 0; sl < kSl; ++sl) {
-        PSA_PTX_REGION_BEGIN("full-tile-softmax");  // one copy per slice
+        // One marked copy per slice, named by the step (the gate counts instructions per score).
+        if constexpr (kN == 64) {
+          PSA_PTX_REGION_BEGIN("full-tile-softmax");
+        } else {
+          PSA_PTX_REGION_BEGIN("full-32key-tile-softmax");
+        }
         kept[sl][0] += 2 * Tr::kSTiles;
         kept[sl][1] += 2 * Tr::kSTiles;
         fwd::softmax_tile<true, PolyDegree>(s[sl], o[sl], mRow[sl], lRow[sl], scaleLog2, coef);
-        PSA_PTX_REGION_END("full-tile-softmax");
+        if constexpr (kN == 64) {
+          PSA_PTX_REGION_END("full-tile-softmax");
+        } else {
+          PSA_PTX_REGION_END("full-32key-tile-softmax");
+        }
       }
     } else {
       // Scores to log2 units; dropped ones to -inf. Element i of tile n8: row g + 8 (i >> 1), key 2t + (i & 1).
@@ -261,7 +271,7 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
             const float raw = s[sl][n8][i];
             bool keep = true;
             if (tile.elementMask) {
-              const long long pos = static_cast<long long>(m0 + warpRow0 + 16 * sl + g + 8 * (i >> 1)) + sh.seqK - sh.seqQ;
+              const int pos = m0 + warpRow0 + 16 * sl + g + 8 * (i >> 1) + (sh.seqK - sh.seqQ);  // below seqK + 128: an int, as key indices are
               keep = element_allowed(p.mask, Causal, sh.seqK, pos, tile.index * kN + n8 * 8 + 2 * t + (i & 1), tile.selected);
             }
             if (topK) keep = keep && score_of(raw, p.scale) >= tau[sl][i >> 1];
@@ -310,9 +320,13 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
   // every other float of 8 rows.
   const bool pairs = (p.oStrides.row | p.oStrides.head | p.oStrides.batch) % 2 == 0 && (reinterpret_cast<std::uintptr_t>(p.o) & 7) == 0;
   // Staged rows of kHeadDim + 8 floats: a warp's 8-byte writes of 8 rows then start 8 banks apart.
+  // The warps stage in turns of as many as the buffers hold (all four but at d 128 with 128 rows).
   constexpr int kOStride = Tr::kHeadDim + 8;
-  static_assert(Tr::kBlockM * kOStride * 4 <= Tr::kSmemBytes, "the staged output tile fits the K, V (and Q) buffers");
+  constexpr int kStageWarps = Tr::kSmemBytes / (Tr::kRowsPerWarp * kOStride * 4) < Tr::kWarps ? Tr::kSmemBytes / (Tr::kRowsPerWarp * kOStride * 4) : Tr::kWarps;
+  static_assert(kStageWarps >= 1, "a warp's staged rows fit the K, V (and Q) buffers");
   float* const sO = reinterpret_cast<float*>(smem);
+  const int stageTurn = warp / kStageWarps;
+  const int stageRow0 = (warp % kStageWarps) * Tr::kRowsPerWarp;  // the warp's first row in sO
   if (!pairs) __syncthreads();  // every warp is done with the K, V and Q buffers sO reuses
 #pragma unroll
   for (int rr = 0; rr < 2 * kSl; ++rr) {
@@ -324,19 +338,19 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
     c += __shfl_xor_sync(0xffffffffu, c, 1);
     c += __shfl_xor_sync(0xffffffffu, c, 2);
     const bool empty = !(l > 0.0f);
-    const float inv = empty ? 0.0f : 1.0f / l;
-    const int tileRow = warpRow0 + 16 * sl + g + 8 * r;
-    const int row = m0 + tileRow;
-    // Columns 2t, 2t + 1 as one 8-byte store: to the output (a warp instruction writes whole
-    // sectors) or to the staged tile.
-    float* const dst = pairs ? oBase + static_cast<long long>(row) * p.oStrides.row : sO + tileRow * kOStride;
+    lRow[sl][r] = empty ? 0.0f : 1.0f / l;  // from here on: the row's 1 / l
+    const int row = m0 + warpRow0 + 16 * sl + g + 8 * r;
+    if (pairs) {
+      // Columns 2t, 2t + 1 as one 8-byte store: a warp instruction writes whole sectors.
+      float* const orow = oBase + static_cast<long long>(row) * p.oStrides.row;
 #pragma unroll
-    for (int d8 = 0; d8 < Tr::kOTiles; ++d8) {
-      const int col = d8 * 8 + 2 * t;
-      float2 v;
-      v.x = o[sl][d8][2 * r] * inv;
-      v.y = o[sl][d8][2 * r + 1] * inv;
-      st_if(!pairs || (row < sh.seqQ && col < sh.headDim), reinterpret_cast<float2*>(dst + col), v);
+      for (int d8 = 0; d8 < Tr::kOTiles; ++d8) {
+        const int col = d8 * 8 + 2 * t;
+        float2 v;
+        v.x = o[sl][d8][2 * r] * lRow[sl][r];
+        v.y = o[sl][d8][2 * r + 1] * lRow[sl][r];
+        st_if(row < sh.seqQ && col < sh.headDim, reinterpret_cast<float2*>(orow + col), v);
+      }
     }
     if (row < sh.seqQ) {
       const long long rowIndex = (static_cast<long long>(b) * sh.heads + h) * sh.seqQ + row;
@@ -345,13 +359,34 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
     }
   }
   if (!pairs) {
-    __syncthreads();
-    const int rows = sh.seqQ - m0 < Tr::kBlockM ? sh.seqQ - m0 : Tr::kBlockM;
-    const int n = rows * sh.headDim;
 #pragma unroll 1
-    for (int e = static_cast<int>(threadIdx.x); e < n; e += Tr::kThreads) {
-      const int r = e / sh.headDim, col = e - r * sh.headDim;
-      st(oBase + static_cast<long long>(m0 + r) * p.oStrides.row + col, ld(sO + r * kOStride + col));
+    for (int turn = 0; turn * kStageWarps < Tr::kWarps; ++turn) {
+      if (turn > 0) __syncthreads();  // the previous turn's rows have left sO
+      if (stageTurn == turn) {
+#pragma unroll
+        for (int rr = 0; rr < 2 * kSl; ++rr) {
+          const int sl = rr >> 1, r = rr & 1;
+          float* const dst = sO + (stageRow0 + 16 * sl + g + 8 * r) * kOStride;
+#pragma unroll
+          for (int d8 = 0; d8 < Tr::kOTiles; ++d8) {
+            float2 v;
+            v.x = o[sl][d8][2 * r] * lRow[sl][r];
+            v.y = o[sl][d8][2 * r + 1] * lRow[sl][r];
+            st(reinterpret_cast<float2*>(dst + d8 * 8 + 2 * t), v);
+          }
+        }
+      }
+      __syncthreads();
+      // The turn's rows of the tile, consecutive threads on consecutive floats of a row.
+      const int first = m0 + turn * kStageWarps * Tr::kRowsPerWarp;
+      const int span = kStageWarps * Tr::kRowsPerWarp;
+      const int rows = sh.seqQ - first < span ? sh.seqQ - first : span;
+      const int n = rows > 0 ? rows * sh.headDim : 0;
+#pragma unroll 1
+      for (int e = static_cast<int>(threadIdx.x); e < n; e += Tr::kThreads) {
+        const int r = e / sh.headDim, col = e - r * sh.headDim;
+        st(oBase + static_cast<long long>(first + r) * p.oStrides.row + col, ld(sO + r * kOStride + col));
+      }
     }
   }
 }

@@ -24,7 +24,7 @@ struct ForwardTraits : TileShape<HeadDim, BlockM> {
   static constexpr int kQOffset = kQAliased ? Tile::kKeyTileHalves : 0;
   static constexpr int kKOffset = kQAliased ? 0 : Tile::kTileHalves;
   static constexpr int kVOffset = kKOffset + Tile::kKeyTileHalves;
-  // 18432 (d 64), 34816 (d 128), 67584 (d 256); 128 rows: 36864 (d 64).
+  // 18432 (d 64), 34816 (d 128), 67584 (d 256); 128 rows: 36864 (d 64), 52224 (d 128).
   static constexpr int kSmemBytes = (kVOffset + Tile::kKeyTileHalves) * 2;
 
   // Register tiles per warp and slice: S is 16 x kBlockN, O is 16 x kHeadDim (8-column mma tiles).
@@ -35,8 +35,9 @@ struct ForwardTraits : TileShape<HeadDim, BlockM> {
 // 128-row query tiles: each warp's K and V fragments serve 32 rows (two m16 slices), half the
 // shared-memory reads per Tensor Core FLOP of 64-row tiles, and the tile's copies are shared by
 // twice the rows. They need a layout whose query blocks hold whole 128-row tiles (none, or a
-// blockSize of 128 or 256). Instantiated at d 64 (forward_hdim64.cu); at d 128 the two slices'
-// 128 O and 64 S accumulators leave too few registers (cuda/PERF.md §5.2).
+// blockSize of 128 or 256). d 64 and d 128 (forward_hdim64.cu, forward_hdim128.cu); at d 128
+// they step 32 keys (tile_shape.h), whose 32 S accumulators a lane leave room for the two
+// slices' 128 O accumulators.
 template <int HeadDim>
 using WideForwardTraits = ForwardTraits<HeadDim, 128>;
 
@@ -47,5 +48,6 @@ static_assert(ctas_by_smem(100 * 1024, ForwardTraits<256>::kSmemBytes) >= 1, "d 
 static_assert(ctas_by_smem(100 * 1024, ForwardTraits<128>::kSmemBytes) >= 2, "d 128 fits two CTAs per SM on sm_86/89");
 static_assert(ctas_by_smem(164 * 1024, ForwardTraits<256>::kSmemBytes) >= 2, "d 256 fits two CTAs per SM on sm_80 (and sm_90's 228 KB)");
 static_assert(ctas_by_smem(100 * 1024, WideForwardTraits<64>::kSmemBytes) >= 2, "128-row d 64 tiles fit two CTAs per SM on every target");
+static_assert(ctas_by_smem(164 * 1024, WideForwardTraits<128>::kSmemBytes) >= 3, "128-row d 128 tiles fit three CTAs per SM on sm_80");
 
 }  // namespace psa::gpu

@@ -22,7 +22,9 @@ struct TileShape {
   // Keys per step (a layout entry of blockSize keys is blockSize / kBlockN steps). 32 at d 256:
   // K and V tiles of 32 rows halve the shared memory beside the 64-row Q tile, so that two CTAs
   // fit an SM of 164 KB (sm_80) and the 16 x 32 S tile leaves registers to the 128 O accumulators.
-  static constexpr int kBlockN = HeadDim == 256 ? 32 : 64;
+  // 32 at d 128 with 128 rows too: a warp's two slices hold 128 O accumulators a lane, and two
+  // 16 x 64 S tiles beside them would not fit 255 registers. Scores do not depend on the step.
+  static constexpr int kBlockN = HeadDim == 256 || (HeadDim == 128 && BlockM == 128) ? 32 : 64;
   static constexpr int kWarps = 4;  // each owns kRowsPerWarp query rows
   static constexpr int kThreads = kWarps * 32;
   static constexpr int kRowsPerWarp = kBlockM / kWarps;
