@@ -195,9 +195,9 @@ __global__ void __launch_bounds__(Traits::kThreads, 1) attention_forward_kernel(
 #pragma unroll
   for (int sl = 0; sl < kSl; ++sl) qf[sl].load_rows(sQ, warpRow0 + 16 * sl, lane);
 
-  float coef[9];
-#pragma unroll
-  for (int i = 0; i < 9; ++i) coef[i] = p.polyCoefficients[i];
+  // The polynomial's coefficients stay in the kernel's parameter space: an FMA reads them there,
+  // with no register held across the walk.
+  const float(&coef)[9] = p.polyCoefficients;
 
   const bool topK = p.threshold != nullptr;
   // Per slice sl and lane row r (row warpRow0 + 16 sl + g + 8 r of the tile):

@@ -10,17 +10,19 @@ namespace psa::gpu {
 template <int HeadDim, int BlockM = 64>
 struct ForwardTraits : TileShape<HeadDim, BlockM> {
   using Tile = TileShape<HeadDim, BlockM>;
-  // Q's A fragments live in registers for the whole CTA (kSlices x kQK16 x 4 registers) while
-  // they fit beside the O accumulators (kSlices x HeadDim / 2): one slice up to d 128, two up to
-  // d 64. Else Q stays in shared memory and each k16 step reloads its fragments with ldmatrix.
-  static constexpr bool kQInRegisters = HeadDim * Tile::kSlices <= 128;
+  // Q's A fragments live in registers for the whole CTA (kQK16 x 4 registers) with one slice up
+  // to d 128. Else Q stays in shared memory and each k16 step reloads its fragments with
+  // ldmatrix: with two slices even at d 64, where 32 registers of Q left the polynomial
+  // kernels spilling on sm_80 beside 64 O and 64 S accumulators.
+  static constexpr bool kQInRegisters = Tile::kSlices == 1 && HeadDim <= 128;
 
   // One K and one V buffer (FlashAttention 2's pipeline: V_n lands during S = Q K_n^T, K_{n+1}
   // during the softmax and P V of step n). Layout, in halves:
-  //   Q in registers, 64 rows: K | V, with the Q tile aliased onto V: Q is read into registers
-  //                            before the barrier that precedes the first V copy.
-  //   otherwise:               Q | K | V.
-  static constexpr bool kQAliased = kQInRegisters && Tile::kTileHalves <= Tile::kKeyTileHalves;
+  //   Q in registers: K | V, with the Q tile aliased onto V: Q is read into registers before
+  //                   the barrier that precedes the first V copy.
+  //   Q in shared:    Q | K | V.
+  static constexpr bool kQAliased = kQInRegisters;
+  static_assert(!kQAliased || Tile::kTileHalves <= Tile::kKeyTileHalves, "the Q tile fits the V buffer it is aliased onto");
   static constexpr int kQOffset = kQAliased ? Tile::kKeyTileHalves : 0;
   static constexpr int kKOffset = kQAliased ? 0 : Tile::kTileHalves;
   static constexpr int kVOffset = kKOffset + Tile::kKeyTileHalves;
