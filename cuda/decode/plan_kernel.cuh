@@ -61,15 +61,15 @@ __device__ __forceinline__ float page_estimate(const StepParams& p, const float*
   const int D = p.pool.headDim;
   float e = 0.0f;
   if (p.estimate == Estimate::Bound) {
-    for (int d = 0; d < D; d++) e += fmaxf(q[d] * meta[kMetaMin * D + d], q[d] * meta[kMetaMax * D + d]);
+    for (int d = 0; d < D; d++) e += fmaxf(q[d] * ld(meta + kMetaMin * D + d), q[d] * ld(meta + kMetaMax * D + d));
     return p.scale * e;
   }
   const float inv = 1.0f / static_cast<float>(count);
   float var = 0.0f;
   for (int d = 0; d < D; d++) {
-    const float mean = meta[kMetaSum * D + d] * inv;
+    const float mean = ld(meta + kMetaSum * D + d) * inv;
     e = fmaf(q[d], mean, e);
-    if (p.estimate == Estimate::Moment) var += q[d] * q[d] * fmaxf(0.0f, meta[kMetaSumSq * D + d] * inv - mean * mean);
+    if (p.estimate == Estimate::Moment) var += q[d] * q[d] * fmaxf(0.0f, ld(meta + kMetaSumSq * D + d) * inv - mean * mean);
   }
   return p.scale * e + (p.estimate == Estimate::Moment ? p.scale * p.scale * 0.5f * var : 0.0f);
 }
@@ -90,7 +90,7 @@ struct PlanUnit {
 template <typename T>
 __device__ __forceinline__ const std::uint16_t* key_at(const StepParams& p, const PlanUnit& u, int j) {
   const int ps = p.pool.pageSize;
-  const int page = p.pageTable[static_cast<std::size_t>(u.b) * p.tableStride + j / ps];
+  const int page = ld(p.pageTable + static_cast<std::size_t>(u.b) * p.tableStride + j / ps);
   return p.pool.keys + pool_offset(p.pool, page, u.hk, j % ps);
 }
 
@@ -176,7 +176,7 @@ template <typename T>
 __device__ __forceinline__ void load_query(const StepParams& p, const PlanUnit& u, int head, float* q) {
   const std::uint16_t* src = p.q + ((static_cast<std::size_t>(u.b) * p.heads + head) * p.m + u.i) * p.pool.headDim;
   __syncthreads();
-  for (int d = threadIdx.x; d < p.pool.headDim; d += blockDim.x) q[d] = widen16<T>(src[d]);
+  for (int d = threadIdx.x; d < p.pool.headDim; d += blockDim.x) q[d] = widen16<T>(ld(src + d));
   __syncthreads();
 }
 
@@ -184,7 +184,7 @@ template <typename T>
 __device__ __forceinline__ float estimate_of(const StepParams& p, const PlanUnit& u, const float* q, int c) {
   const int ps = p.pool.pageSize;
   const int J = u.candPage[c];
-  const int page = p.pageTable[static_cast<std::size_t>(u.b) * p.tableStride + J];
+  const int page = ld(p.pageTable + static_cast<std::size_t>(u.b) * p.tableStride + J);
   const float* meta = p.pool.meta + (static_cast<std::size_t>(page) * p.pool.kvHeads + u.hk) * kMetaFields * p.pool.headDim;
   const int count = min_of(ps, u.length - J * ps);
   return page_estimate(p, q, meta, count);
@@ -214,7 +214,7 @@ __device__ __forceinline__ void score_positions(const StepParams& p, const PlanU
   float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(p.maxPages);
   for (int r = from + (threadIdx.x >> 5); r < to; r += kPlanWarps) {
     const float lm = page_log_mass<T>(p, u, q, u.idx[r]);
-    if ((threadIdx.x & 31) == 0) masses[r] = lm;
+    st_if((threadIdx.x & 31) == 0, masses + r, lm);
   }
   __syncthreads();
 }
@@ -318,7 +318,7 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
             int k = 0;
             for (; k < kPlanWarps; k++) {
               if (a + lZ >= t + u.suffix[r]) break;
-              lZ = log_add_exp(lZ, masses[r]);
+              lZ = log_add_exp(lZ, ld(masses + r));
               r++;
             }
             stop = k < kPlanWarps ? 1 : 0;
@@ -360,7 +360,7 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
       if (threadIdx.x == 0) {
         const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
         float lZ = walked[g] <= kept ? walkedZ[g] : baseZ[g];
-        for (int r = from; r < kept; r++) lZ = log_add_exp(lZ, masses[r]);
+        for (int r = from; r < kept; r++) lZ = log_add_exp(lZ, ld(masses + r));
         const float lR = u.suffix[kept];
         const long long row = (static_cast<long long>(u.b) * p.heads + u.firstHead + g) * p.m + u.i;
         p.dropped[row] = lR == -INFINITY ? 0.0f : 1.0f / (1.0f + expf(lZ - lR));

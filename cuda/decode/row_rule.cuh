@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "../cuda_compat.h"
+#include "../primitives.cuh"
 #include "params.h"
 
 namespace psa::gpu::decode {
@@ -62,11 +63,13 @@ template <typename T> __device__ __forceinline__ float widen16(std::uint16_t bit
 template <> __device__ __forceinline__ float widen16<__half>(std::uint16_t bits) { return __half2float(__ushort_as_half(bits)); }
 template <> __device__ __forceinline__ float widen16<__nv_bfloat16>(std::uint16_t bits) { return __bfloat162float(__ushort_as_bfloat16(bits)); }
 
-// scale * (q . k) in float32, channels in order: the one score every decode kernel uses.
+// scale * (q . k) in float32, channels in order: the one score every decode kernel uses. The
+// key's reads are counted (a lane per key: the plan reads it from the pool, attention from
+// shared memory).
 template <typename T>
 __device__ __forceinline__ float key_score(const float* q, const std::uint16_t* key, int headDim, float scale) {
   float dot = 0.0f;
-  for (int d = 0; d < headDim; d++) dot = fmaf(q[d], widen16<T>(key[d]), dot);
+  for (int d = 0; d < headDim; d++) dot = fmaf(q[d], widen16<T>(ld(key + d)), dot);
   return scale * dot;
 }
 
