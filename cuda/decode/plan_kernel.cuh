@@ -9,10 +9,13 @@
 //               shared unit by the mean of the group's estimates;
 //   count       ratio / topBlocks directly; progressive: the shortest prefix with
 //               Z >= tau (Z + R), Z the exact mass of the window, sinks and prefix pages, R the
-//               suffix of n_J exp(e_J). The warps score the next kPlanWarps ordered pages at
-//               once (speculatively) and one thread walks them in order, so the prefix is exact
-//               and at most kPlanWarps - 1 pages are scored past the stop. Then clamped; shared: the
-//               longest of the heads' counts, so every head keeps its own guarantee.
+//               suffix of n_J exp(e_J). The estimates predict the stop first (the rule with the
+//               prefix's estimated masses in Z); the warps score the ordered pages up to it and
+//               a margin in one round, then kPlanWalkRound more a round while the rule is not
+//               met, and one thread walks the scored pages in order, so the prefix is exact:
+//               pages scored past the stop are extra work, never a different answer. Then
+//               clamped; shared: the longest of the heads' counts, so every head keeps its own
+//               guarantee.
 #pragma once
 
 #include <cstdint>
@@ -208,6 +211,26 @@ __device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUni
   __syncthreads();
 }
 
+// Where the rule would stop were the ordered pages' exact masses their estimates: the first r
+// with ln(1 - tau) + ln(Z_base + T - R_r) >= ln tau + ln R_r, T the estimated mass of every
+// candidate (suffix[0]). Monotone in r, so each thread tests its own r in order and the least
+// wins. Every thread calls it, after a barrier that follows their reads of the previous call's
+// result (suffix_masses ends with one).
+__device__ __forceinline__ int predicted_stop(const PlanUnit& u, float base, float a, float t) {
+  __shared__ int least;
+  if (threadIdx.x == 0) least = u.candidates;
+  __syncthreads();
+  const float total = u.suffix[0];
+  for (int r = threadIdx.x; r < u.candidates; r += blockDim.x) {
+    if (a + log_add_exp(base, log_sub_exp(total, u.suffix[r])) >= t + u.suffix[r]) {
+      atomicMin(&least, r);
+      break;
+    }
+  }
+  __syncthreads();
+  return least;
+}
+
 // The masses of ordered positions [from, to) for head g, by the warps, into the workspace.
 template <typename T>
 __device__ __forceinline__ void score_positions(const StepParams& p, const PlanUnit& u, const float* q, int g, int from, int to) {
@@ -228,6 +251,7 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
   __shared__ float walkedZ[kMaxGroup];
   __shared__ float baseZ[kMaxGroup];
   __shared__ int countOf[kMaxGroup];
+  __shared__ int scoredOf[kMaxGroup];  // ordered positions [0, scoredOf[g]) have head g's masses
   __shared__ int stop, visitedCount;
   __shared__ float zNow;
 
@@ -303,6 +327,7 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
       if (threadIdx.x == 0) baseZ[g] = base;
       int count = 0;
       int done = 0;
+      int scored = 0;
       float lZ = base;
       if (p.choice == Choice::Ratio) {
         count = clampCount(ceil_tolerant(p.choiceValue * nc));
@@ -312,16 +337,15 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
         suffix_masses<T>(p, u, q);
         const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
         int r = 0;
+        int round = kPlanWalkRound;  // doubled each round: a walk the estimates misjudge ends in O(log) rounds
+        scored = min_of(min_of(predicted_stop(u, base, a, t) + kPlanWalkMargin, kPlanFirstRound), nc);
         while (true) {
-          score_positions<T>(p, u, q, g, r, min_of(r + kPlanWarps, nc));
+          score_positions<T>(p, u, q, g, r, scored);
           if (threadIdx.x == 0) {
-            int k = 0;
-            for (; k < kPlanWarps; k++) {
-              if (a + lZ >= t + u.suffix[r]) break;
-              lZ = log_add_exp(lZ, ld(masses + r));
-              r++;
-            }
-            stop = k < kPlanWarps ? 1 : 0;
+            // The exact walk over the scored pages; at r = nc the rule holds (R = 0).
+            int met = 0;
+            while (!(met = a + lZ >= t + u.suffix[r]) && r < scored) lZ = log_add_exp(lZ, ld(masses + r++));
+            stop = met;
             countOf[g] = r;
             zNow = lZ;
           }
@@ -331,6 +355,8 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
           lZ = zNow;
           __syncthreads();
           if (done) break;
+          scored = min_of(r + round, nc);
+          round *= 2;
         }
         if (threadIdx.x == 0) {
           walked[g] = r;
@@ -338,7 +364,10 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
         }
         count = clampCount(r);
       }
-      if (threadIdx.x == 0) countOf[g] = count;
+      if (threadIdx.x == 0) {
+        countOf[g] = count;
+        scoredOf[g] = scored;
+      }
       if (p.choice != Choice::Progressive && threadIdx.x == 0) {
         walked[g] = 0;
         walkedZ[g] = base;
@@ -354,9 +383,10 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
     for (int g = 0; g < u.heads; g++) {
       load_query<T>(p, u, u.firstHead + g, q);
       suffix_masses<T>(p, u, q);
-      // From the walked prefix when the count reaches past it, else from the window and sinks.
+      // From the walked prefix when the count reaches past it, else from the window and sinks;
+      // the pages the walk scored already have their masses.
       const int from = walked[g] <= kept ? walked[g] : 0;
-      score_positions<T>(p, u, q, g, from, kept);
+      score_positions<T>(p, u, q, g, max_of(from, scoredOf[g]), kept);
       if (threadIdx.x == 0) {
         const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
         float lZ = walked[g] <= kept ? walkedZ[g] : baseZ[g];

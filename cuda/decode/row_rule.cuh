@@ -85,4 +85,11 @@ __device__ __forceinline__ float log_add_exp(float a, float b) {
   return m + logf(expf(a - m) + expf(b - m));
 }
 
+// ln(e^a - e^b) for b <= a (-inf when b >= a).
+__device__ __forceinline__ float log_sub_exp(float a, float b) {
+  if (b == -INFINITY) return a;
+  if (b >= a) return -INFINITY;
+  return a + log1pf(-expf(b - a));
+}
+
 }  // namespace psa::gpu::decode
