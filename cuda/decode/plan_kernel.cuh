@@ -59,22 +59,48 @@ struct RunningMass {
   }
 };
 
-// The estimate of one page for one query row, from the metadata of its `count` valid keys.
+// Channels [d, d + 4) of one metadata field (clipped to D): one 16-byte load where the head dim
+// keeps the rows aligned to them (a lane reads one page: 16 bytes of a sector, not 4).
+__device__ __forceinline__ void meta_channels(const float* field, int d, int D, float (&x)[4]) {
+  if (D % 4 == 0) {
+    const float4 v = ld(reinterpret_cast<const float4*>(field + d));
+    x[0] = v.x;
+    x[1] = v.y;
+    x[2] = v.z;
+    x[3] = v.w;
+    return;
+  }
+  for (int c = 0; c < 4; c++) x[c] = d + c < D ? ld(field + d + c) : 0.0f;
+}
+
+// The estimate of one page for one query row, from the metadata of its `count` valid keys
+// (the channels in order, whatever the loads' width).
 __device__ __forceinline__ float page_estimate(const StepParams& p, const float* q, const float* meta, int count) {
   const int D = p.pool.headDim;
   float e = 0.0f;
+  float a[4], b[4];
   if (p.estimate == Estimate::Bound) {
-    for (int d = 0; d < D; d++) e += fmaxf(q[d] * ld(meta + kMetaMin * D + d), q[d] * ld(meta + kMetaMax * D + d));
+    for (int d0 = 0; d0 < D; d0 += 4) {
+      meta_channels(meta + kMetaMin * D, d0, D, a);
+      meta_channels(meta + kMetaMax * D, d0, D, b);
+      for (int c = 0; c < 4 && d0 + c < D; c++) e += fmaxf(q[d0 + c] * a[c], q[d0 + c] * b[c]);
+    }
     return p.scale * e;
   }
   const float inv = 1.0f / static_cast<float>(count);
+  const bool moment = p.estimate == Estimate::Moment;
   float var = 0.0f;
-  for (int d = 0; d < D; d++) {
-    const float mean = ld(meta + kMetaSum * D + d) * inv;
-    e = fmaf(q[d], mean, e);
-    if (p.estimate == Estimate::Moment) var += q[d] * q[d] * fmaxf(0.0f, ld(meta + kMetaSumSq * D + d) * inv - mean * mean);
+  for (int d0 = 0; d0 < D; d0 += 4) {
+    meta_channels(meta + kMetaSum * D, d0, D, a);
+    if (moment) meta_channels(meta + kMetaSumSq * D, d0, D, b);
+    for (int c = 0; c < 4 && d0 + c < D; c++) {
+      const int d = d0 + c;
+      const float mean = a[c] * inv;
+      e = fmaf(q[d], mean, e);
+      if (moment) var += q[d] * q[d] * fmaxf(0.0f, b[c] * inv - mean * mean);
+    }
   }
-  return p.scale * e + (p.estimate == Estimate::Moment ? p.scale * p.scale * 0.5f * var : 0.0f);
+  return p.scale * e + (moment ? p.scale * p.scale * 0.5f * var : 0.0f);
 }
 
 // Where the plan of one unit keeps its state: the shared-memory arrays and the unit's rows.
@@ -193,14 +219,15 @@ __device__ __forceinline__ float estimate_of(const StepParams& p, const PlanUnit
   return page_estimate(p, q, meta, count);
 }
 
-// ln R after the first r ordered candidates, for the head whose query is q.
+// ln R after the first r ordered candidates, for the head whose query is q. A unit of one head
+// sorted by its own estimates: the sort keys are they (0 + e), not read again.
 template <typename T>
 __device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUnit& u, const float* q) {
   const int nc = u.candidates;
   for (int r = threadIdx.x; r < nc; r += blockDim.x) {
     const int c = u.idx[r];
     const int n = u.candKeys[c] < 0 ? -u.candKeys[c] : u.candKeys[c];
-    u.suffix[r] = logf(static_cast<float>(n)) + estimate_of<T>(p, u, q, c);
+    u.suffix[r] = logf(static_cast<float>(n)) + (u.heads == 1 ? u.key[r] : estimate_of<T>(p, u, q, c));
   }
   __syncthreads();
   if (threadIdx.x == 0) {
