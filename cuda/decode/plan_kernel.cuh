@@ -73,6 +73,50 @@ __device__ __forceinline__ void meta_channels(const float* field, int d, int D, 
   for (int c = 0; c < 4; c++) x[c] = d + c < D ? ld(field + d + c) : 0.0f;
 }
 
+// A sum of exponentials as its largest exponent m and the sum s of exp(x - m): combining two is
+// associative, so the suffix sums of the ordered pages' weights take a parallel scan.
+struct LogSum {
+  float m = -INFINITY, s = 0.0f;
+};
+__device__ __forceinline__ LogSum log_sum_combine(LogSum a, LogSum b) {
+  if (a.m == -INFINITY) return b;
+  if (b.m == -INFINITY) return a;
+  const float m = fmaxf(a.m, b.m);
+  return LogSum{m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
+}
+
+// In place: x[r] <- ln sum_{k >= r} exp(x[k]) for r < n, and x[n] = -inf, by the whole CTA (every
+// thread calls it): each thread folds a contiguous chunk, the chunks' totals are scanned across
+// the lanes and the warps, then each thread writes its chunk. Depth log(threads) + n / threads
+// where one thread's scan had depth n.
+__device__ __forceinline__ void suffix_log_sums(float* x, int n) {
+  __shared__ LogSum warpTotal[kPlanWarps];
+  const int per = (n + kPlanThreads - 1) / kPlanThreads;
+  const int lo = min_of(static_cast<int>(threadIdx.x) * per, n), hi = min_of(lo + per, n);
+  LogSum mine;
+  for (int r = hi - 1; r >= lo; r--) mine = log_sum_combine(LogSum{x[r], 1.0f}, mine);
+  // Inclusive suffix scan over the lanes: lane l holds the chunks of lanes l..31.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  LogSum incl = mine;
+  for (int o = 1; o < 32; o <<= 1) {
+    const LogSum other{__shfl_down_sync(0xffffffffu, incl.m, o), __shfl_down_sync(0xffffffffu, incl.s, o)};
+    if (lane + o < 32) incl = log_sum_combine(incl, other);
+  }
+  if (lane == 0) warpTotal[warp] = incl;
+  const LogSum above{__shfl_down_sync(0xffffffffu, incl.m, 1), __shfl_down_sync(0xffffffffu, incl.s, 1)};
+  __syncthreads();
+  // What follows this thread's chunk: the warps after it, then the lanes after it.
+  LogSum after;
+  for (int w = kPlanWarps - 1; w > warp; w--) after = log_sum_combine(warpTotal[w], after);
+  if (lane < 31) after = log_sum_combine(above, after);
+  for (int r = hi - 1; r >= lo; r--) {
+    after = log_sum_combine(LogSum{x[r], 1.0f}, after);
+    x[r] = after.m + logf(after.s);
+  }
+  if (threadIdx.x == 0) x[n] = -INFINITY;
+  __syncthreads();
+}
+
 // The estimate of one page for one query row, from the metadata of its `count` valid keys
 // (the channels in order, whatever the loads' width).
 __device__ __forceinline__ float page_estimate(const StepParams& p, const float* q, const float* meta, int count) {
@@ -230,12 +274,7 @@ __device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUni
     u.suffix[r] = logf(static_cast<float>(n)) + (u.heads == 1 ? u.key[r] : estimate_of<T>(p, u, q, c));
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
-    float acc = -INFINITY;
-    u.suffix[nc] = acc;
-    for (int r = nc - 1; r >= 0; r--) u.suffix[r] = acc = log_add_exp(acc, u.suffix[r]);
-  }
-  __syncthreads();
+  suffix_log_sums(u.suffix, nc);
 }
 
 // Where the rule would stop were the ordered pages' exact masses their estimates: the first r
