@@ -11,15 +11,19 @@
 //               Z >= tau (Z + R), Z the exact mass of the window, sinks and prefix pages, R the
 //               suffix of n_J exp(e_J). The estimates predict the stop first (the rule with the
 //               prefix's estimated masses in Z); the warps score the ordered pages up to it and
-//               a margin in one round, then kPlanWalkRound more a round while the rule is not
-//               met, and one thread walks the scored pages in order, so the prefix is exact:
-//               pages scored past the stop are extra work, never a different answer. Then
+//               a margin in one round, then kPlanWalkRound, doubled, more a round while the rule
+//               is not met; each round tests the rule at every scored position with the exact Z
+//               there (a prefix scan of the exact masses), the least position wins, so the
+//               prefix is exact: pages scored past the stop are extra work, never a different
+//               answer. Every loop over the candidates runs across the CTA (the compaction,
+//               the suffix masses, the prediction, the walk): no thread walks them alone. Then
 //               clamped; shared: the longest of the heads' counts, so every head keeps its own
 //               guarantee.
 #pragma once
 
 #include <cstdint>
 
+#include "../attention/bits.cuh"
 #include "../attention/ceil_tolerant.cuh"
 #include "../cuda_compat.h"
 #include "params.h"
@@ -85,33 +89,53 @@ __device__ __forceinline__ LogSum log_sum_combine(LogSum a, LogSum b) {
   return LogSum{m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
 }
 
-// In place: x[r] <- ln sum_{k >= r} exp(x[k]) for r < n, and x[n] = -inf, by the whole CTA (every
-// thread calls it): each thread folds a contiguous chunk, the chunks' totals are scanned across
-// the lanes and the warps, then each thread writes its chunk. Depth log(threads) + n / threads
-// where one thread's scan had depth n.
-__device__ __forceinline__ void suffix_log_sums(float* x, int n) {
+// The CTA's scan of x[0, n) as sums of exponentials (every thread calls it): this thread's
+// contiguous chunk [lo, hi) and what the chunks before it sum to (Suffix: the chunks after it),
+// and with `total` the sum of all. The lanes' chunk sums are scanned by shuffles, the warps'
+// through shared memory: depth log(threads) + n / threads, where one thread's loop had depth n.
+// A barrier must separate two calls' reads of the warps' totals and the next call's writes.
+template <bool Suffix>
+__device__ __forceinline__ LogSum scan_chunks(const float* x, int n, int& lo, int& hi, LogSum* total) {
   __shared__ LogSum warpTotal[kPlanWarps];
   const int per = (n + kPlanThreads - 1) / kPlanThreads;
-  const int lo = min_of(static_cast<int>(threadIdx.x) * per, n), hi = min_of(lo + per, n);
+  lo = min_of(static_cast<int>(threadIdx.x) * per, n);
+  hi = min_of(lo + per, n);
   LogSum mine;
-  for (int r = hi - 1; r >= lo; r--) mine = log_sum_combine(LogSum{x[r], 1.0f}, mine);
-  // Inclusive suffix scan over the lanes: lane l holds the chunks of lanes l..31.
+  for (int r = lo; r < hi; r++) mine = log_sum_combine(mine, LogSum{ld(x + r), 1.0f});
+  // Inclusive over the lanes: lane l holds lanes l..31 (Suffix) or 0..l.
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   LogSum incl = mine;
   for (int o = 1; o < 32; o <<= 1) {
-    const LogSum other{__shfl_down_sync(0xffffffffu, incl.m, o), __shfl_down_sync(0xffffffffu, incl.s, o)};
-    if (lane + o < 32) incl = log_sum_combine(incl, other);
+    const float m = Suffix ? __shfl_down_sync(0xffffffffu, incl.m, o) : __shfl_up_sync(0xffffffffu, incl.m, o);
+    const float s = Suffix ? __shfl_down_sync(0xffffffffu, incl.s, o) : __shfl_up_sync(0xffffffffu, incl.s, o);
+    if (Suffix ? lane + o < 32 : lane >= o) incl = log_sum_combine(incl, LogSum{m, s});
   }
-  if (lane == 0) warpTotal[warp] = incl;
-  const LogSum above{__shfl_down_sync(0xffffffffu, incl.m, 1), __shfl_down_sync(0xffffffffu, incl.s, 1)};
+  if (lane == (Suffix ? 0 : 31)) warpTotal[warp] = incl;
+  const float nm = Suffix ? __shfl_down_sync(0xffffffffu, incl.m, 1) : __shfl_up_sync(0xffffffffu, incl.m, 1);
+  const float ns = Suffix ? __shfl_down_sync(0xffffffffu, incl.s, 1) : __shfl_up_sync(0xffffffffu, incl.s, 1);
   __syncthreads();
-  // What follows this thread's chunk: the warps after it, then the lanes after it.
-  LogSum after;
-  for (int w = kPlanWarps - 1; w > warp; w--) after = log_sum_combine(warpTotal[w], after);
-  if (lane < 31) after = log_sum_combine(above, after);
+  LogSum before;
+  for (int w = 0; w < kPlanWarps; w++) {
+    if (Suffix ? w > warp : w < warp) before = log_sum_combine(before, warpTotal[w]);
+  }
+  if (Suffix ? lane < 31 : lane > 0) before = log_sum_combine(before, LogSum{nm, ns});
+  if (total) {
+    LogSum all;
+    for (int w = 0; w < kPlanWarps; w++) all = log_sum_combine(all, warpTotal[w]);
+    *total = all;
+  }
+  return before;
+}
+
+__device__ __forceinline__ float log_of(LogSum x) { return x.m == -INFINITY ? -INFINITY : x.m + logf(x.s); }
+
+// In place: x[r] <- ln sum_{k >= r} exp(x[k]) for r < n, and x[n] = -inf (every thread calls it).
+__device__ __forceinline__ void suffix_log_sums(float* x, int n) {
+  int lo, hi;
+  LogSum after = scan_chunks<true>(x, n, lo, hi, nullptr);
   for (int r = hi - 1; r >= lo; r--) {
     after = log_sum_combine(LogSum{x[r], 1.0f}, after);
-    x[r] = after.m + logf(after.s);
+    x[r] = log_of(after);
   }
   if (threadIdx.x == 0) x[n] = -INFINITY;
   __syncthreads();
@@ -297,6 +321,44 @@ __device__ __forceinline__ int predicted_stop(const PlanUnit& u, float base, flo
   return least;
 }
 
+// One round of the exact walk over the scored positions [from, to), by the CTA (every thread
+// calls it): Z before position r is z0 (the walk so far) plus the exact masses of [from, r), by
+// a prefix scan; the rule is tested at every r in [from, to] and the least r where it holds
+// wins. Returns whether it held; `at` and `zAt` are that r and its ln Z, else `to` and ln Z
+// after every scored page.
+__device__ __forceinline__ bool walk_round(const PlanUnit& u, const float* masses, int from, int to, float z0, float a, float t, int& at, float& zAt) {
+  constexpr int kNone = 0x7fffffff;
+  __shared__ int least;
+  __shared__ float zLeast;
+  if (threadIdx.x == 0) least = kNone;
+  int lo, hi;
+  LogSum total;
+  LogSum z = log_sum_combine(LogSum{z0, 1.0f}, scan_chunks<false>(masses + from, to - from, lo, hi, &total));
+  int mine = kNone;
+  float zMine = 0.0f;
+  for (int k = lo; k < hi; k++) {
+    const float lz = log_of(z);
+    if (a + lz >= t + u.suffix[from + k]) {
+      mine = k;
+      zMine = lz;
+      break;
+    }
+    z = log_sum_combine(z, LogSum{ld(masses + from + k), 1.0f});
+  }
+  if (mine != kNone) atomicMin(&least, mine);
+  __syncthreads();
+  if (mine != kNone && mine == least) zLeast = zMine;
+  __syncthreads();
+  if (least != kNone) {
+    at = from + least;
+    zAt = zLeast;
+    return true;
+  }
+  at = to;
+  zAt = log_of(log_sum_combine(LogSum{z0, 1.0f}, total));
+  return a + zAt >= t + u.suffix[to];
+}
+
 // The masses of ordered positions [from, to) for head g, by the warps, into the workspace.
 template <typename T>
 __device__ __forceinline__ void score_positions(const StepParams& p, const PlanUnit& u, const float* q, int g, int from, int to) {
@@ -318,8 +380,8 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
   __shared__ float baseZ[kMaxGroup];
   __shared__ int countOf[kMaxGroup];
   __shared__ int scoredOf[kMaxGroup];  // ordered positions [0, scoredOf[g]) have head g's masses
-  __shared__ int stop, visitedCount;
-  __shared__ float zNow;
+  __shared__ int visitedCount;
+  __shared__ int warpCount[kPlanWarps];
 
   const int G = p.group();
   PlanUnit u;
@@ -344,24 +406,33 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
   u.candKeys = u.candPage + N;
   const bool selecting = p.choice != Choice::None;
 
-  // Candidates in page order (one thread: a short loop next to the scoring).
-  if (threadIdx.x == 0) {
-    int nc = 0;
-    if (selecting) {
-      for (int J = 0; J < u.rowPages; J++) {
-        const int lo = J * ps;
-        const int hi = min_of(u.span.pos, lo + ps - 1);
-        const int n = span_of(lo, hi) - window_sink_count(u.span, lo, hi);
-        if (n > 0) {
-          u.candPage[nc] = J;
-          u.candKeys[nc++] = n;
-        }
-      }
+  // Candidates in page order: pages holding a key outside the window and the sinks, compacted
+  // a CTA-wide chunk of pages at a time by the warps' ballots.
+  int candidates = 0;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int J0 = 0; selecting && J0 < u.rowPages; J0 += kPlanThreads) {
+    const int J = J0 + static_cast<int>(threadIdx.x);
+    int n = 0;
+    if (J < u.rowPages) {
+      const int lo = J * ps;
+      const int hi = min_of(u.span.pos, lo + ps - 1);
+      n = span_of(lo, hi) - window_sink_count(u.span, lo, hi);
     }
-    stop = nc;
+    const unsigned is = __ballot_sync(0xffffffffu, n > 0);
+    if (lane == 0) warpCount[warp] = popc(is);
+    __syncthreads();
+    int at = candidates + popc(is & ((1u << lane) - 1u));
+    for (int w = 0; w < kPlanWarps; w++) {
+      if (w < warp) at += warpCount[w];
+      candidates += warpCount[w];
+    }
+    if (n > 0) {
+      u.candPage[at] = J;
+      u.candKeys[at] = n;
+    }
+    __syncthreads();
   }
-  __syncthreads();
-  u.candidates = stop;
+  u.candidates = candidates;
   const int nc = u.candidates;
   const int sortN = pow2_ceil(nc);
 
@@ -392,7 +463,6 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
       const float base = base_log_mass<T>(p, u, q);
       if (threadIdx.x == 0) baseZ[g] = base;
       int count = 0;
-      int done = 0;
       int scored = 0;
       float lZ = base;
       if (p.choice == Choice::Ratio) {
@@ -405,22 +475,10 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
         int r = 0;
         int round = kPlanWalkRound;  // doubled each round: a walk the estimates misjudge ends in O(log) rounds
         scored = min_of(min_of(predicted_stop(u, base, a, t) + kPlanWalkMargin, kPlanFirstRound), nc);
+        // At r = nc the rule holds (R = 0): the loop ends.
         while (true) {
           score_positions<T>(p, u, q, g, r, scored);
-          if (threadIdx.x == 0) {
-            // The exact walk over the scored pages; at r = nc the rule holds (R = 0).
-            int met = 0;
-            while (!(met = a + lZ >= t + u.suffix[r]) && r < scored) lZ = log_add_exp(lZ, ld(masses + r++));
-            stop = met;
-            countOf[g] = r;
-            zNow = lZ;
-          }
-          __syncthreads();
-          done = stop;
-          r = countOf[g];
-          lZ = zNow;
-          __syncthreads();
-          if (done) break;
+          if (walk_round(u, masses, r, scored, lZ, a, t, r, lZ)) break;
           scored = min_of(r + round, nc);
           round *= 2;
         }
