@@ -506,15 +506,18 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
     // Pass 2: each head's R / (Z + R) for the kept prefix.
     for (int g = 0; g < u.heads; g++) {
       load_query<T>(p, u, u.firstHead + g, q);
-      suffix_masses<T>(p, u, q);
+      // One head's walk left its suffix masses in place.
+      if (u.heads > 1 || p.choice != Choice::Progressive) suffix_masses<T>(p, u, q);
       // From the walked prefix when the count reaches past it, else from the window and sinks;
       // the pages the walk scored already have their masses.
       const int from = walked[g] <= kept ? walked[g] : 0;
       score_positions<T>(p, u, q, g, max_of(from, scoredOf[g]), kept);
+      const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
+      int lo, hi;
+      LogSum added;
+      scan_chunks<false>(masses + from, kept - from, lo, hi, &added);
       if (threadIdx.x == 0) {
-        const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
-        float lZ = walked[g] <= kept ? walkedZ[g] : baseZ[g];
-        for (int r = from; r < kept; r++) lZ = log_add_exp(lZ, ld(masses + r));
+        const float lZ = log_of(log_sum_combine(LogSum{walked[g] <= kept ? walkedZ[g] : baseZ[g], 1.0f}, added));
         const float lR = u.suffix[kept];
         const long long row = (static_cast<long long>(u.b) * p.heads + u.firstHead + g) * p.m + u.i;
         p.dropped[row] = lR == -INFINITY ? 0.0f : 1.0f / (1.0f + expf(lZ - lR));
