@@ -4,7 +4,8 @@
 // share R / (Z + R), exactly as the reference (lib/reference/decode.ts) decides them:
 //
 //   candidates  pages with a causal key outside the window and the sinks (n_J such keys);
-//   estimates   from the page metadata only ('mean', 'bound', 'moment'), float32;
+//   estimates   from the page metadata only ('mean', 'bound', 'moment'), float32, by
+//               page_estimates_kernel for every row before the plan;
 //   order       by estimate, ties to the lower page (bitonic sort in shared memory), for a
 //               shared unit by the mean of the group's estimates;
 //   count       ratio / topBlocks directly; progressive: the shortest prefix with
@@ -62,20 +63,6 @@ struct RunningMass {
     total = warp_sum(mx == -INFINITY ? 0.0f : sum * expf(mx - m));
   }
 };
-
-// Channels [d, d + 4) of one metadata field (clipped to D): one 16-byte load where the head dim
-// keeps the rows aligned to them (a lane reads one page: 16 bytes of a sector, not 4).
-__device__ __forceinline__ void meta_channels(const float* field, int d, int D, float (&x)[4]) {
-  if (D % 4 == 0) {
-    const float4 v = ld(reinterpret_cast<const float4*>(field + d));
-    x[0] = v.x;
-    x[1] = v.y;
-    x[2] = v.z;
-    x[3] = v.w;
-    return;
-  }
-  for (int c = 0; c < 4; c++) x[c] = d + c < D ? ld(field + d + c) : 0.0f;
-}
 
 // A sum of exponentials as its largest exponent m and the sum s of exp(x - m): combining two is
 // associative, so the suffix sums of the ordered pages' weights take a parallel scan.
@@ -139,36 +126,6 @@ __device__ __forceinline__ void suffix_log_sums(float* x, int n) {
   }
   if (threadIdx.x == 0) x[n] = -INFINITY;
   __syncthreads();
-}
-
-// The estimate of one page for one query row, from the metadata of its `count` valid keys
-// (the channels in order, whatever the loads' width).
-__device__ __forceinline__ float page_estimate(const StepParams& p, const float* q, const float* meta, int count) {
-  const int D = p.pool.headDim;
-  float e = 0.0f;
-  float a[4], b[4];
-  if (p.estimate == Estimate::Bound) {
-    for (int d0 = 0; d0 < D; d0 += 4) {
-      meta_channels(meta + kMetaMin * D, d0, D, a);
-      meta_channels(meta + kMetaMax * D, d0, D, b);
-      for (int c = 0; c < 4 && d0 + c < D; c++) e += fmaxf(q[d0 + c] * a[c], q[d0 + c] * b[c]);
-    }
-    return p.scale * e;
-  }
-  const float inv = 1.0f / static_cast<float>(count);
-  const bool moment = p.estimate == Estimate::Moment;
-  float var = 0.0f;
-  for (int d0 = 0; d0 < D; d0 += 4) {
-    meta_channels(meta + kMetaSum * D, d0, D, a);
-    if (moment) meta_channels(meta + kMetaSumSq * D, d0, D, b);
-    for (int c = 0; c < 4 && d0 + c < D; c++) {
-      const int d = d0 + c;
-      const float mean = a[c] * inv;
-      e = fmaf(q[d], mean, e);
-      if (moment) var += q[d] * q[d] * fmaxf(0.0f, b[c] * inv - mean * mean);
-    }
-  }
-  return p.scale * e + (moment ? p.scale * p.scale * 0.5f * var : 0.0f);
 }
 
 // Where the plan of one unit keeps its state: the shared-memory arrays and the unit's rows.
@@ -277,25 +234,20 @@ __device__ __forceinline__ void load_query(const StepParams& p, const PlanUnit& 
   __syncthreads();
 }
 
-template <typename T>
-__device__ __forceinline__ float estimate_of(const StepParams& p, const PlanUnit& u, const float* q, int c) {
-  const int ps = p.pool.pageSize;
-  const int J = u.candPage[c];
-  const int page = ld(p.pageTable + static_cast<std::size_t>(u.b) * p.tableStride + J);
-  const float* meta = p.pool.meta + (static_cast<std::size_t>(page) * p.pool.kvHeads + u.hk) * kMetaFields * p.pool.headDim;
-  const int count = min_of(ps, u.length - J * ps);
-  return page_estimate(p, q, meta, count);
+// Head g's estimate of candidate c (page_estimates_kernel wrote every row's).
+__device__ __forceinline__ float estimate_of(const StepParams& p, const PlanUnit& u, int g, int c) {
+  const std::size_t row = (static_cast<std::size_t>(u.b) * p.heads + u.firstHead + g) * p.m + u.i;
+  return ld(p.estimates + row * p.maxPages + u.candPage[c]);
 }
 
-// ln R after the first r ordered candidates, for the head whose query is q. A unit of one head
-// sorted by its own estimates: the sort keys are they (0 + e), not read again.
-template <typename T>
-__device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUnit& u, const float* q) {
+// ln R after the first r ordered candidates, for head g. A unit of one head sorted by its own
+// estimates: the sort keys are they (0 + e), not read again.
+__device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUnit& u, int g) {
   const int nc = u.candidates;
   for (int r = threadIdx.x; r < nc; r += blockDim.x) {
     const int c = u.idx[r];
     const int n = u.candKeys[c] < 0 ? -u.candKeys[c] : u.candKeys[c];
-    u.suffix[r] = logf(static_cast<float>(n)) + (u.heads == 1 ? u.key[r] : estimate_of<T>(p, u, q, c));
+    u.suffix[r] = logf(static_cast<float>(n)) + (u.heads == 1 ? u.key[r] : estimate_of(p, u, g, c));
   }
   __syncthreads();
   suffix_log_sums(u.suffix, nc);
@@ -443,8 +395,7 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
       u.idx[t] = t < nc ? t : 0x7fffffff;
     }
     for (int g = 0; g < u.heads; g++) {
-      load_query<T>(p, u, u.firstHead + g, q);
-      for (int c = threadIdx.x; c < nc; c += blockDim.x) u.key[c] += estimate_of<T>(p, u, q, c);
+      for (int c = threadIdx.x; c < nc; c += blockDim.x) u.key[c] += estimate_of(p, u, g, c);
     }
     __syncthreads();
     if (u.heads > 1) {
@@ -470,7 +421,7 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
       } else if (p.choice == Choice::TopBlocks) {
         count = clampCount(p.choiceValue);
       } else {
-        suffix_masses<T>(p, u, q);
+        suffix_masses(p, u, g);
         const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
         int r = 0;
         int round = kPlanWalkRound;  // doubled each round: a walk the estimates misjudge ends in O(log) rounds
@@ -507,7 +458,7 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
     for (int g = 0; g < u.heads; g++) {
       load_query<T>(p, u, u.firstHead + g, q);
       // One head's walk left its suffix masses in place.
-      if (u.heads > 1 || p.choice != Choice::Progressive) suffix_masses<T>(p, u, q);
+      if (u.heads > 1 || p.choice != Choice::Progressive) suffix_masses(p, u, g);
       // From the walked prefix when the count reaches past it, else from the window and sinks;
       // the pages the walk scored already have their masses.
       const int from = walked[g] <= kept ? walked[g] : 0;

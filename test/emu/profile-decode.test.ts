@@ -2,6 +2,7 @@
  * `psa profile --decode` on a small cuda-emu cache: the JSON's shape, the plan's CTAs (one per
  * query row), the attention kernel's global reads against the pages the step reports (each read
  * page's keys and values once per kv group, and the tile's queries: nothing else), the
+ * estimates' reads (each page's metadata once per kv head), the
  * steady-state step's host counts, the table, and options it refuses.
  */
 import { main } from '../../lib/cli';
@@ -53,6 +54,13 @@ describeIf(unavailableReason('cuda-emu'), 'psa profile --decode (emulated build)
     // CTA reads its tile's 4 query rows once (128 B each). Contiguous and aligned: all sectors used.
     expect(attention.globalBytesRead).toBe(s.pagesRead * 2 * 32 * 64 * 2 + attention.ctas * 4 * 64 * 2);
     expect(attention.sectorEfficiency).toBe(1);
+    // The estimates: per kv head, each of the 32 pages' sum and sum of squares (64 channels,
+    // float32) once for the group's 4 rows, the 4 query rows and the 32 page-table entries.
+    const estimates = report.kernels.find((k) => k.name.startsWith('page_estimates_kernel<'));
+    expect(estimates).toBeDefined();
+    if (!estimates) return;
+    expect(estimates.ctas).toBe(2);
+    expect(estimates.counters.globalLoad.bytesUsed).toBe(2 * (32 * 2 * 64 * 4 + 4 * 64 * 2 + 32 * 4));
     expect(report.call).toEqual({ syncs: 3, allocations: 0, frees: 0 });
   }, 120_000);
 
