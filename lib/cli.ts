@@ -1,18 +1,20 @@
 /**
  * The `psa` command: `psa info` (version, platform, each backend and why it is or is not
  * usable), `psa demo` (a planted-needle long-context case, dense against sparse) and
- * `psa profile` (one call's performance counters on the emulated build).
+ * `psa profile` (one call's, or with --decode one decode step's, performance counters on the
+ * emulated build).
  * `main` resolves to the exit code (0 ok, 1 error) and also sets `process.exitCode`.
  */
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { formatDemo, runDemo, DEMO_DEFAULTS } from './demo';
-import { PsaError } from './errors';
+import { OptionError, PsaError } from './errors';
 import { info } from './info';
 import { DECODE_DEMO_DEFAULTS, formatDecodeDemo, runDecodeDemo } from './demo-decode';
 import { join } from 'node:path';
 import { reloadAddons } from './backends/device';
 import { packageRoot } from './package-root';
 import { formatProfile, PROFILE_DEFAULTS, runProfile } from './profile';
+import { DECODE_PROFILE_DEFAULTS, formatDecodeProfile, runDecodeProfile } from './profile-decode';
 import type { BackendName } from './types';
 
 const BACKEND_ORDER = ['js', 'cpu', 'cuda', 'cuda-emu'];
@@ -33,6 +35,24 @@ function fraction(value: string): number {
   const n = Number(value);
   if (value.trim() === '' || !(n > 0 && n <= 1)) throw new InvalidArgumentError('expected a number in (0, 1]');
   return n;
+}
+
+interface ProfileCommandOptions {
+  seq?: number;
+  heads?: number;
+  headDim: number;
+  window?: number;
+  globalTokens?: number;
+  ratio?: number;
+  progressive?: number;
+  blockSize?: number;
+  topK?: number;
+  seed: number;
+  json?: boolean;
+  decode?: boolean;
+  kvHeads?: number;
+  pageSize?: number;
+  estimate?: 'moment' | 'mean' | 'bound';
 }
 
 function formatInfo(): string {
@@ -108,21 +128,34 @@ function program(): Command {
     });
   cmd
     .command('profile')
-    .description("one attention call on the emulated build with its performance counters: shared bytes per Tensor Core FLOP, sector efficiency, bank conflicts, syncs and allocations per call")
-    .option('--seq <n>', 'sequence length', positiveInt, PROFILE_DEFAULTS.seq)
-    .option('--heads <n>', 'attention heads (batch 1)', positiveInt, PROFILE_DEFAULTS.heads)
+    .description("one attention call (--decode: one decode step against a paged cache) on the emulated build with its performance counters: shared bytes per FLOP, global bytes read, sector efficiency, bank conflicts, barriers per CTA, syncs and allocations per call")
+    .option('--seq <n>', `sequence length (with --decode: cached tokens, default ${DECODE_PROFILE_DEFAULTS.seq})`, positiveInt)
+    .option('--heads <n>', `attention heads (batch 1; default ${PROFILE_DEFAULTS.heads}, ${DECODE_PROFILE_DEFAULTS.heads} with --decode)`, positiveInt)
     .option('--head-dim <n>', 'head dimension (1..256)', positiveInt, PROFILE_DEFAULTS.headDim)
     .option('--window <n>', 'sparse: sliding window of n keys', nonNegativeInt)
     .option('--global-tokens <n>', 'sparse: the first n keys always allowed', nonNegativeInt)
-    .option('--ratio <r>', 'sparse: blocks by ratio (0, 1]', fraction)
-    .option('--progressive <p>', "sparse: blocks by progressive mass (0, 1], estimate 'bound'", fraction)
+    .option('--ratio <r>', 'sparse: blocks (pages) by ratio (0, 1]', fraction)
+    .option('--progressive <p>', "sparse: blocks by progressive mass (0, 1], estimate 'bound' (--decode: PSA's rule, estimate 'moment')", fraction)
     .option('--block-size <n>', 'selection block size', positiveInt)
     .option('--top-k <k>', 'keep the k largest allowed scores of each row', positiveInt)
+    .option('--decode', 'one decode step against a cuda-emu KvCache holding the demo\'s synthetic context')
+    .option('--kv-heads <n>', `--decode: kv heads of the cache (default ${DECODE_PROFILE_DEFAULTS.kvHeads})`, positiveInt)
+    .option('--page-size <n>', `--decode: tokens per page (default ${DECODE_PROFILE_DEFAULTS.pageSize})`, positiveInt)
+    .addOption(new Option('--estimate <e>', '--decode: page estimate').choices(['moment', 'mean', 'bound']))
     .option('--seed <n>', 'PRNG seed', positiveInt, PROFILE_DEFAULTS.seed)
     .option('--json', 'print JSON')
-    .action(async (opts: { seq: number; heads: number; headDim: number; window?: number; globalTokens?: number; ratio?: number; progressive?: number; blockSize?: number; topK?: number; seed: number; json?: boolean }) => {
-      const { json, ...o } = opts;
-      const report = await runProfile(o);
+    .action(async (opts: ProfileCommandOptions) => {
+      const { json, decode, kvHeads, pageSize, estimate, ...o } = opts;
+      if (decode) {
+        if (o.blockSize !== undefined || o.topK !== undefined) throw new OptionError('--block-size and --top-k are attention options: a decode step selects pages of --page-size', o.blockSize !== undefined ? 'blockSize' : 'topK');
+        const report = await runDecodeProfile({
+          ...o, seq: o.seq ?? DECODE_PROFILE_DEFAULTS.seq, heads: o.heads ?? DECODE_PROFILE_DEFAULTS.heads, kvHeads: kvHeads ?? DECODE_PROFILE_DEFAULTS.kvHeads, pageSize, estimate,
+        });
+        process.stdout.write((json ? JSON.stringify(report, null, 2) : formatDecodeProfile(report)) + '\n');
+        return;
+      }
+      if (kvHeads !== undefined || pageSize !== undefined || estimate !== undefined) throw new OptionError('--kv-heads, --page-size and --estimate need --decode', kvHeads !== undefined ? 'kvHeads' : pageSize !== undefined ? 'pageSize' : 'estimate');
+      const report = await runProfile({ ...o, seq: o.seq ?? PROFILE_DEFAULTS.seq, heads: o.heads ?? PROFILE_DEFAULTS.heads });
       process.stdout.write((json ? JSON.stringify(report, null, 2) : formatProfile(report)) + '\n');
     });
   cmd

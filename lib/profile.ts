@@ -91,7 +91,11 @@ export interface KernelProfile {
   /** Bytes used over bytes of the 32-byte sectors touched, over every global access (cp.async's reads included). */
   sectorEfficiency: number | null;
   cpAsyncBytes: number;
+  /** Bytes of the 32-byte sectors global loads and cp.async reads touched: what the kernel reads from L2 or HBM. */
+  globalBytesRead: number;
   barriers: number;
+  /** Barriers over CTAs: the serial steps one CTA waits through. */
+  barriersPerCta: number | null;
   exp2: number;
   counters: KernelCounters;
 }
@@ -128,7 +132,9 @@ export function kernelProfile(k: KernelCounters): KernelProfile {
     conflictWaysMax: Math.max(0, ...shared.map((t) => t.maxWays)),
     sectorEfficiency: sectors > 0 ? sum(global, (t) => t.bytesUsed) / (32 * sectors) : null,
     cpAsyncBytes: k.cpAsyncBytes,
+    globalBytesRead: 32 * (k.globalLoad.sectors + k.cpAsyncGlobal.sectors),
     barriers: k.barriers,
+    barriersPerCta: k.ctas > 0 ? k.barriers / k.ctas : null,
     exp2: k.exp2,
     counters: k,
   };
@@ -149,7 +155,8 @@ function attentionOptions(o: ProfileOptions): AttentionOptions {
   return opts;
 }
 
-function counters(): (action: 'start' | 'stop' | 'take') => CounterSnapshot | undefined {
+/** The emulated build's counter switch: 'start' (zeroed, on), 'take' (the counts since, zeroed), 'stop'. */
+export function counters(): (action: 'start' | 'stop' | 'take') => CounterSnapshot | undefined {
   const emu = loadEmuAddon();
   if (!emu.loaded) throw new PsaError('ERR_BACKEND_UNAVAILABLE', `psa profile runs on the emulated build: ${emu.reason}`);
   const fn = (emu.addon as unknown as { counters?: (action: string) => CounterSnapshot | undefined }).counters;
@@ -189,24 +196,32 @@ export async function runProfile(o: ProfileOptions): Promise<ProfileReport> {
 
 const fixed = (x: number | null, digits: number) => (x === null ? '-' : x.toFixed(digits));
 
+/** One line per kernel: the figures that predict its speed on a device. */
+export function formatKernels(kernels: KernelProfile[]): string[] {
+  const width = Math.max(6, ...kernels.map((k) => k.name.length));
+  const lines = [
+    `${'kernel'.padEnd(width)}  ${'launch'.padStart(6)} ${'CTAs'.padStart(5)} ${'TC MFLOP'.padStart(9)} ${'shared B/FLOP'.padStart(13)} ${'ways mean'.padStart(9)} ${'max'.padStart(4)} ` +
+      `${'global KB read'.padStart(14)} ${'sector eff'.padStart(10)} ${'barriers'.padStart(8)} ${'per CTA'.padStart(7)} ${'exp2'.padStart(9)}`,
+  ];
+  for (const k of kernels) {
+    lines.push(
+      `${k.name.padEnd(width)}  ${String(k.launches).padStart(6)} ${String(k.ctas).padStart(5)} ${(k.tensorFlops / 1e6).toFixed(2).padStart(9)} ${fixed(k.sharedBytesPerFlop, 4).padStart(13)} ` +
+        `${fixed(k.conflictWaysMean, 2).padStart(9)} ${String(k.conflictWaysMax).padStart(4)} ${(k.globalBytesRead / 1024).toFixed(1).padStart(14)} ` +
+        `${(k.sectorEfficiency === null ? '-' : `${(100 * k.sectorEfficiency).toFixed(1)}%`).padStart(10)} ${String(k.barriers).padStart(8)} ${fixed(k.barriersPerCta, 1).padStart(7)} ${String(k.exp2).padStart(9)}`,
+    );
+  }
+  return lines;
+}
+
+/** The host's counts of the second of two identical calls, the first's beside them. */
+export function formatHost(call: HostCounters, firstCall: HostCounters): string {
+  return `per call (second of two): ${call.syncs} host syncs, ${call.allocations} device allocations, ${call.frees} frees (first call: ${firstCall.syncs}, ${firstCall.allocations}, ${firstCall.frees})`;
+}
+
 /** The report as a table: one line per kernel, then the host's counts per call. */
 export function formatProfile(r: ProfileReport): string {
   const c = r.case;
   const { backend: _b, causal: _c, ...rest } = r.case.options;
   const sparse = Object.keys(rest).length ? JSON.stringify(rest) : 'dense';
-  const lines = [`psa profile on the emulated build: seq ${c.seq}, heads ${c.heads}, head dim ${c.headDim}, causal, ${sparse}`, ''];
-  const width = Math.max(6, ...r.kernels.map((k) => k.name.length));
-  lines.push(
-    `${'kernel'.padEnd(width)}  ${'launch'.padStart(6)} ${'TC MFLOP'.padStart(9)} ${'shared B/FLOP'.padStart(13)} ${'ways mean'.padStart(9)} ${'max'.padStart(4)} ${'sector eff'.padStart(10)} ${'barriers'.padStart(8)} ${'exp2'.padStart(9)}`,
-  );
-  for (const k of r.kernels) {
-    lines.push(
-      `${k.name.padEnd(width)}  ${String(k.launches).padStart(6)} ${(k.tensorFlops / 1e6).toFixed(2).padStart(9)} ${fixed(k.sharedBytesPerFlop, 4).padStart(13)} ` +
-        `${fixed(k.conflictWaysMean, 2).padStart(9)} ${String(k.conflictWaysMax).padStart(4)} ${(k.sectorEfficiency === null ? '-' : `${(100 * k.sectorEfficiency).toFixed(1)}%`).padStart(10)} ` +
-        `${String(k.barriers).padStart(8)} ${String(k.exp2).padStart(9)}`,
-    );
-  }
-  lines.push('');
-  lines.push(`per call (second of two): ${r.call.syncs} host syncs, ${r.call.allocations} device allocations, ${r.call.frees} frees (first call: ${r.firstCall.syncs}, ${r.firstCall.allocations}, ${r.firstCall.frees})`);
-  return lines.join('\n');
+  return [`psa profile on the emulated build: seq ${c.seq}, heads ${c.heads}, head dim ${c.headDim}, causal, ${sparse}`, '', ...formatKernels(r.kernels), '', formatHost(r.call, r.firstCall)].join('\n');
 }

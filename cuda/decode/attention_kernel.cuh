@@ -73,7 +73,7 @@ __global__ void __launch_bounds__(kThreads, 4) split_attention_kernel(StepParams
   __syncthreads();
   for (int e = threadIdx.x; e < kTileRows * D; e += blockDim.x) {
     const long long row = rowOf[e / D];
-    qs[e] = row >= 0 ? widen16<T>(p.q[row * D + e % D]) : 0.0f;
+    qs[e] = widen16<T>(ld_if(row >= 0, p.q + (row >= 0 ? row : 0) * D + e % D, std::uint16_t{0}));
     acc[e] = 0.0f;
   }
 
@@ -98,8 +98,8 @@ __global__ void __launch_bounds__(kThreads, 4) split_attention_kernel(StepParams
     const int count = min_of(ps, L - J * ps);
     const std::size_t base = pool_offset(p.pool, page, hk, 0);
     for (int e = threadIdx.x; e < count * D; e += blockDim.x) {
-      ks[e] = p.pool.keys[base + e];
-      vs[e] = p.pool.values[base + e];
+      ks[e] = ld(p.pool.keys + base + e);
+      vs[e] = ld(p.pool.values + base + e);
     }
     __syncthreads();
     for (int e = threadIdx.x; e < kTileRows * ps; e += blockDim.x) {

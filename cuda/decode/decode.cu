@@ -1,6 +1,7 @@
 // Host orchestration of the decode kernels (decode_api.h) on the calling thread's stream:
-// append (scatter, then the touched pages' metadata), one step (plan, pages read, split-KV
-// attention, LSE combine: launched back to back, one wait for the result), and the merge.
+// append (scatter, then the touched pages' metadata), one step (page estimates, plan, pages
+// read, split-KV attention, LSE combine: launched back to back, one wait for the result), and
+// the merge.
 // Every temporary is freed on every path; on failure the outputs are freed too.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
@@ -18,6 +19,7 @@
 #include "attention_kernel.cuh"
 #include "combine_kernel.cuh"
 #include "decode_api.h"
+#include "estimate_kernel.cuh"
 #include "plan_kernel.cuh"
 #include "topk_kernel.cuh"
 #include "traits.h"
@@ -81,6 +83,11 @@ Status launch_attention(const StepParams& p, dim3 grid) {
 
 template <typename T>
 Status launch_step(const StepParams& p, int* pagesRead, float* thresholds) {
+  if (p.estimates) {
+    const dim3 grid(static_cast<unsigned>((p.maxPages + kThreads - 1) / kThreads), static_cast<unsigned>(p.batch * p.pool.kvHeads));
+    PSA_LAUNCH(page_estimates_kernel<T>, grid, kThreads, 0, launch_stream())(p);
+    PSA_TRY(cudaGetLastError(), "launching the page estimates");
+  }
   const std::size_t planSmem = plan_shared_bytes(p.maxPages);
   PSA_TRY(cudaFuncSetAttribute(plan_kernel<T>, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(planSmem)), "configuring the page plan");
   const unsigned units = static_cast<unsigned>(p.rows() / (p.shareAcrossGroup ? p.group() : 1));
@@ -192,7 +199,7 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   const int unitHeads = r.shareAcrossGroup ? G : 1;
   const std::size_t units = static_cast<std::size_t>(rows / unitHeads);
 
-  Owned q16, table, lengths, flags, dropped, visited, masses, partOut, partLse, partKept, pointers, counter, output, lse, thresholds;
+  Owned q16, table, lengths, flags, dropped, visited, estimates, masses, partOut, partLse, partKept, pointers, counter, output, lse, thresholds;
   Status s;
   if (!(s = upload(table, r.pageTable, dev, "copying decode tables to the device")).ok() || !(s = upload(lengths, r.lengths, dev, "copying decode tables to the device")).ok()) return s;
   const std::uint16_t* q = static_cast<const std::uint16_t*>(r.q.ptr);
@@ -207,7 +214,8 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
     q = q16.as<const std::uint16_t>();
   }
   if (!(s = flags.alloc(static_cast<std::size_t>(rows) * maxPages, dev)).ok() || !(s = dropped.alloc(rows * 4, dev)).ok() ||
-      !(s = visited.alloc(rows * 4, dev)).ok() || !(s = masses.alloc(r.choice ? units * unitHeads * maxPages * 4 : 4, dev)).ok() ||
+      !(s = visited.alloc(rows * 4, dev)).ok() || !(s = estimates.alloc(r.choice ? static_cast<std::size_t>(rows) * maxPages * 4 : 4, dev)).ok() ||
+      !(s = masses.alloc(r.choice ? units * unitHeads * maxPages * 4 : 4, dev)).ok() ||
       !(s = partOut.alloc(splits * qElements * 4, dev)).ok() || !(s = partLse.alloc(splits * rows * 4, dev)).ok() ||
       !(s = partKept.alloc(splits * rows * 4, dev)).ok() || !(s = pointers.alloc(2 * splits * sizeof(float*), dev)).ok() ||
       !(s = counter.alloc(4, dev)).ok() || !(s = output.alloc(qElements * 4, dev)).ok()) {
@@ -246,6 +254,7 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   p.pageFlags = flags.as<std::uint8_t>();
   p.dropped = dropped.as<float>();
   p.visited = visited.as<std::int32_t>();
+  p.estimates = r.choice ? estimates.as<float>() : nullptr;
   p.masses = masses.as<float>();
   p.splits = splits;
   p.pagesPerSplit = pagesPerSplit;

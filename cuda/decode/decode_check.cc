@@ -9,7 +9,8 @@
 //             the keys the device's page flags allow (whole pages, or window and sinks);
 //   plan      ratio and topBlocks keep their counts; progressive keeps the shortest prefix:
 //             with the device's own order, Z >= tau (Z + R) holds at its count and fails one
-//             page earlier (Z, R in float64 from the metadata and the keys);
+//             page earlier (Z, R in float64 from the metadata and the keys), also where the
+//             walk's first round ends before or after the stop;
 //   top-k     the attention over the k best scores of the allowed keys;
 //   merge     the LSE combine against a float64 merge, empty parts and empty rows included.
 //
@@ -459,6 +460,10 @@ int main(int argc, char** argv) {
   if (!quick) {
     add({.name = "dense, head dim 256, pages of 64, m 5", .heads = 2, .m = 5, .headDim = 256, .pageSize = 64, .lengths = {150}});
     add({.name = "progressive 0.95, moment, bfloat16, m 4, GQA 2", .type = DType::BF16, .batch = 2, .heads = 4, .kvHeads = 2, .m = 4, .headDim = 33, .lengths = {200, 64}, .windowLeft = 16, .windowRight = 0, .globalTokens = 1, .choice = 3, .value = 0.95});
+    // Long walks: 'bound' reads past the first round (the estimates predict too early a stop:
+    // doubled rounds follow), 'mean' predicts too late a stop (a first round past the prefix).
+    add({.name = "progressive 0.9, bound, 300 pages of 8: rounds past the first", .heads = 2, .pageSize = 8, .lengths = {2400}, .choice = 3, .value = 0.9, .estimate = 1});
+    add({.name = "progressive 0.95, mean, 150 pages of 8, shared over GQA 2", .heads = 2, .pageSize = 8, .lengths = {1200}, .choice = 3, .value = 0.95, .estimate = 0, .share = true});
   }
   std::uint32_t seed = 1;
   for (const Case& c : cases) {

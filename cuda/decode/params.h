@@ -57,6 +57,7 @@ struct StepParams {
   std::uint8_t* pageFlags = nullptr;  // [rows][maxPages], PageFlag bits
   float* dropped = nullptr;           // [rows]: R / (Z + R) of the kept pages
   std::int32_t* visited = nullptr;    // [rows]: pages holding a key the row attends to
+  float* estimates = nullptr;         // [rows][maxPages]: each row's page estimates, by page of its sequence (a selection)
   float* masses = nullptr;            // [units][group][maxPages]: exact log mass per ordered page (progressive)
   std::int32_t* order = nullptr;      // [units][maxPages]: candidate pages by estimate
   const float* thresholds = nullptr;  // [rows]: top-k threshold (-inf: keep all), or null

@@ -4,19 +4,27 @@
 // share R / (Z + R), exactly as the reference (lib/reference/decode.ts) decides them:
 //
 //   candidates  pages with a causal key outside the window and the sinks (n_J such keys);
-//   estimates   from the page metadata only ('mean', 'bound', 'moment'), float32;
+//   estimates   from the page metadata only ('mean', 'bound', 'moment'), float32, by
+//               page_estimates_kernel for every row before the plan;
 //   order       by estimate, ties to the lower page (bitonic sort in shared memory), for a
 //               shared unit by the mean of the group's estimates;
 //   count       ratio / topBlocks directly; progressive: the shortest prefix with
 //               Z >= tau (Z + R), Z the exact mass of the window, sinks and prefix pages, R the
-//               suffix of n_J exp(e_J). The warps score the next kPlanWarps ordered pages at
-//               once (speculatively) and one thread walks them in order, so the prefix is exact
-//               and at most kPlanWarps - 1 pages are scored past the stop. Then clamped; shared: the
-//               longest of the heads' counts, so every head keeps its own guarantee.
+//               suffix of n_J exp(e_J). The estimates predict the stop first (the rule with the
+//               prefix's estimated masses in Z); the warps score the ordered pages up to it and
+//               a margin in one round, then kPlanWalkRound, doubled, more a round while the rule
+//               is not met; each round tests the rule at every scored position with the exact Z
+//               there (a prefix scan of the exact masses), the least position wins, so the
+//               prefix is exact: pages scored past the stop are extra work, never a different
+//               answer. Every loop over the candidates runs across the CTA (the compaction,
+//               the suffix masses, the prediction, the walk): no thread walks them alone. Then
+//               clamped; shared: the longest of the heads' counts, so every head keeps its own
+//               guarantee.
 #pragma once
 
 #include <cstdint>
 
+#include "../attention/bits.cuh"
 #include "../attention/ceil_tolerant.cuh"
 #include "../cuda_compat.h"
 #include "params.h"
@@ -56,22 +64,68 @@ struct RunningMass {
   }
 };
 
-// The estimate of one page for one query row, from the metadata of its `count` valid keys.
-__device__ __forceinline__ float page_estimate(const StepParams& p, const float* q, const float* meta, int count) {
-  const int D = p.pool.headDim;
-  float e = 0.0f;
-  if (p.estimate == Estimate::Bound) {
-    for (int d = 0; d < D; d++) e += fmaxf(q[d] * meta[kMetaMin * D + d], q[d] * meta[kMetaMax * D + d]);
-    return p.scale * e;
+// A sum of exponentials as its largest exponent m and the sum s of exp(x - m): combining two is
+// associative, so the suffix sums of the ordered pages' weights take a parallel scan.
+struct LogSum {
+  float m = -INFINITY, s = 0.0f;
+};
+__device__ __forceinline__ LogSum log_sum_combine(LogSum a, LogSum b) {
+  if (a.m == -INFINITY) return b;
+  if (b.m == -INFINITY) return a;
+  const float m = fmaxf(a.m, b.m);
+  return LogSum{m, a.s * expf(a.m - m) + b.s * expf(b.m - m)};
+}
+
+// The CTA's scan of x[0, n) as sums of exponentials (every thread calls it): this thread's
+// contiguous chunk [lo, hi) and what the chunks before it sum to (Suffix: the chunks after it),
+// and with `total` the sum of all. The lanes' chunk sums are scanned by shuffles, the warps'
+// through shared memory: depth log(threads) + n / threads, where one thread's loop had depth n.
+// A barrier must separate two calls' reads of the warps' totals and the next call's writes.
+template <bool Suffix>
+__device__ __forceinline__ LogSum scan_chunks(const float* x, int n, int& lo, int& hi, LogSum* total) {
+  __shared__ LogSum warpTotal[kPlanWarps];
+  const int per = (n + kPlanThreads - 1) / kPlanThreads;
+  lo = min_of(static_cast<int>(threadIdx.x) * per, n);
+  hi = min_of(lo + per, n);
+  LogSum mine;
+  for (int r = lo; r < hi; r++) mine = log_sum_combine(mine, LogSum{ld(x + r), 1.0f});
+  // Inclusive over the lanes: lane l holds lanes l..31 (Suffix) or 0..l.
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  LogSum incl = mine;
+  for (int o = 1; o < 32; o <<= 1) {
+    const float m = Suffix ? __shfl_down_sync(0xffffffffu, incl.m, o) : __shfl_up_sync(0xffffffffu, incl.m, o);
+    const float s = Suffix ? __shfl_down_sync(0xffffffffu, incl.s, o) : __shfl_up_sync(0xffffffffu, incl.s, o);
+    if (Suffix ? lane + o < 32 : lane >= o) incl = log_sum_combine(incl, LogSum{m, s});
   }
-  const float inv = 1.0f / static_cast<float>(count);
-  float var = 0.0f;
-  for (int d = 0; d < D; d++) {
-    const float mean = meta[kMetaSum * D + d] * inv;
-    e = fmaf(q[d], mean, e);
-    if (p.estimate == Estimate::Moment) var += q[d] * q[d] * fmaxf(0.0f, meta[kMetaSumSq * D + d] * inv - mean * mean);
+  if (lane == (Suffix ? 0 : 31)) warpTotal[warp] = incl;
+  const float nm = Suffix ? __shfl_down_sync(0xffffffffu, incl.m, 1) : __shfl_up_sync(0xffffffffu, incl.m, 1);
+  const float ns = Suffix ? __shfl_down_sync(0xffffffffu, incl.s, 1) : __shfl_up_sync(0xffffffffu, incl.s, 1);
+  __syncthreads();
+  LogSum before;
+  for (int w = 0; w < kPlanWarps; w++) {
+    if (Suffix ? w > warp : w < warp) before = log_sum_combine(before, warpTotal[w]);
   }
-  return p.scale * e + (p.estimate == Estimate::Moment ? p.scale * p.scale * 0.5f * var : 0.0f);
+  if (Suffix ? lane < 31 : lane > 0) before = log_sum_combine(before, LogSum{nm, ns});
+  if (total) {
+    LogSum all;
+    for (int w = 0; w < kPlanWarps; w++) all = log_sum_combine(all, warpTotal[w]);
+    *total = all;
+  }
+  return before;
+}
+
+__device__ __forceinline__ float log_of(LogSum x) { return x.m == -INFINITY ? -INFINITY : x.m + logf(x.s); }
+
+// In place: x[r] <- ln sum_{k >= r} exp(x[k]) for r < n, and x[n] = -inf (every thread calls it).
+__device__ __forceinline__ void suffix_log_sums(float* x, int n) {
+  int lo, hi;
+  LogSum after = scan_chunks<true>(x, n, lo, hi, nullptr);
+  for (int r = hi - 1; r >= lo; r--) {
+    after = log_sum_combine(LogSum{x[r], 1.0f}, after);
+    x[r] = log_of(after);
+  }
+  if (threadIdx.x == 0) x[n] = -INFINITY;
+  __syncthreads();
 }
 
 // Where the plan of one unit keeps its state: the shared-memory arrays and the unit's rows.
@@ -90,7 +144,7 @@ struct PlanUnit {
 template <typename T>
 __device__ __forceinline__ const std::uint16_t* key_at(const StepParams& p, const PlanUnit& u, int j) {
   const int ps = p.pool.pageSize;
-  const int page = p.pageTable[static_cast<std::size_t>(u.b) * p.tableStride + j / ps];
+  const int page = ld(p.pageTable + static_cast<std::size_t>(u.b) * p.tableStride + j / ps);
   return p.pool.keys + pool_offset(p.pool, page, u.hk, j % ps);
 }
 
@@ -176,36 +230,85 @@ template <typename T>
 __device__ __forceinline__ void load_query(const StepParams& p, const PlanUnit& u, int head, float* q) {
   const std::uint16_t* src = p.q + ((static_cast<std::size_t>(u.b) * p.heads + head) * p.m + u.i) * p.pool.headDim;
   __syncthreads();
-  for (int d = threadIdx.x; d < p.pool.headDim; d += blockDim.x) q[d] = widen16<T>(src[d]);
+  for (int d = threadIdx.x; d < p.pool.headDim; d += blockDim.x) q[d] = widen16<T>(ld(src + d));
   __syncthreads();
 }
 
-template <typename T>
-__device__ __forceinline__ float estimate_of(const StepParams& p, const PlanUnit& u, const float* q, int c) {
-  const int ps = p.pool.pageSize;
-  const int J = u.candPage[c];
-  const int page = p.pageTable[static_cast<std::size_t>(u.b) * p.tableStride + J];
-  const float* meta = p.pool.meta + (static_cast<std::size_t>(page) * p.pool.kvHeads + u.hk) * kMetaFields * p.pool.headDim;
-  const int count = min_of(ps, u.length - J * ps);
-  return page_estimate(p, q, meta, count);
+// Head g's estimate of candidate c (page_estimates_kernel wrote every row's).
+__device__ __forceinline__ float estimate_of(const StepParams& p, const PlanUnit& u, int g, int c) {
+  const std::size_t row = (static_cast<std::size_t>(u.b) * p.heads + u.firstHead + g) * p.m + u.i;
+  return ld(p.estimates + row * p.maxPages + u.candPage[c]);
 }
 
-// ln R after the first r ordered candidates, for the head whose query is q.
-template <typename T>
-__device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUnit& u, const float* q) {
+// ln R after the first r ordered candidates, for head g. A unit of one head sorted by its own
+// estimates: the sort keys are they (0 + e), not read again.
+__device__ __forceinline__ void suffix_masses(const StepParams& p, const PlanUnit& u, int g) {
   const int nc = u.candidates;
   for (int r = threadIdx.x; r < nc; r += blockDim.x) {
     const int c = u.idx[r];
     const int n = u.candKeys[c] < 0 ? -u.candKeys[c] : u.candKeys[c];
-    u.suffix[r] = logf(static_cast<float>(n)) + estimate_of<T>(p, u, q, c);
+    u.suffix[r] = logf(static_cast<float>(n)) + (u.heads == 1 ? u.key[r] : estimate_of(p, u, g, c));
   }
   __syncthreads();
-  if (threadIdx.x == 0) {
-    float acc = -INFINITY;
-    u.suffix[nc] = acc;
-    for (int r = nc - 1; r >= 0; r--) u.suffix[r] = acc = log_add_exp(acc, u.suffix[r]);
+  suffix_log_sums(u.suffix, nc);
+}
+
+// Where the rule would stop were the ordered pages' exact masses their estimates: the first r
+// with ln(1 - tau) + ln(Z_base + T - R_r) >= ln tau + ln R_r, T the estimated mass of every
+// candidate (suffix[0]). Monotone in r, so each thread tests its own r in order and the least
+// wins. Every thread calls it, after a barrier that follows their reads of the previous call's
+// result (suffix_masses ends with one).
+__device__ __forceinline__ int predicted_stop(const PlanUnit& u, float base, float a, float t) {
+  __shared__ int least;
+  if (threadIdx.x == 0) least = u.candidates;
+  __syncthreads();
+  const float total = u.suffix[0];
+  for (int r = threadIdx.x; r < u.candidates; r += blockDim.x) {
+    if (a + log_add_exp(base, log_sub_exp(total, u.suffix[r])) >= t + u.suffix[r]) {
+      atomicMin(&least, r);
+      break;
+    }
   }
   __syncthreads();
+  return least;
+}
+
+// One round of the exact walk over the scored positions [from, to), by the CTA (every thread
+// calls it): Z before position r is z0 (the walk so far) plus the exact masses of [from, r), by
+// a prefix scan; the rule is tested at every r in [from, to] and the least r where it holds
+// wins. Returns whether it held; `at` and `zAt` are that r and its ln Z, else `to` and ln Z
+// after every scored page.
+__device__ __forceinline__ bool walk_round(const PlanUnit& u, const float* masses, int from, int to, float z0, float a, float t, int& at, float& zAt) {
+  constexpr int kNone = 0x7fffffff;
+  __shared__ int least;
+  __shared__ float zLeast;
+  if (threadIdx.x == 0) least = kNone;
+  int lo, hi;
+  LogSum total;
+  LogSum z = log_sum_combine(LogSum{z0, 1.0f}, scan_chunks<false>(masses + from, to - from, lo, hi, &total));
+  int mine = kNone;
+  float zMine = 0.0f;
+  for (int k = lo; k < hi; k++) {
+    const float lz = log_of(z);
+    if (a + lz >= t + u.suffix[from + k]) {
+      mine = k;
+      zMine = lz;
+      break;
+    }
+    z = log_sum_combine(z, LogSum{ld(masses + from + k), 1.0f});
+  }
+  if (mine != kNone) atomicMin(&least, mine);
+  __syncthreads();
+  if (mine != kNone && mine == least) zLeast = zMine;
+  __syncthreads();
+  if (least != kNone) {
+    at = from + least;
+    zAt = zLeast;
+    return true;
+  }
+  at = to;
+  zAt = log_of(log_sum_combine(LogSum{z0, 1.0f}, total));
+  return a + zAt >= t + u.suffix[to];
 }
 
 // The masses of ordered positions [from, to) for head g, by the warps, into the workspace.
@@ -214,7 +317,7 @@ __device__ __forceinline__ void score_positions(const StepParams& p, const PlanU
   float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(p.maxPages);
   for (int r = from + (threadIdx.x >> 5); r < to; r += kPlanWarps) {
     const float lm = page_log_mass<T>(p, u, q, u.idx[r]);
-    if ((threadIdx.x & 31) == 0) masses[r] = lm;
+    st_if((threadIdx.x & 31) == 0, masses + r, lm);
   }
   __syncthreads();
 }
@@ -228,8 +331,9 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
   __shared__ float walkedZ[kMaxGroup];
   __shared__ float baseZ[kMaxGroup];
   __shared__ int countOf[kMaxGroup];
-  __shared__ int stop, visitedCount;
-  __shared__ float zNow;
+  __shared__ int scoredOf[kMaxGroup];  // ordered positions [0, scoredOf[g]) have head g's masses
+  __shared__ int visitedCount;
+  __shared__ int warpCount[kPlanWarps];
 
   const int G = p.group();
   PlanUnit u;
@@ -254,24 +358,33 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
   u.candKeys = u.candPage + N;
   const bool selecting = p.choice != Choice::None;
 
-  // Candidates in page order (one thread: a short loop next to the scoring).
-  if (threadIdx.x == 0) {
-    int nc = 0;
-    if (selecting) {
-      for (int J = 0; J < u.rowPages; J++) {
-        const int lo = J * ps;
-        const int hi = min_of(u.span.pos, lo + ps - 1);
-        const int n = span_of(lo, hi) - window_sink_count(u.span, lo, hi);
-        if (n > 0) {
-          u.candPage[nc] = J;
-          u.candKeys[nc++] = n;
-        }
-      }
+  // Candidates in page order: pages holding a key outside the window and the sinks, compacted
+  // a CTA-wide chunk of pages at a time by the warps' ballots.
+  int candidates = 0;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  for (int J0 = 0; selecting && J0 < u.rowPages; J0 += kPlanThreads) {
+    const int J = J0 + static_cast<int>(threadIdx.x);
+    int n = 0;
+    if (J < u.rowPages) {
+      const int lo = J * ps;
+      const int hi = min_of(u.span.pos, lo + ps - 1);
+      n = span_of(lo, hi) - window_sink_count(u.span, lo, hi);
     }
-    stop = nc;
+    const unsigned is = __ballot_sync(0xffffffffu, n > 0);
+    if (lane == 0) warpCount[warp] = popc(is);
+    __syncthreads();
+    int at = candidates + popc(is & ((1u << lane) - 1u));
+    for (int w = 0; w < kPlanWarps; w++) {
+      if (w < warp) at += warpCount[w];
+      candidates += warpCount[w];
+    }
+    if (n > 0) {
+      u.candPage[at] = J;
+      u.candKeys[at] = n;
+    }
+    __syncthreads();
   }
-  __syncthreads();
-  u.candidates = stop;
+  u.candidates = candidates;
   const int nc = u.candidates;
   const int sortN = pow2_ceil(nc);
 
@@ -282,8 +395,7 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
       u.idx[t] = t < nc ? t : 0x7fffffff;
     }
     for (int g = 0; g < u.heads; g++) {
-      load_query<T>(p, u, u.firstHead + g, q);
-      for (int c = threadIdx.x; c < nc; c += blockDim.x) u.key[c] += estimate_of<T>(p, u, q, c);
+      for (int c = threadIdx.x; c < nc; c += blockDim.x) u.key[c] += estimate_of(p, u, g, c);
     }
     __syncthreads();
     if (u.heads > 1) {
@@ -302,35 +414,24 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
       const float base = base_log_mass<T>(p, u, q);
       if (threadIdx.x == 0) baseZ[g] = base;
       int count = 0;
-      int done = 0;
+      int scored = 0;
       float lZ = base;
       if (p.choice == Choice::Ratio) {
         count = clampCount(ceil_tolerant(p.choiceValue * nc));
       } else if (p.choice == Choice::TopBlocks) {
         count = clampCount(p.choiceValue);
       } else {
-        suffix_masses<T>(p, u, q);
+        suffix_masses(p, u, g);
         const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
         int r = 0;
+        int round = kPlanWalkRound;  // doubled each round: a walk the estimates misjudge ends in O(log) rounds
+        scored = min_of(min_of(predicted_stop(u, base, a, t) + kPlanWalkMargin, kPlanFirstRound), nc);
+        // At r = nc the rule holds (R = 0): the loop ends.
         while (true) {
-          score_positions<T>(p, u, q, g, r, min_of(r + kPlanWarps, nc));
-          if (threadIdx.x == 0) {
-            int k = 0;
-            for (; k < kPlanWarps; k++) {
-              if (a + lZ >= t + u.suffix[r]) break;
-              lZ = log_add_exp(lZ, masses[r]);
-              r++;
-            }
-            stop = k < kPlanWarps ? 1 : 0;
-            countOf[g] = r;
-            zNow = lZ;
-          }
-          __syncthreads();
-          done = stop;
-          r = countOf[g];
-          lZ = zNow;
-          __syncthreads();
-          if (done) break;
+          score_positions<T>(p, u, q, g, r, scored);
+          if (walk_round(u, masses, r, scored, lZ, a, t, r, lZ)) break;
+          scored = min_of(r + round, nc);
+          round *= 2;
         }
         if (threadIdx.x == 0) {
           walked[g] = r;
@@ -338,7 +439,10 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
         }
         count = clampCount(r);
       }
-      if (threadIdx.x == 0) countOf[g] = count;
+      if (threadIdx.x == 0) {
+        countOf[g] = count;
+        scoredOf[g] = scored;
+      }
       if (p.choice != Choice::Progressive && threadIdx.x == 0) {
         walked[g] = 0;
         walkedZ[g] = base;
@@ -353,14 +457,18 @@ __global__ void __launch_bounds__(kPlanThreads, 1) plan_kernel(StepParams p) {
     // Pass 2: each head's R / (Z + R) for the kept prefix.
     for (int g = 0; g < u.heads; g++) {
       load_query<T>(p, u, u.firstHead + g, q);
-      suffix_masses<T>(p, u, q);
-      // From the walked prefix when the count reaches past it, else from the window and sinks.
+      // One head's walk left its suffix masses in place.
+      if (u.heads > 1 || p.choice != Choice::Progressive) suffix_masses(p, u, g);
+      // From the walked prefix when the count reaches past it, else from the window and sinks;
+      // the pages the walk scored already have their masses.
       const int from = walked[g] <= kept ? walked[g] : 0;
-      score_positions<T>(p, u, q, g, from, kept);
+      score_positions<T>(p, u, q, g, max_of(from, scoredOf[g]), kept);
+      const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
+      int lo, hi;
+      LogSum added;
+      scan_chunks<false>(masses + from, kept - from, lo, hi, &added);
       if (threadIdx.x == 0) {
-        const float* masses = p.masses + (u.unitIndex * u.heads + g) * static_cast<std::size_t>(N);
-        float lZ = walked[g] <= kept ? walkedZ[g] : baseZ[g];
-        for (int r = from; r < kept; r++) lZ = log_add_exp(lZ, masses[r]);
+        const float lZ = log_of(log_sum_combine(LogSum{walked[g] <= kept ? walkedZ[g] : baseZ[g], 1.0f}, added));
         const float lR = u.suffix[kept];
         const long long row = (static_cast<long long>(u.b) * p.heads + u.firstHead + g) * p.m + u.i;
         p.dropped[row] = lR == -INFINITY ? 0.0f : 1.0f / (1.0f + expf(lZ - lR));

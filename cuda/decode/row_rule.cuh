@@ -10,6 +10,7 @@
 #include <cstdint>
 
 #include "../cuda_compat.h"
+#include "../primitives.cuh"
 #include "params.h"
 
 namespace psa::gpu::decode {
@@ -62,11 +63,26 @@ template <typename T> __device__ __forceinline__ float widen16(std::uint16_t bit
 template <> __device__ __forceinline__ float widen16<__half>(std::uint16_t bits) { return __half2float(__ushort_as_half(bits)); }
 template <> __device__ __forceinline__ float widen16<__nv_bfloat16>(std::uint16_t bits) { return __bfloat162float(__ushort_as_bfloat16(bits)); }
 
-// scale * (q . k) in float32, channels in order: the one score every decode kernel uses.
+// scale * (q . k) in float32, channels in order: the one score every decode kernel uses. A lane
+// scores one key (the plan reads it from the pool, attention from shared memory), 8 channels a
+// 16-byte load where the head dim keeps every key row aligned to them: a warp's load then
+// touches 32 sectors for 512 bytes, not for 64. The products are summed in the same order
+// either way.
 template <typename T>
 __device__ __forceinline__ float key_score(const float* q, const std::uint16_t* key, int headDim, float scale) {
   float dot = 0.0f;
-  for (int d = 0; d < headDim; d++) dot = fmaf(q[d], widen16<T>(key[d]), dot);
+  int d = 0;
+  if (headDim % 8 == 0 && (reinterpret_cast<std::uintptr_t>(key) & 15) == 0) {
+    for (; d < headDim; d += 8) {
+      const uint4 v = ld(reinterpret_cast<const uint4*>(key + d));
+      const std::uint32_t w[4] = {v.x, v.y, v.z, v.w};
+      for (int e = 0; e < 4; e++) {
+        dot = fmaf(q[d + 2 * e], widen16<T>(static_cast<std::uint16_t>(w[e] & 0xffffu)), dot);
+        dot = fmaf(q[d + 2 * e + 1], widen16<T>(static_cast<std::uint16_t>(w[e] >> 16)), dot);
+      }
+    }
+  }
+  for (; d < headDim; d++) dot = fmaf(q[d], widen16<T>(ld(key + d)), dot);
   return scale * dot;
 }
 
@@ -80,6 +96,13 @@ __device__ __forceinline__ float log_add_exp(float a, float b) {
   if (b == -INFINITY) return a;
   const float m = fmaxf(a, b);
   return m + logf(expf(a - m) + expf(b - m));
+}
+
+// ln(e^a - e^b) for b <= a (-inf when b >= a).
+__device__ __forceinline__ float log_sub_exp(float a, float b) {
+  if (b == -INFINITY) return a;
+  if (b >= a) return -INFINITY;
+  return a + log1pf(-expf(b - a));
 }
 
 }  // namespace psa::gpu::decode

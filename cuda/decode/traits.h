@@ -13,6 +13,13 @@ constexpr int kWarps = kThreads / 32;
 // step of the walk, a quarter of the barriers and serial steps of 4 warps.
 constexpr int kPlanThreads = 512;
 constexpr int kPlanWarps = kPlanThreads / 32;
+// The progressive walk's first round scores the ordered pages up to the stop the estimates
+// predict plus kPlanWalkMargin, at most kPlanFirstRound (16 a warp: f_row 12.5% at 64k); while
+// the exact walk goes further, rounds of kPlanWalkRound pages follow, doubled each time
+// (cuda/PERF.md#decode has the measurements behind the figures).
+constexpr int kPlanWalkMargin = 4;
+constexpr int kPlanFirstRound = 16 * kPlanWarps;
+constexpr int kPlanWalkRound = kPlanWarps;
 // Query rows packed into one attention CTA: the heads of a kv group times the step's queries
 // (GQA 8 with one query fills it), so each page is read once for all of them.
 constexpr int kTileRows = 8;
