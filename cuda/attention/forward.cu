@@ -3,6 +3,8 @@
 // options into template arguments (forward_kernel.cuh, fwd::run).
 #include "forward.h"
 
+#include <climits>
+
 #include "forward_traits.h"
 
 namespace psa::gpu {
@@ -47,6 +49,8 @@ cudaError_t attention_forward(const ForwardParams& in, MmaType type, cudaStream_
   const Shape& s = in.shape;
   if (s.batch < 0 || s.heads <= 0 || s.kvHeads <= 0 || s.heads % s.kvHeads != 0 || s.seqQ < 0 || s.seqK < 0) return cudaErrorInvalidValue;
   if (s.heads > 65535 || s.batch > 65535) return cudaErrorInvalidValue;  // grid y and z
+  // Rows and keys are ints in the kernels, up to a tile past the end (padded rows, a last tile).
+  if (s.seqQ > INT_MAX - 256 || s.seqK > INT_MAX - 256) return cudaErrorInvalidValue;
   if (padded_head_dim(s.headDim) == 0) return cudaErrorInvalidValue;
   if (in.blockSize < kTile || in.blockSize > 4 * kTile || in.blockSize % kTile != 0) return cudaErrorInvalidValue;
   if (in.polyDegree < 0 || in.polyDegree > 8) return cudaErrorInvalidValue;

@@ -15,7 +15,8 @@ namespace psa::gpu {
 // still works in 64 x 64 tiles and expands each layout entry into blockSize / 64 key tiles.
 // Writes o, and lse and keptCounts when they are not null.
 // Returns cudaErrorInvalidValue for parameters it does not support: headDim outside 1..256,
-// blockSize not one of 64, 128, 192, 256, heads not a multiple of kvHeads, more than 65535 heads
+// blockSize not one of 64, 128, 192, 256, heads not a multiple of kvHeads, seqQ or seqK above
+// INT_MAX - 256, more than 65535 heads
 // or batches, polyDegree outside 0..8, missing pointers. seqQ == 0 or batch == 0 launches
 // nothing.
 cudaError_t attention_forward(const ForwardParams& params, MmaType type, cudaStream_t stream);

@@ -8,6 +8,7 @@
 // Prints "PASS <case>" or "FAIL <case>: <why>" per case and "<n> failed"; exits 1 if any failed.
 #include <algorithm>
 #include <chrono>
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -287,7 +288,14 @@ void check_rejects() {
     p.blockSize = bs;
     ok = ok && rejected();
   }
-  report("launcher rejects heads % kvHeads != 0, headDim 0 and 257, blockSize 0, 32, 96, 320", ok);
+  p.blockSize = 64;
+  // Lengths whose last tile's rows or keys would pass INT_MAX (checked before any pointer).
+  p.shape.seqK = INT_MAX - 255;
+  ok = ok && rejected();
+  p.shape.seqK = 64;
+  p.shape.seqQ = INT_MAX - 255;
+  ok = ok && rejected();
+  report("launcher rejects heads % kvHeads != 0, headDim 0 and 257, blockSize 0, 32, 96, 320, seqQ or seqK above INT_MAX - 256", ok);
   // The launchers' dynamic shared memory: the traits' figures, which the compile gate's occupancy uses too.
   report("dynamic shared memory per instantiation: d 64 18432 B, d 128 34816 B, d 256 67584 B",
          attention_forward_smem_bytes(1) == 18432 && attention_forward_smem_bytes(64) == 18432 && attention_forward_smem_bytes(65) == 34816 &&
