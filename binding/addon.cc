@@ -75,22 +75,33 @@ class UploadWorker : public PromiseWorker {
   gpu::Buffer buf_;
 };
 
-// The first element of a tensor that fails |x| < bound (-1: none), checked on the device.
+// The first element of each tensor that fails |x| < bound (-1: none), checked on the device,
+// one wait for them all.
 class ValueCheckWorker : public PromiseWorker {
  public:
-  ValueCheckWorker(Napi::Env env, const DeviceTensor& t, float bound)
-      : PromiseWorker(env, "psa:firstNonFinite"), memory_(t.memory()), type_(t.type()), count_(t.count()), bound_(bound) {}
+  ValueCheckWorker(Napi::Env env, const std::vector<const DeviceTensor*>& tensors, float bound, bool many)
+      : PromiseWorker(env, "psa:firstNonFinite"), bound_(bound), many_(many), indices_(tensors.size(), -1) {
+    for (const DeviceTensor* t : tensors) {
+      memory_.push_back(t->memory());
+      checks_.push_back(gpu::ValueCheck{t->memory()->buffer(), t->type(), t->count()});
+    }
+  }
 
  protected:
-  gpu::Status Run() override { return gpu::first_non_finite(memory_->buffer(), type_, count_, bound_, index_); }
-  Napi::Value Result(Napi::Env env) override { return Napi::Number::New(env, static_cast<double>(index_)); }
+  gpu::Status Run() override { return gpu::first_non_finite(checks_.data(), checks_.size(), bound_, indices_.data()); }
+  Napi::Value Result(Napi::Env env) override {
+    if (!many_) return Napi::Number::New(env, static_cast<double>(indices_[0]));
+    Napi::Array out = Napi::Array::New(env, indices_.size());
+    for (std::size_t i = 0; i < indices_.size(); ++i) out.Set(static_cast<std::uint32_t>(i), Napi::Number::New(env, static_cast<double>(indices_[i])));
+    return out;
+  }
 
  private:
-  SharedMemory memory_;
-  gpu::DType type_;
-  std::size_t count_;
+  std::vector<SharedMemory> memory_;  // holds every buffer until the check is done
+  std::vector<gpu::ValueCheck> checks_;
   float bound_;
-  long long index_ = -1;
+  bool many_;
+  std::vector<long long> indices_;
 };
 
 Napi::Object status_object(Napi::Env env, const gpu::Status& s) {
@@ -163,17 +174,39 @@ Napi::Value UploadRaw16(const Napi::CallbackInfo& info) {
   return PromiseWorker::Start(std::make_unique<UploadWorker<std::uint16_t>>(env, std::move(data), type, device));
 }
 
+float parse_bound(Napi::Env env, const Napi::Value& value) {
+  double bound = INFINITY;
+  if (!value.IsUndefined()) {
+    bound = value.IsNumber() ? value.As<Napi::Number>().DoubleValue() : -1;
+    if (!(bound > 0)) AddonState::of(env).raise(env, "option", "bound", "bound must be a positive number or Infinity");
+  }
+  return static_cast<float>(bound);
+}
+
 // firstNonFinite(tensor, bound = Infinity) => Promise<number>: the first index whose value x
 // fails |x| < bound (NaN and infinities always do), or -1.
 Napi::Value FirstNonFinite(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const DeviceTensor& t = DeviceTensor::from(env, info[0], "tensor");
-  double bound = INFINITY;
-  if (!info[1].IsUndefined()) {
-    bound = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
-    if (!(bound > 0)) AddonState::of(env).raise(env, "option", "bound", "bound must be a positive number or Infinity");
+  const float bound = parse_bound(env, info[1]);
+  return PromiseWorker::Start(std::make_unique<ValueCheckWorker>(env, std::vector<const DeviceTensor*>{&t}, bound, false));
+}
+
+// firstNonFiniteEach(tensors, bound = Infinity) => Promise<number[]>: firstNonFinite of each
+// tensor, all checked at once with one wait.
+Napi::Value FirstNonFiniteEach(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!info[0].IsArray() || info[0].As<Napi::Array>().Length() == 0 || info[0].As<Napi::Array>().Length() > 64) {
+    AddonState::of(env).raise(env, "shape", "tensors", "tensors must be an array of 1 to 64 device tensors");
   }
-  return PromiseWorker::Start(std::make_unique<ValueCheckWorker>(env, t, static_cast<float>(bound)));
+  const Napi::Array list = info[0].As<Napi::Array>();
+  std::vector<const DeviceTensor*> tensors;
+  for (std::uint32_t i = 0; i < list.Length(); ++i) {
+    const std::string name = "tensors[" + std::to_string(i) + "]";
+    tensors.push_back(&DeviceTensor::from(env, list.Get(i), name.c_str()));
+  }
+  const float bound = parse_bound(env, info[1]);
+  return PromiseWorker::Start(std::make_unique<ValueCheckWorker>(env, tensors, bound, true));
 }
 
 #if defined(PSA_EMULATED)
@@ -265,6 +298,7 @@ Napi::Object ModuleInit(Napi::Env env, Napi::Object exports) {
   exports.Set("upload", Napi::Function::New<Guarded<Upload>>(env, "upload"));
   exports.Set("uploadRaw16", Napi::Function::New<Guarded<UploadRaw16>>(env, "uploadRaw16"));
   exports.Set("firstNonFinite", Napi::Function::New<Guarded<FirstNonFinite>>(env, "firstNonFinite"));
+  exports.Set("firstNonFiniteEach", Napi::Function::New<Guarded<FirstNonFiniteEach>>(env, "firstNonFiniteEach"));
   exports.Set("attention", Napi::Function::New<Guarded<Attention>>(env, "attention"));
   exports.Set("buildLayout", Napi::Function::New<Guarded<BuildLayout>>(env, "buildLayout"));
   exports.Set("kvPoolCreate", Napi::Function::New<Guarded<KvPoolCreate>>(env, "kvPoolCreate"));

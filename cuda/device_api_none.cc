@@ -33,8 +33,8 @@ Status free_buffer(Buffer& buf) {
 Status upload_f32(const float*, std::size_t, DType, const Buffer&) { return not_built(); }
 Status upload_raw16(const std::uint16_t*, std::size_t, const Buffer&) { return not_built(); }
 Status download_f32(const Buffer&, DType, std::size_t, float*) { return not_built(); }
-Status first_non_finite(const Buffer&, DType, std::size_t, float, long long& index) {
-  index = -1;
+Status first_non_finite(const ValueCheck*, std::size_t count, float, long long* indices) {
+  for (std::size_t c = 0; c < count; ++c) indices[c] = -1;
   return not_built();
 }
 Status run_attention(const AttentionRequest&, AttentionResult&) { return not_built(); }

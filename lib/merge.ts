@@ -15,7 +15,7 @@ import { mergeOnDevice } from './backends/device-decode';
 import { DeviceStorage } from './backends/device-storage';
 import { DtypeError, OptionError, ShapeError, ValueError } from './errors';
 import { checkValues } from './finite';
-import { checkTensorFinite, Tensor } from './tensor';
+import { checkTensorsFinite, Tensor } from './tensor';
 import { describe } from './validate';
 
 export interface AttentionPart {
@@ -84,7 +84,9 @@ async function mergeDevice(parts: readonly DeviceAttentionPart[], checkFinite: b
   // The checks read the storages taken above, so a part disposed meanwhile fails the merge below.
   const lses = await Promise.all(storages.map((pair) => pair[1].read()));
   lses.forEach((lse, i) => checkLse(i, lse));
-  if (checkFinite) for (let i = 0; i < parts.length; i++) await checkTensorFinite(`parts[${i}].output`, parts[i].output, 'float32');
+  if (checkFinite) {
+    await checkTensorsFinite(parts.map((part, i) => [`parts[${i}].output`, part.output] as const), 'float32');
+  }
   const r = await mergeOnDevice(location, storages.map((p) => p[0].native), storages.map((p) => p[1].native), size / rows);
   return { output: new Tensor(new DeviceStorage(location, r.output), parts[0].output.dims), lse: new Tensor(new DeviceStorage(location, r.lse), parts[0].lse.dims) };
 }

@@ -69,6 +69,8 @@ export interface NativeAddon {
   uploadRaw16(data: Uint16Array, type: string, device?: number): Promise<NativeDeviceTensor>;
   /** The first index whose value x fails |x| < bound (NaN and infinities always fail; bound defaults to Infinity), or -1. */
   firstNonFinite(tensor: NativeDeviceTensor, bound?: number): Promise<number>;
+  /** firstNonFinite of each of 1 to 64 tensors, checked at once: one wait on the device for all. */
+  firstNonFiniteEach(tensors: NativeDeviceTensor[], bound?: number): Promise<number[]>;
   /** Emulated build only: a launch that faults like a device trap (cudaErrorLaunchFailure), for tests of the sticky-error latch. */
   faultForTests?(): Promise<void>;
   attention(q: NativeDeviceTensor, k: NativeDeviceTensor, v: NativeDeviceTensor, request: NativeAttentionRequest): Promise<NativeAttentionResult>;

@@ -10,7 +10,7 @@ import { BlockLayout, verifyLayout } from './layout';
 import { ownLayout } from './ownership';
 import { MaskSpec, resolveWindow } from './mask';
 import { ResolvedSoftmax, resolveSoftmax } from './softmax';
-import { checkTensorFinite, Tensor } from './tensor';
+import { checkTensorsFinite, Tensor } from './tensor';
 import type { AttentionOptions, BackendName, Dtype, MemoryLayout } from './types';
 import { checkBoolean, checkInt, checkKeys, checkNumber, checkOneOf, describe } from './validate';
 
@@ -261,8 +261,6 @@ export async function checkFiniteInputs(inputs: Inputs, dtype: Dtype | null): Pr
   }
   const names = ['q', 'k', 'v'] as const;
   const unique = names.filter((n, i) => names.findIndex((m) => inputs[m] === inputs[n]) === i);
-  // Checked at once, reported in argument order (q, then k, then v), whichever finishes first.
-  const settled = await Promise.allSettled(unique.map((n) => checkTensorFinite(n, inputs[n], type)));
-  const failed = settled.find((r): r is PromiseRejectedResult => r.status === 'rejected');
-  if (failed) throw failed.reason;
+  // Checked at once (one wait on the device), reported in argument order (q, then k, then v).
+  await checkTensorsFinite(unique.map((n) => [n, inputs[n]] as const), type);
 }

@@ -8,7 +8,7 @@
 import { types } from 'node:util';
 import { BackendUnavailableError, DisposedError, DtypeError, OptionError, ShapeError, ValueError } from './errors';
 import { checkRawValues, checkValues, OVERFLOW_BOUND, refusal } from './finite';
-import { DeviceStorage, uploadStorage } from './backends/device-storage';
+import { DeviceStorage, firstNonFiniteEach, uploadStorage } from './backends/device-storage';
 
 // Node 20 may lack Symbol.dispose; TypeScript's `using` looks it up at run time.
 if (!(Symbol as { dispose?: symbol }).dispose) (Symbol as { dispose?: symbol }).dispose = Symbol.for('nodejs.dispose');
@@ -168,6 +168,38 @@ export async function checkTensorFinite(name: string, tensor: Tensor, type: Tens
   if (!(storage instanceof DeviceStorage)) throw new DtypeError(`${name} has storage this version cannot check`, name);
   const index = await storage.firstNonFinite(OVERFLOW_BOUND[type]);
   if (index >= 0) throw new ValueError(refusal(name, index, null, type), name);
+}
+
+/**
+ * checkTensorFinite of several named tensors, the device ones checked together (one wait per
+ * location, up to 64 at a time); the first failure in the given order is thrown. Storages are
+ * read before the first await, as there.
+ */
+export async function checkTensorsFinite(named: ReadonlyArray<readonly [string, Tensor]>, type: TensorType): Promise<void> {
+  const failures = new Map<string, unknown>();
+  const device: { name: string; storage: DeviceStorage }[] = [];
+  const checks: Promise<void>[] = [];
+  for (const [name, tensor] of named) {
+    const storage = tensor.storage;
+    if (storage instanceof DeviceStorage) device.push({ name, storage });
+    else checks.push(checkTensorFinite(name, tensor, type).catch((e: unknown) => void failures.set(name, e)));
+  }
+  const groups = new Map<string, typeof device>();
+  device.forEach((d, i) => {
+    const key = `${d.storage.location}/${Math.floor(i / 64)}`;
+    groups.set(key, [...(groups.get(key) ?? []), d]);
+  });
+  for (const group of groups.values()) {
+    const run = async (): Promise<void> => {
+      const indices = await firstNonFiniteEach(group.map((d) => d.storage), OVERFLOW_BOUND[type]);
+      group.forEach((d, i) => {
+        if (indices[i] >= 0) failures.set(d.name, new ValueError(refusal(d.name, indices[i], null, type), d.name));
+      });
+    };
+    checks.push(run().catch((e: unknown) => void group.forEach((d) => failures.has(d.name) || failures.set(d.name, e))));
+  }
+  await Promise.all(checks);
+  for (const [name] of named) if (failures.has(name)) throw failures.get(name);
 }
 
 function checkDims(dims: readonly number[]): void {

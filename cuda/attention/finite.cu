@@ -1,6 +1,7 @@
 // The first value of a device tensor that is not finite (or too large for a later
 // conversion): one grid-stride pass, each thread stopping at its first hit; the smallest hit
 // index wins by atomicMin, so the answer is the first such element whatever the schedule.
+// Several tensors are checked with one wait for all (a call's q, k and v).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -10,6 +11,7 @@
 #include <cstdint>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "../convert.cuh"
 #include "../cuda_compat.h"
@@ -82,35 +84,59 @@ ResultWords& result_words() {
 
 }  // namespace
 
-Status first_non_finite(const Buffer& src, DType type, std::size_t n, float bound, long long& index) {
-  index = -1;
-  if (n == 0) return Status::success();
-  PSA_TRY(cudaSetDevice(src.device), "selecting the CUDA device");
-  Buffer own;  // only when every shared word is busy
-  int slot = -1;
-  unsigned long long* first = result_words().acquire(src.device, slot);
+Status first_non_finite(const ValueCheck* checks, std::size_t count, float bound, long long* indices) {
+  struct Slot {
+    int device = -1, word = -1;        // the shared word (device's array, bit `word`)
+    Buffer own;                        // or its own, when every shared word is busy
+    unsigned long long* first = nullptr;
+    unsigned long long host = kNone;
+  };
+  std::vector<Slot> slots(count);
   Status s;
-  if (!first) {
-    if (!(s = alloc_buffer(own, sizeof(unsigned long long), src.device)).ok()) return s;
-    first = static_cast<unsigned long long*>(own.ptr);
-  }
-  unsigned long long host = kNone;
-  s = status_of(cudaMemcpyAsync(first, &host, sizeof host, cudaMemcpyHostToDevice, cudaStreamPerThread), "initialising the value check");
-  if (s.ok()) {
-    switch (type) {
-      case DType::F32: s = launch<float>(src.ptr, n, bound, first); break;
-      case DType::F16: s = launch<__half>(src.ptr, n, bound, first); break;
-      case DType::BF16: s = launch<__nv_bfloat16>(src.ptr, n, bound, first); break;
+  // Every check's launch and result copy first, then one wait per device.
+  for (std::size_t c = 0; c < count && s.ok(); ++c) {
+    indices[c] = -1;
+    const ValueCheck& v = checks[c];
+    if (v.n == 0) continue;
+    Slot& slot = slots[c];
+    if (!(s = status_of(cudaSetDevice(v.src.device), "selecting the CUDA device")).ok()) break;
+    slot.first = result_words().acquire(v.src.device, slot.word);
+    if (slot.first) {
+      slot.device = v.src.device;
+    } else {
+      if (!(s = alloc_buffer(slot.own, sizeof(unsigned long long), v.src.device)).ok()) break;
+      slot.first = static_cast<unsigned long long*>(slot.own.ptr);
     }
+    s = status_of(cudaMemcpyAsync(slot.first, &slot.host, sizeof slot.host, cudaMemcpyHostToDevice, cudaStreamPerThread), "initialising the value check");
+    if (s.ok()) {
+      switch (v.type) {
+        case DType::F32: s = launch<float>(v.src.ptr, v.n, bound, slot.first); break;
+        case DType::F16: s = launch<__half>(v.src.ptr, v.n, bound, slot.first); break;
+        case DType::BF16: s = launch<__nv_bfloat16>(v.src.ptr, v.n, bound, slot.first); break;
+      }
+    }
+    if (s.ok()) s = status_of(cudaMemcpyAsync(&slot.host, slot.first, sizeof slot.host, cudaMemcpyDeviceToHost, cudaStreamPerThread), "reading the value check's result");
   }
-  if (s.ok()) s = status_of(cudaMemcpyAsync(&host, first, sizeof host, cudaMemcpyDeviceToHost, cudaStreamPerThread), "reading the value check's result");
-  if (s.ok()) s = status_of(cudaStreamSynchronize(cudaStreamPerThread), "checking the values on the device");
-  if (slot >= 0) result_words().release(src.device, slot);  // after the synchronisation: the word is idle
-  const Status freed = free_buffer(own);
-  if (!s.ok()) return s;
-  if (!freed.ok()) return freed;
-  if (host != kNone) index = static_cast<long long>(host);
-  return Status::success();
+  // Wait on every device a copy was queued on, even after a failure: the host words must not
+  // be written once this returns.
+  std::vector<int> waited;
+  for (std::size_t c = 0; c < count; ++c) {
+    if (!slots[c].first) continue;
+    const int device = checks[c].src.device;
+    if (std::find(waited.begin(), waited.end(), device) != waited.end()) continue;
+    waited.push_back(device);
+    Status w = status_of(cudaSetDevice(device), "selecting the CUDA device");
+    if (w.ok()) w = status_of(cudaStreamSynchronize(cudaStreamPerThread), "checking the values on the device");
+    if (s.ok()) s = w;
+  }
+  for (std::size_t c = 0; c < count; ++c) {
+    Slot& slot = slots[c];
+    if (slot.word >= 0) result_words().release(slot.device, slot.word);  // after the synchronisation: the word is idle
+    const Status freed = free_buffer(slot.own);
+    if (s.ok()) s = freed;
+    if (s.ok() && slot.first && slot.host != kNone) indices[c] = static_cast<long long>(slot.host);
+  }
+  return s;
 }
 
 }  // namespace psa::gpu

@@ -7,7 +7,15 @@
 
 namespace psa::gpu {
 
-int attention_forward_smem_bytes(int headDim) {
+int attention_forward_smem_bytes(int headDim, int tileRows) {
+  if (tileRows == 128) {
+    switch (padded_head_dim(headDim)) {
+      case 64: return WideForwardTraits<64>::kSmemBytes;
+      case 128: return WideForwardTraits<128>::kSmemBytes;
+      default: return 0;
+    }
+  }
+  if (tileRows != 64) return 0;
   switch (padded_head_dim(headDim)) {
     case 64: return ForwardTraits<64>::kSmemBytes;
     case 128: return ForwardTraits<128>::kSmemBytes;
@@ -15,6 +23,24 @@ int attention_forward_smem_bytes(int headDim) {
     default: return 0;
   }
 }
+
+namespace fwd {
+
+bool use_wide_tiles(const ForwardParams& params, int wideSmemBytes) {
+  // One 64-row tile of queries (decode-like calls) gains nothing from 128 rows but idle warps.
+  if (params.shape.seqQ <= 64) return false;
+  if (params.layoutOffsets != nullptr && params.blockSize % 128 != 0) return false;
+  int device = 0, perSm = 0;
+  if (cudaGetDevice(&device) != cudaSuccess || cudaDeviceGetAttribute(&perSm, cudaDevAttrMaxSharedMemoryPerMultiprocessor, device) != cudaSuccess) {
+    cudaGetLastError();  // not sticky: the 64-row tiles run anywhere
+    return false;
+  }
+  // Two CTAs an SM at least: where only one would fit, two 64-row CTAs hide each other's copies
+  // better than one 128-row CTA.
+  return ctas_by_smem(perSm, wideSmemBytes) >= 2;
+}
+
+}  // namespace fwd
 
 cudaError_t attention_forward(const ForwardParams& in, MmaType type, cudaStream_t stream) {
   constexpr int kTile = kLayoutKeyUnit;

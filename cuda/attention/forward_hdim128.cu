@@ -5,6 +5,8 @@
 
 namespace psa::gpu::fwd {
 
-cudaError_t forward_hdim128(const ForwardParams& params, MmaType type, cudaStream_t stream) { return run<ForwardTraits<128>>(params, type, stream); }
+cudaError_t forward_hdim128(const ForwardParams& params, MmaType type, cudaStream_t stream) {
+  return use_wide_tiles(params, WideForwardTraits<128>::kSmemBytes) ? run<WideForwardTraits<128>>(params, type, stream) : run<ForwardTraits<128>>(params, type, stream);
+}
 
 }  // namespace psa::gpu::fwd

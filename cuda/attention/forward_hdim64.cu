@@ -5,6 +5,8 @@
 
 namespace psa::gpu::fwd {
 
-cudaError_t forward_hdim64(const ForwardParams& params, MmaType type, cudaStream_t stream) { return run<ForwardTraits<64>>(params, type, stream); }
+cudaError_t forward_hdim64(const ForwardParams& params, MmaType type, cudaStream_t stream) {
+  return use_wide_tiles(params, WideForwardTraits<64>::kSmemBytes) ? run<WideForwardTraits<64>>(params, type, stream) : run<ForwardTraits<64>>(params, type, stream);
+}
 
 }  // namespace psa::gpu::fwd

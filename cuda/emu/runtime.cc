@@ -183,7 +183,12 @@ cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t pool, cudaMemPoolAttr attr, vo
 
 cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
   if (device != 0 || !value) return set_error(cudaErrorInvalidValue);
-  *value = attr == cudaDevAttrMemoryPoolsSupported ? 1 : 0;
+  switch (attr) {
+    case cudaDevAttrMemoryPoolsSupported: *value = 1; break;
+    // An sm_90's shared memory per SM (228 KB): the launchers pick their tiles for it.
+    case cudaDevAttrMaxSharedMemoryPerMultiprocessor: *value = 228 * 1024; break;
+    default: *value = 0;
+  }
   return cudaSuccess;
 }
 

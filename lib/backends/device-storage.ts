@@ -30,6 +30,14 @@ export class DeviceStorage implements TensorStorage {
   }
 }
 
+/** firstNonFinite of each storage (all of one location), checked at once with one wait on the device. */
+export function firstNonFiniteEach(storages: readonly DeviceStorage[], bound: number): Promise<number[]> {
+  const location = storages[0].location;
+  const addon = location === 'cuda' ? loadAddon() : loadEmuAddon();
+  if (!addon.loaded) return Promise.reject(new BackendUnavailableError(location, addon.reason));
+  return addon.addon.firstNonFiniteEach(storages.map((s) => s.native), bound);
+}
+
 
 /**
  * Copy host data to a device (checked by the caller): a Float32Array stored as `type`, or a

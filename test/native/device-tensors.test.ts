@@ -7,7 +7,7 @@
 import { attention, Tensor } from '../../lib';
 import { OVERFLOW_BOUND } from '../../lib/finite';
 import { loadAddon, loadEmuAddon } from '../../lib/native';
-import { checkTensorFinite, DeviceStorage } from '../../lib/tensor';
+import { checkTensorFinite, checkTensorsFinite, DeviceStorage } from '../../lib/tensor';
 import { halfBitsToFloat, roundBf16, toHalfBits } from '../rounding';
 
 function locationStatus(location: 'cuda' | 'cuda-emu'): string | null {
@@ -91,6 +91,26 @@ if (unusable) {
       using t = await upload(at);
       expect(await (t.storage as DeviceStorage).firstNonFinite(Infinity)).toBe(at.length ? Math.min(...at) : -1);
       if (at.length) await expect(checkTensorFinite('v', t)).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'v', message: expect.stringContaining(`v[${Math.min(...at)}]`) });
+    }
+  });
+
+  test('several tensors checked at once: each one\'s first bad element, one wait, the first failure in argument order', async () => {
+    const a = location === 'cuda' ? loadAddon() : loadEmuAddon();
+    if (!a.loaded) throw new Error(a.reason);
+    const values = [Float32Array.of(1, 2, 3), Float32Array.of(1, NaN, Infinity, 4), new Float32Array(0), Float32Array.of(0, 0, 0, 0, -Infinity)];
+    const natives = await Promise.all(values.map((v) => a.addon.upload(v, 'float32')));
+    try {
+      expect(await a.addon.firstNonFiniteEach(natives)).toEqual([-1, 1, -1, 4]);
+      expect(await a.addon.firstNonFiniteEach([natives[0], natives[0]], 2.5)).toEqual([2, 2]);
+      const tensors = natives.map((n, i) => new Tensor(new DeviceStorage(location, n), [1, 1, 1, values[i].length]));
+      await expect(checkTensorsFinite([['q', tensors[0]], ['k', tensors[1]], ['v', tensors[3]]], 'float32')).rejects.toMatchObject({ code: 'ERR_VALUE', argument: 'k', message: expect.stringContaining('k[1]') });
+      await expect(checkTensorsFinite([['q', tensors[3]], ['k', tensors[1]]], 'float32')).rejects.toMatchObject({ argument: 'q' });
+      await expect(checkTensorsFinite([['q', tensors[0]], ['k', tensors[2]]], 'float32')).resolves.toBeUndefined();
+      // A host tensor among them is checked on the host, in the same order.
+      using host = Tensor.fromFloat32(Float32Array.of(NaN), [1, 1, 1, 1]);
+      await expect(checkTensorsFinite([['q', tensors[0]], ['k', host], ['v', tensors[1]]], 'float32')).rejects.toMatchObject({ argument: 'k' });
+    } finally {
+      for (const n of natives) n.dispose();
     }
   });
 

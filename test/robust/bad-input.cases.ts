@@ -171,5 +171,10 @@ export const BAD_INPUT_CASES: BadInputCase[] = [
   { name: 'firstNonFinite: not a tensor', body: `await emu.firstNonFinite(new Float32Array(4));`, expect: rejects('ERR_DTYPE', 'tensor') },
   { name: 'firstNonFinite: a negative bound', body: `const t = await emu.upload(new Float32Array(4), 'float32'); await emu.firstNonFinite(t, -1);`, expect: rejects('ERR_OPTION', 'bound') },
   { name: 'firstNonFinite: disposed', body: `const t = await emu.upload(new Float32Array(4), 'float32'); t.dispose(); await emu.firstNonFinite(t);`, expect: rejects('ERR_DISPOSED', 'tensor') },
+  { name: 'firstNonFiniteEach: not an array', body: `const t = await emu.upload(new Float32Array(4), 'float32'); await emu.firstNonFiniteEach(t);`, expect: rejects('ERR_SHAPE', 'tensors') },
+  { name: 'firstNonFiniteEach: empty', body: `await emu.firstNonFiniteEach([]);`, expect: rejects('ERR_SHAPE', 'tensors') },
+  { name: 'firstNonFiniteEach: 65 tensors', body: `const t = await emu.upload(new Float32Array(4), 'float32'); await emu.firstNonFiniteEach(Array(65).fill(t));`, expect: rejects('ERR_SHAPE', 'tensors') },
+  { name: 'firstNonFiniteEach: a disposed second tensor', body: `const t = await emu.upload(new Float32Array(4), 'float32'); const u = await emu.upload(new Float32Array(4), 'float32'); u.dispose(); await emu.firstNonFiniteEach([t, u]);`, expect: rejects('ERR_DISPOSED', 'tensors[1]') },
+  { name: 'firstNonFiniteEach: a number among the tensors', body: `const t = await emu.upload(new Float32Array(4), 'float32'); await emu.firstNonFiniteEach([t, 3]);`, expect: rejects('ERR_DTYPE', 'tensors[1]') },
   { name: 'info: extra arguments, no latch', body: `const i = emu.info(1, {}, null); return [i.flavor, i.unusable ?? null, emu.unusable()];`, expect: { resolves: ['cuda-emu', null, null] } },
 ];

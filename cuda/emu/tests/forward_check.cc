@@ -293,6 +293,9 @@ void check_rejects() {
          attention_forward_smem_bytes(1) == 18432 && attention_forward_smem_bytes(64) == 18432 && attention_forward_smem_bytes(65) == 34816 &&
              attention_forward_smem_bytes(128) == 34816 && attention_forward_smem_bytes(129) == 67584 && attention_forward_smem_bytes(256) == 67584 &&
              attention_forward_smem_bytes(0) == 0 && attention_forward_smem_bytes(257) == 0);
+  report("dynamic shared memory of 128-row tiles: d 64 36864 B, d 128 52224 B, none above",
+         attention_forward_smem_bytes(1, 128) == 36864 && attention_forward_smem_bytes(64, 128) == 36864 && attention_forward_smem_bytes(65, 128) == 52224 &&
+             attention_forward_smem_bytes(128, 128) == 52224 && attention_forward_smem_bytes(129, 128) == 0 && attention_forward_smem_bytes(64, 32) == 0);
 }
 
 }  // namespace
