@@ -1,4 +1,4 @@
-// decode(q, keys, values, meta, request) and mergeAttention(outputs, lses, headDim): the addon
+// decode(q, keys, values, meta, request, workspace?) and mergeAttention(outputs, lses, headDim): the addon
 // side of decode on a device cache (lib/backends/device-decode.ts). The request carries the
 // resolved options and the host page table of q's sequences; both are checked here against the
 // pool before the step runs. No math here.
@@ -82,15 +82,16 @@ Napi::Int32Array int_array(Napi::Env env, const std::vector<std::int32_t>& v) {
 
 class DecodeWorker : public PromiseWorker {
  public:
-  DecodeWorker(Napi::Env env, gpu::DecodeRequest request, PoolShares pool, SharedMemory q)
-      : PromiseWorker(env, "psa:decode"), request_(std::move(request)), pool_(std::move(pool)), q_(std::move(q)) {}
+  DecodeWorker(Napi::Env env, gpu::DecodeRequest request, PoolShares pool, SharedMemory q, SharedMemory workspace)
+      : PromiseWorker(env, "psa:decode"), request_(std::move(request)), pool_(std::move(pool)), q_(std::move(q)), workspace_(std::move(workspace)) {}
   ~DecodeWorker() override {
+    gpu::free_buffer(result_.workspace);
     gpu::free_buffer(result_.output);
     gpu::free_buffer(result_.lse);
   }
 
  protected:
-  gpu::Status Run() override { return gpu::run_decode(request_, result_); }
+  gpu::Status Run() override { return gpu::run_decode(request_, workspace_ ? workspace_->buffer() : gpu::Buffer{}, result_); }
   Napi::Value Result(Napi::Env env) override {
     const std::size_t rows = static_cast<std::size_t>(request_.batch) * request_.heads * request_.m;
     Napi::Object out = Napi::Object::New(env);
@@ -108,6 +109,7 @@ class DecodeWorker : public PromiseWorker {
     }
     out.Set("output", DeviceTensor::Wrap(env, adopt(result_.output), gpu::DType::F32, rows * request_.pool.headDim));
     if (result_.lse.ptr) out.Set("lse", DeviceTensor::Wrap(env, adopt(result_.lse), gpu::DType::F32, rows));
+    if (result_.workspace.ptr) out.Set("workspace", DeviceTensor::Wrap(env, adopt(result_.workspace), gpu::DType::F32, result_.workspace.bytes / 4));
     return out;
   }
 
@@ -115,6 +117,7 @@ class DecodeWorker : public PromiseWorker {
   gpu::DecodeRequest request_;
   PoolShares pool_;
   SharedMemory q_;
+  SharedMemory workspace_;  // the cache's step workspace, or none yet
   gpu::DecodeResult result_;
 };
 
@@ -165,7 +168,13 @@ Napi::Value Decode(const Napi::CallbackInfo& info) {
   r.q = q.memory()->buffer();
   r.qType = q.type();
   SharedMemory qMem = q.memory();
-  return PromiseWorker::Start(std::make_unique<DecodeWorker>(env, std::move(r), std::move(pool), std::move(qMem)));
+  SharedMemory workspace;
+  if (!info[5].IsUndefined() && !info[5].IsNull()) {
+    const DeviceTensor& w = DeviceTensor::from(env, info[5], "workspace");
+    if (w.memory()->buffer().device != pool.view.keys.device) AddonState::of(env).raise(env, "option", "workspace", "the step workspace must be on the cache's device");
+    workspace = w.memory();
+  }
+  return PromiseWorker::Start(std::make_unique<DecodeWorker>(env, std::move(r), std::move(pool), std::move(qMem), std::move(workspace)));
 }
 
 // mergeAttention([output tensors], [lse tensors], headDim)

@@ -2,7 +2,8 @@
 // append (scatter, then the touched pages' metadata), one step (page estimates, plan, pages
 // read, split-KV attention, LSE combine: launched back to back, one wait for the result), and
 // the merge.
-// Every temporary is freed on every path; on failure the outputs are freed too.
+// A step's temporaries are carved from the cache's workspace; on failure the outputs (and a
+// workspace grown for the step) are freed.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
@@ -112,6 +113,16 @@ Status combine(const float* const* outputs, const float* const* lses, int parts,
   return status_of(cudaGetLastError(), "launching the LSE combine");
 }
 
+// Offsets of a step's temporaries in its workspace, each on a 256-byte boundary.
+struct WorkspaceLayout {
+  std::size_t bytes = 0;
+  std::size_t take(std::size_t n) {
+    const std::size_t offset = (bytes + 255) / 256 * 256;
+    bytes = offset + n;
+    return offset;
+  }
+};
+
 Status invalid(const char* what) { return Status{static_cast<int>(cudaErrorInvalidValue), "cudaErrorInvalidValue", what}; }
 
 }  // namespace
@@ -170,7 +181,7 @@ Status run_append(const AppendRequest& r) {
   return status_of(cudaStreamSynchronize(launch_stream()), "appending to the cache");
 }
 
-Status run_decode(const DecodeRequest& r, DecodeResult& out) {
+Status run_decode(const DecodeRequest& r, const Buffer& workspace, DecodeResult& out) {
   const PoolBuffers& pool = r.pool;
   const int G = r.heads / std::max(1, pool.kvHeads);
   if (r.batch < 1 || r.m < 1 || r.heads < 1 || r.heads % pool.kvHeads != 0 || G > kMaxGroup || pool.headDim > 256 || pool.pageSize > kMaxPageSize ||
@@ -198,32 +209,59 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   const int splits = (maxPages + pagesPerSplit - 1) / pagesPerSplit;
   const int unitHeads = r.shareAcrossGroup ? G : 1;
   const std::size_t units = static_cast<std::size_t>(rows / unitHeads);
+  const bool topK = r.topK > 0 || r.topKRatio > 0;
 
-  Owned q16, table, lengths, flags, dropped, visited, estimates, masses, partOut, partLse, partKept, pointers, counter, output, lse, thresholds;
+  // Every temporary carved from one workspace, sized for the next power of two of the pages and
+  // the most splits a step of this shape takes: a sequence growing one token a step regrows the
+  // workspace at each doubling of its pages, and keeps its addresses in between.
+  std::size_t pagesCap = 1;
+  while (pagesCap < static_cast<std::size_t>(maxPages)) pagesCap *= 2;
+  pagesCap = std::min<std::size_t>(pagesCap, kMaxPlanPages);
+  const std::size_t splitsCap = static_cast<std::size_t>(std::min<long long>(wanted, static_cast<long long>(pagesCap)));
+  WorkspaceLayout at;
+  const std::size_t tableAt = at.take(r.pageTable.size() * 4), lengthsAt = at.take(r.lengths.size() * 4);
+  const std::size_t q16At = at.take(r.qType == DType::F32 ? qElements * 2 : 0);
+  const std::size_t flagsAt = at.take(static_cast<std::size_t>(rows) * pagesCap), droppedAt = at.take(rows * 4), visitedAt = at.take(rows * 4);
+  const std::size_t estimatesAt = at.take(r.choice ? static_cast<std::size_t>(rows) * pagesCap * 4 : 0);
+  const std::size_t massesAt = at.take(r.choice ? units * unitHeads * pagesCap * 4 : 0);
+  const std::size_t partOutAt = at.take(splitsCap * qElements * 4), partLseAt = at.take(splitsCap * rows * 4), partKeptAt = at.take(splitsCap * rows * 4);
+  const std::size_t pointersAt = at.take(2 * splitsCap * sizeof(float*)), counterAt = at.take(4);
+  const std::size_t thresholdsAt = at.take(topK ? rows * 4 : 0);
+
+  Owned grown, output, lse;
   Status s;
-  if (!(s = upload(table, r.pageTable, dev, "copying decode tables to the device")).ok() || !(s = upload(lengths, r.lengths, dev, "copying decode tables to the device")).ok()) return s;
+  unsigned char* base = static_cast<unsigned char*>(workspace.ptr);
+  if (!base || workspace.bytes < at.bytes) {
+    if (!(s = grown.alloc((at.bytes + 255) / 256 * 256, dev)).ok()) return s;
+    base = grown.as<unsigned char>();
+  }
+  auto carved = [base](std::size_t offset) { return static_cast<void*>(base + offset); };
+  const auto table = static_cast<std::int32_t*>(carved(tableAt)), lengths = static_cast<std::int32_t*>(carved(lengthsAt));
+  PSA_TRY(cudaMemcpyAsync(table, r.pageTable.data(), r.pageTable.size() * 4, cudaMemcpyHostToDevice, launch_stream()), "copying decode tables to the device");
+  PSA_TRY(cudaMemcpyAsync(lengths, r.lengths.data(), r.lengths.size() * 4, cudaMemcpyHostToDevice, launch_stream()), "copying decode tables to the device");
   const std::uint16_t* q = static_cast<const std::uint16_t*>(r.q.ptr);
   if (r.qType == DType::F32) {
-    if (!(s = q16.alloc(qElements * 2, dev)).ok()) return s;
+    void* q16 = carved(q16At);
     if (pool.type == DType::BF16) {
-      PSA_LAUNCH(narrow_f32_kernel<__nv_bfloat16>, grid_for(qElements, kThreads), kThreads, 0, launch_stream())(static_cast<const float*>(r.q.ptr), q16.as<__nv_bfloat16>(), qElements);
+      PSA_LAUNCH(narrow_f32_kernel<__nv_bfloat16>, grid_for(qElements, kThreads), kThreads, 0, launch_stream())(static_cast<const float*>(r.q.ptr), static_cast<__nv_bfloat16*>(q16), qElements);
     } else {
-      PSA_LAUNCH(narrow_f32_kernel<__half>, grid_for(qElements, kThreads), kThreads, 0, launch_stream())(static_cast<const float*>(r.q.ptr), q16.as<__half>(), qElements);
+      PSA_LAUNCH(narrow_f32_kernel<__half>, grid_for(qElements, kThreads), kThreads, 0, launch_stream())(static_cast<const float*>(r.q.ptr), static_cast<__half*>(q16), qElements);
     }
     PSA_TRY(cudaGetLastError(), "converting the queries");
-    q = q16.as<const std::uint16_t>();
+    q = static_cast<const std::uint16_t*>(q16);
   }
-  if (!(s = flags.alloc(static_cast<std::size_t>(rows) * maxPages, dev)).ok() || !(s = dropped.alloc(rows * 4, dev)).ok() ||
-      !(s = visited.alloc(rows * 4, dev)).ok() || !(s = estimates.alloc(r.choice ? static_cast<std::size_t>(rows) * maxPages * 4 : 4, dev)).ok() ||
-      !(s = masses.alloc(r.choice ? units * unitHeads * maxPages * 4 : 4, dev)).ok() ||
-      !(s = partOut.alloc(splits * qElements * 4, dev)).ok() || !(s = partLse.alloc(splits * rows * 4, dev)).ok() ||
-      !(s = partKept.alloc(splits * rows * 4, dev)).ok() || !(s = pointers.alloc(2 * splits * sizeof(float*), dev)).ok() ||
-      !(s = counter.alloc(4, dev)).ok() || !(s = output.alloc(qElements * 4, dev)).ok()) {
-    return s;
-  }
+  // The result outlives the step: the only memory a steady-state step takes from the pool.
+  if (!(s = output.alloc(qElements * 4, dev)).ok()) return s;
   if (r.returnLse && !(s = lse.alloc(rows * 4, dev)).ok()) return s;
-  const bool topK = r.topK > 0 || r.topKRatio > 0;
-  if (topK && !(s = thresholds.alloc(rows * 4, dev)).ok()) return s;
+  const auto flags = static_cast<std::uint8_t*>(carved(flagsAt));
+  const auto dropped = static_cast<float*>(carved(droppedAt));
+  const auto visited = static_cast<std::int32_t*>(carved(visitedAt));
+  const auto estimates = static_cast<float*>(carved(estimatesAt)), masses = static_cast<float*>(carved(massesAt));
+  const auto partOut = static_cast<float*>(carved(partOutAt)), partLse = static_cast<float*>(carved(partLseAt));
+  const auto partKept = static_cast<std::int32_t*>(carved(partKeptAt));
+  const auto pointers = static_cast<const float**>(carved(pointersAt));
+  const auto counter = static_cast<int*>(carved(counterAt));
+  const auto thresholds = static_cast<float*>(carved(thresholdsAt));
 
   StepParams p;
   p.pool = view_of(pool);
@@ -231,9 +269,9 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   p.batch = r.batch;
   p.heads = r.heads;
   p.m = r.m;
-  p.pageTable = table.as<const std::int32_t>();
+  p.pageTable = table;
   p.tableStride = r.tableStride;
-  p.lengths = lengths.as<const std::int32_t>();
+  p.lengths = lengths;
   p.maxPages = maxPages;
   p.scale = r.scale;
   p.windowLeft = r.windowLeft;
@@ -248,32 +286,32 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   p.shareAcrossGroup = r.shareAcrossGroup;
   p.topK = r.topK;
   p.topKRatio = r.topKRatio;
-  p.thresholds = topK ? thresholds.as<const float>() : nullptr;
+  p.thresholds = topK ? thresholds : nullptr;
   p.polyDegree = r.polyDegree;
   std::memcpy(p.polyCoefficients, r.polyCoefficients, sizeof p.polyCoefficients);
-  p.pageFlags = flags.as<std::uint8_t>();
-  p.dropped = dropped.as<float>();
-  p.visited = visited.as<std::int32_t>();
-  p.estimates = r.choice ? estimates.as<float>() : nullptr;
-  p.masses = masses.as<float>();
+  p.pageFlags = flags;
+  p.dropped = dropped;
+  p.visited = visited;
+  p.estimates = r.choice ? estimates : nullptr;
+  p.masses = masses;
   p.splits = splits;
   p.pagesPerSplit = pagesPerSplit;
-  p.partOutput = partOut.as<float>();
-  p.partLse = partLse.as<float>();
-  p.partKept = partKept.as<std::int32_t>();
+  p.partOutput = partOut;
+  p.partLse = partLse;
+  p.partKept = partKept;
 
   // The split parts as the combine kernel reads them: pointer tables built on the host.
   std::vector<const float*> partTable(2 * splits);
   for (int i = 0; i < splits; i++) {
-    partTable[i] = partOut.as<const float>() + i * qElements;
-    partTable[splits + i] = partLse.as<const float>() + i * rows;
+    partTable[i] = partOut + i * qElements;
+    partTable[splits + i] = partLse + i * rows;
   }
-  PSA_TRY(cudaMemcpyAsync(pointers.as<void>(), partTable.data(), partTable.size() * sizeof(float*), cudaMemcpyHostToDevice, launch_stream()), "copying the split table");
-  PSA_TRY(cudaMemsetAsync(counter.as<void>(), 0, 4, launch_stream()), "counting the pages read");
-  float* tau = topK ? thresholds.as<float>() : nullptr;
-  s = pool.type == DType::BF16 ? launch_step<__nv_bfloat16>(p, counter.as<int>(), tau) : launch_step<__half>(p, counter.as<int>(), tau);
+  PSA_TRY(cudaMemcpyAsync(pointers, partTable.data(), partTable.size() * sizeof(float*), cudaMemcpyHostToDevice, launch_stream()), "copying the split table");
+  PSA_TRY(cudaMemsetAsync(counter, 0, 4, launch_stream()), "counting the pages read");
+  float* tau = topK ? thresholds : nullptr;
+  s = pool.type == DType::BF16 ? launch_step<__nv_bfloat16>(p, counter, tau) : launch_step<__half>(p, counter, tau);
   if (!s.ok()) return s;
-  const float* const* parts = pointers.as<const float* const>();
+  const float* const* parts = pointers;
   if (!(s = combine(parts, parts + splits, splits, rows, static_cast<int>(D), output.as<float>(), r.returnLse ? lse.as<float>() : nullptr)).ok()) return s;
 
   DecodeResult res;
@@ -282,13 +320,13 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
   res.visited.resize(rows);
   res.dropped.resize(rows);
   int pagesRead = 0;
-  PSA_TRY(cudaMemcpyAsync(kept.data(), partKept.as<void>(), kept.size() * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
-  PSA_TRY(cudaMemcpyAsync(res.visited.data(), visited.as<void>(), rows * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
-  PSA_TRY(cudaMemcpyAsync(res.dropped.data(), dropped.as<void>(), rows * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
-  PSA_TRY(cudaMemcpyAsync(&pagesRead, counter.as<void>(), 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(kept.data(), partKept, kept.size() * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(res.visited.data(), visited, rows * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(res.dropped.data(), dropped, rows * 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
+  PSA_TRY(cudaMemcpyAsync(&pagesRead, counter, 4, cudaMemcpyDeviceToHost, launch_stream()), "reading the decode counts");
   if (r.returnPages) {
     res.pageFlags.resize(static_cast<std::size_t>(rows) * maxPages);
-    PSA_TRY(cudaMemcpyAsync(res.pageFlags.data(), flags.as<void>(), res.pageFlags.size(), cudaMemcpyDeviceToHost, launch_stream()), "reading the decode pages");
+    PSA_TRY(cudaMemcpyAsync(res.pageFlags.data(), flags, res.pageFlags.size(), cudaMemcpyDeviceToHost, launch_stream()), "reading the decode pages");
   }
   PSA_TRY(cudaStreamSynchronize(launch_stream()), "running the decode kernels");
   res.kept.assign(rows, 0);
@@ -296,6 +334,7 @@ Status run_decode(const DecodeRequest& r, DecodeResult& out) {
     for (long long row = 0; row < rows; row++) res.kept[row] += kept[i * rows + row];
   }
   res.pagesRead = pagesRead;
+  res.workspace = grown.release();
   res.output = output.release();
   if (r.returnLse) res.lse = lse.release();
   out = std::move(res);

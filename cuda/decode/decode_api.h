@@ -60,6 +60,7 @@ struct DecodeRequest {
 };
 
 struct DecodeResult {
+  Buffer workspace;  // a larger step workspace when the one handed in was too small (else none)
   Buffer output;  // float32 [batch][heads][m][headDim]
   Buffer lse;     // float32 [batch][heads][m] when asked
   std::vector<std::int32_t> kept, visited;  // per row
@@ -68,8 +69,13 @@ struct DecodeResult {
   std::vector<std::uint8_t> pageFlags;  // [rows][maxPages] when returnPages
   int maxPages = 0;
 };
-// Runs the step; the host waits once, for the result. On failure nothing stays allocated.
-Status run_decode(const DecodeRequest& request, DecodeResult& out);
+// Runs the step; the host waits once, for the result. Its temporaries are carved from
+// `workspace` (the cache's, at fixed addresses): when that is smaller than a step of this
+// shape needs with its pages rounded up to a power of two, one larger workspace is allocated
+// and handed back in out.workspace for the cache to keep (a growing sequence regrows it at
+// each doubling, not each page). The caller runs one step at a time on a workspace. On
+// failure nothing stays allocated.
+Status run_decode(const DecodeRequest& request, const Buffer& workspace, DecodeResult& out);
 
 // mergeAttention on device tensors: float32 outputs [rows][headDim] and lses [rows].
 Status run_merge(const std::vector<Buffer>& outputs, const std::vector<Buffer>& lses, long long rows, int headDim, Buffer& output, Buffer& lse);

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "../emu/tests/check_util.h"
+#include "../emu/counters.h"
 #include "decode_api.h"
 
 using namespace psa::gpu;
@@ -274,23 +275,11 @@ std::string check_progressive(const Case& c, const Filled& f, const std::vector<
   return "";
 }
 
-std::string run_case(const Case& c, std::uint32_t seed) {
-  std::mt19937 rng(seed);
-  Filled f;
-  std::string why = fill(c, f, rng);
-  if (!why.empty()) return why;
-  if (!(why = check_pool(c, f)).empty()) return why;
-
-  const int D = c.headDim, ps = c.pageSize, G = c.heads / c.kvHeads;
-  const std::size_t rows = static_cast<std::size_t>(c.batch) * c.heads * c.m;
-  std::vector<std::uint16_t> q(rows * D);
-  std::normal_distribution<float> normal(0.0f, 1.0f);
-  for (auto& x : q) x = encode(normal(rng), mma_of(c.type));
-  DeviceArray<std::uint16_t> dq(q.size());
-  dq.put(q);
+// The step request of case c over its filled pool, with queries q.
+DecodeRequest request_for(const Case& c, const Filled& f, const Buffer& q) {
   DecodeRequest r;
   r.pool = f.pool;
-  r.q = Buffer{dq.ptr, q.size() * 2, 0};
+  r.q = q;
   r.qType = c.type;
   r.batch = c.batch;
   r.heads = c.heads;
@@ -313,9 +302,75 @@ std::string run_case(const Case& c, std::uint32_t seed) {
   r.topK = c.topK;
   r.returnLse = true;
   r.returnPages = true;
+  return r;
+}
+
+// Steps of one shape on one workspace: the first grows it; the next carve every temporary from
+// it (the stream-ordered pool hands out only the output and the LSE, the driver nothing) and
+// give the same bits.
+std::string check_workspace(const Case& c, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  Filled f;
+  std::string why = fill(c, f, rng);
+  if (!why.empty()) return why;
+  const std::size_t rows = static_cast<std::size_t>(c.batch) * c.heads * c.m, n = rows * c.headDim;
+  std::vector<std::uint16_t> q(n);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& x : q) x = encode(normal(rng), mma_of(c.type));
+  DeviceArray<std::uint16_t> dq(q.size());
+  dq.put(q);
+  const DecodeRequest r = request_for(c, f, Buffer{dq.ptr, q.size() * 2, 0});
+  Buffer workspace;
+  std::vector<float> first;
+  for (int step = 0; step < 3 && why.empty(); step++) {
+    psa::emu::counters_enable(true);
+    DecodeResult out;
+    const Status s = run_decode(r, workspace, out);
+    const psa::emu::HostCounters host = psa::emu::counters_take().host;
+    psa::emu::counters_enable(false);
+    if (!s.ok()) {
+      why = "run_decode: " + s.message;
+      break;
+    }
+    const std::vector<float> o = read32(out.output, n);
+    free_buffer(out.output);
+    free_buffer(out.lse);
+    if (step == 0) {
+      workspace = out.workspace;
+      first = o;
+      if (!workspace.ptr) why = "the first step left no workspace to keep";
+    } else if (out.workspace.ptr) {
+      free_buffer(out.workspace);
+      why = "a step of the same shape grew the workspace again";
+    } else if (host.handOuts != 2 || host.allocations != 0 || host.frees != 0) {
+      why = "a steady step took " + std::to_string(host.handOuts) + " hand-outs, " + std::to_string(host.allocations) + " allocations, " + std::to_string(host.frees) + " frees (2, 0, 0 expected)";
+    } else if (std::memcmp(o.data(), first.data(), n * sizeof(float)) != 0) {
+      why = "a step on the kept workspace changed the output";
+    }
+  }
+  free_buffer(workspace);
+  return why;
+}
+
+std::string run_case(const Case& c, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  Filled f;
+  std::string why = fill(c, f, rng);
+  if (!why.empty()) return why;
+  if (!(why = check_pool(c, f)).empty()) return why;
+
+  const int D = c.headDim, ps = c.pageSize, G = c.heads / c.kvHeads;
+  const std::size_t rows = static_cast<std::size_t>(c.batch) * c.heads * c.m;
+  std::vector<std::uint16_t> q(rows * D);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (auto& x : q) x = encode(normal(rng), mma_of(c.type));
+  DeviceArray<std::uint16_t> dq(q.size());
+  dq.put(q);
+  const DecodeRequest r = request_for(c, f, Buffer{dq.ptr, q.size() * 2, 0});
   DecodeResult out;
-  const Status s = run_decode(r, out);
+  const Status s = run_decode(r, Buffer{}, out);
   if (!s.ok()) return "run_decode: " + s.message;
+  free_buffer(out.workspace);
   const std::vector<float> o = read32(out.output, rows * D), lse = read32(out.lse, rows);
   const std::vector<float> meta = read32(f.pool.meta, static_cast<std::size_t>(f.pool.pages) * c.kvHeads * 4 * D);
   free_buffer(out.output);
@@ -469,6 +524,11 @@ int main(int argc, char** argv) {
   for (const Case& c : cases) {
     const std::string why = run_case(c, seed++);
     report(c.name, why.empty(), why);
+  }
+  {
+    const Case c{.name = "steps on one workspace", .batch = 2, .heads = 4, .kvHeads = 2, .lengths = {90, 40}, .choice = 3, .value = 0.9, .topK = 7};
+    const std::string why = check_workspace(c, seed++);
+    report("steps on one workspace: progressive 0.9 with top-k, two sequences", why.empty(), why);
   }
   for (int D : {1, 37, 128}) {
     const std::string why = run_merge_case(21, D, seed++);

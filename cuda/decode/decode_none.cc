@@ -9,7 +9,7 @@ Status absent() { return Status{-1, "psaNotBuiltWithCuda", "this build of the ad
 Status alloc_pool(PoolBuffers&) { return absent(); }
 void free_pool(PoolBuffers&) {}
 Status run_append(const AppendRequest&) { return absent(); }
-Status run_decode(const DecodeRequest&, DecodeResult&) { return absent(); }
+Status run_decode(const DecodeRequest&, const Buffer&, DecodeResult&) { return absent(); }
 Status run_merge(const std::vector<Buffer>&, const std::vector<Buffer>&, long long, int, Buffer&, Buffer&) { return absent(); }
 
 }  // namespace psa::gpu

@@ -304,7 +304,7 @@ void count_host(HostEvent event) {
   if (!g_enabled) return;
   std::lock_guard<std::mutex> g(g_mutex);
   HostCounters& h = g_snapshot.host;
-  (event == HostEvent::Allocation ? h.allocations : event == HostEvent::Free ? h.frees : h.syncs)++;
+  (event == HostEvent::Allocation ? h.allocations : event == HostEvent::Free ? h.frees : event == HostEvent::HandOut ? h.handOuts : h.syncs)++;
 }
 
 }  // namespace psa::emu

@@ -59,6 +59,7 @@ struct HostCounters {
   std::uint64_t allocations = 0;  // device memory obtained from the driver (cudaMalloc, a pool's growth)
   std::uint64_t frees = 0;        // device memory given back to the driver
   std::uint64_t syncs = 0;        // the host waited for the device (stream, device or event synchronisation, cudaMemcpy)
+  std::uint64_t handOuts = 0;     // blocks handed out by the stream-ordered pool (cudaMallocAsync), grown or reused
 };
 
 struct CounterSnapshot {
@@ -108,7 +109,7 @@ void count_barrier();
 void count_ldmatrix(const std::vector<LaneAccess>& rows);
 void count_tensor_flops(std::uint64_t flops);
 void count_exp2();
-enum class HostEvent { Allocation, Free, Sync };
+enum class HostEvent { Allocation, Free, Sync, HandOut };
 void count_host(HostEvent event);
 
 }  // namespace psa::emu

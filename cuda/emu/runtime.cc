@@ -128,6 +128,7 @@ cudaError_t cudaFree(void* p) {
 cudaError_t cudaMallocAsync(void** p, size_t n, cudaStream_t) {
   if (!p) return set_error(cudaErrorInvalidValue);
   const std::size_t bytes = n ? n : 1;
+  count_host(HostEvent::HandOut);
   {
     std::lock_guard<std::mutex> g(g_mem_mutex);
     auto it = g_pool.idle.find(bytes);

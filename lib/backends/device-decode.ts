@@ -28,13 +28,15 @@ interface NativeDecodeResult {
   pagesRead: number;
   maxPages: number;
   pageFlags?: Uint8Array;
+  /** A larger step workspace, when the one handed in was too small: the pool keeps it. */
+  workspace?: NativeDeviceTensor;
 }
 
 /** The decode entry points of the addon (binding/kv_cache.cc, binding/decode.cc). */
 interface NativeDecodeAddon {
   kvPoolCreate(request: PoolGeometry & { pages: number; dtype: PoolType; device: number }): Promise<{ keys: NativeDeviceTensor; values: NativeDeviceTensor; meta: NativeDeviceTensor }>;
   kvPoolAppend(keys: NativeDeviceTensor, values: NativeDeviceTensor, meta: NativeDeviceTensor, k: NativeDeviceTensor, v: NativeDeviceTensor, request: object): Promise<void>;
-  decode(q: NativeDeviceTensor, keys: NativeDeviceTensor, values: NativeDeviceTensor, meta: NativeDeviceTensor, request: object): Promise<NativeDecodeResult>;
+  decode(q: NativeDeviceTensor, keys: NativeDeviceTensor, values: NativeDeviceTensor, meta: NativeDeviceTensor, request: object, workspace?: NativeDeviceTensor): Promise<NativeDecodeResult>;
   mergeAttention(outputs: NativeDeviceTensor[], lses: NativeDeviceTensor[], headDim: number): Promise<{ output: NativeDeviceTensor; lse: NativeDeviceTensor }>;
 }
 
@@ -59,8 +61,15 @@ export interface AppendPlan {
   touchedKeys: Int32Array;
 }
 
-/** A KvCache's page pool on a device: keys, values (16-bit) and page metadata (float32). */
+/**
+ * A KvCache's page pool on a device: keys, values (16-bit) and page metadata (float32), and the
+ * step workspace every decode step carves its temporaries from (grown by a step that needs more,
+ * freed with the pool). A step must not overlap another on the same pool (they share that
+ * workspace): KvCache runs its device work, appends and steps, one after another (onDevice).
+ */
 export class DevicePool {
+  #workspace: NativeDeviceTensor | null = null;
+
   private constructor(
     readonly location: DeviceLocation,
     readonly dtype: PoolType,
@@ -113,10 +122,19 @@ export class DevicePool {
       returnLse: p.returnLse,
       returnPages: p.returnPages,
     };
-    return decodeAddon(this.location).decode(q, this.keys, this.values, this.meta, request);
+    const result = await decodeAddon(this.location).decode(q, this.keys, this.values, this.meta, request, this.#workspace ?? undefined);
+    if (result.workspace && this.keys.disposed) {
+      result.workspace.dispose();  // the pool went while the step ran
+    } else if (result.workspace) {
+      this.#workspace?.dispose();
+      this.#workspace = result.workspace;
+    }
+    return result;
   }
 
   dispose(): void {
+    this.#workspace?.dispose();
+    this.#workspace = null;
     this.keys.dispose();
     this.values.dispose();
     this.meta.dispose();

@@ -4,7 +4,8 @@
  * append writes, split-KV attention over the page flags (window, sinks, GQA packed, m >= 1,
  * odd page sizes and head dims, several splits), the page counts of ratio and topBlocks, PSA's
  * shortest prefix for progressive, top-k, and the LSE combine. One jest test per check. Then the
- * host side of a whole step, counted by the model.
+ * host side of a whole step, counted by the model, and steps in flight on one cache (they share
+ * its step workspace, so the cache runs them one after another).
  */
 import { KvCache, decode } from '../../lib';
 import { loadEmuAddon } from '../../lib/native';
@@ -22,7 +23,7 @@ interface HostCounts {
 
 /**
  * The host side of a device step, counted by the execution model around the second of two
- * identical steps (steady state): every temporary comes from the stream-ordered pool, and the
+ * identical steps (steady state): every temporary is carved from the cache's step workspace, and the
  * only synchronisations are the step's result and the call's upload of q and download of the
  * output (host arrays in and out).
  */
@@ -52,6 +53,28 @@ describeIf(unavailableReason('cuda-emu'), 'decode step: host allocations and syn
         counters('stop');
       }
       expect(steps[1]).toEqual({ allocations: 0, frees: 0, syncs: 3 });
+    } finally {
+      cache.dispose();
+    }
+  }, 120_000);
+});
+
+describeIf(unavailableReason('cuda-emu'), 'decode steps in flight on one cache (emulated)', () => {
+  test('two steps at once, of different selections, each give what they give alone', async () => {
+    const [kvHeads, heads, headDim, length] = [2, 4, 16, 200];
+    let seed = 11;
+    const random = (n: number) => Float32Array.from({ length: n }, () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31) - 0.5);
+    const cache = await KvCache.create({ batch: 1, kvHeads, headDim, capacity: 256, location: 'cuda-emu' });
+    try {
+      await cache.append(random(kvHeads * length * headDim), random(kvHeads * length * headDim));
+      const steps = [
+        { q: random(heads * headDim), options: { heads } },
+        { q: random(heads * headDim), options: { heads, blocks: { progressive: 0.9 }, topK: 5 } },
+      ];
+      const alone = [];
+      for (const s of steps) alone.push((await decode(s.q, cache, s.options)).output);
+      const together = await Promise.all(steps.map((s) => decode(s.q, cache, s.options)));
+      expect(together.map((r) => r.output)).toEqual(alone);
     } finally {
       cache.dispose();
     }
