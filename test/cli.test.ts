@@ -1,23 +1,9 @@
 /** The CLI and the demo, called directly (no build needed): `psa info`, `psa demo`, exit codes. */
 import { info } from '../lib';
-import { main } from '../lib/cli';
 import { runDemo } from '../lib/demo';
 import { testIf, unavailableReason } from './backends';
 import { BACKENDS } from './profiles';
-
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    const code = await main(['node', 'psa', ...argv]);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+import { capture } from './cli-capture';
 
 afterEach(() => {
   process.exitCode = undefined;

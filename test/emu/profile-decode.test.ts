@@ -5,23 +5,9 @@
  * estimates' reads (each page's metadata once per kv head), the
  * steady-state step's host counts, the table, and options it refuses.
  */
-import { main } from '../../lib/cli';
 import type { DecodeProfileReport } from '../../lib/profile-decode';
 import { describeIf, unavailableReason } from '../backends';
-
-async function capture(argv: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const o = jest.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = jest.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    const code = await main(['node', 'psa', ...argv]);
-    return { code, out, err };
-  } finally {
-    o.mockRestore();
-    e.mockRestore();
-  }
-}
+import { capture } from '../cli-capture';
 
 afterEach(() => {
   process.exitCode = undefined;
